@@ -1,0 +1,17 @@
+//! The domain: Roster's types, their rules and limits, independent of HTTP and
+//! of storage. Everything here is plain Rust: no axum, no sqlx, no redis.
+//!
+//! Values are parsed once at the edge into types that can only hold valid data
+//! (`CustomId`, `Username`, `Email`, ...), so the store and the handlers never
+//! re-check them.
+
+pub mod account;
+pub mod error;
+pub mod permission;
+pub mod room;
+pub mod settings;
+pub mod text;
+pub mod time;
+pub mod user;
+
+pub use error::{DomainError, ValidationError};

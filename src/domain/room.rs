@@ -1,0 +1,75 @@
+//! Rooms: where users meet. A room may sit in a space, is public or private,
+//! and may be a default room that new users join.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{ValidationError, text};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Private => "private",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Visibility::Public),
+            "private" => Some(Visibility::Private),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Room {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub space_id: Option<Uuid>,
+    pub name: String,
+    pub visibility: Visibility,
+    pub is_default: bool,
+    pub created_by: Option<Uuid>,
+    #[serde(with = "super::time::serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "super::time::serde_millis")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A valid new room.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub name: String,
+    pub visibility: Visibility,
+    pub is_default: bool,
+    pub created_by: Option<Uuid>,
+}
+
+/// A valid change to a room; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct RoomPatch {
+    pub name: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub is_default: Option<bool>,
+}
+
+pub const MAX_ROOM_NAME: usize = 100;
+
+pub fn room_name(s: &str) -> Result<String, ValidationError> {
+    text::display_text("name", s, MAX_ROOM_NAME)
+}
+
+/// How many rooms one user may be a member of (CometChat's group limit).
+pub const MAX_ROOMS_PER_USER: i64 = 2000;

@@ -1,0 +1,3 @@
+//! Roster
+pub mod domain;
+pub mod store;

@@ -1,0 +1,310 @@
+//! Storage: one [`Store`] trait, one implementation per backend
+//! (`sqlite.rs` for the embedded default, `postgres.rs` for scaled-out
+//! installs). Every method is a whole operation in one transaction and takes
+//! the account it acts in, so no method can reach another tenant's rows.
+//! Uniqueness lives in unique indexes; a violation becomes
+//! [`StoreError::Conflict`] in one place per backend.
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::room::{NewRoom, Room, RoomPatch, Visibility};
+use crate::domain::settings::{CustomFieldDef, Settings};
+use crate::domain::user::{NewUser, Status, User, UserFilter, UserPatch};
+
+// pub mod postgres;
+pub mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A unique index or a limit refused the write; `field` names the clash.
+    #[error("{message}")]
+    Conflict { field: String, message: String },
+    /// The database could not be reached or refused for its own reasons.
+    #[error("storage unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("storage error")]
+    Other(#[source] anyhow::Error),
+    /// A domain rule checked inside the transaction refused the change.
+    #[error(transparent)]
+    Invalid(#[from] crate::domain::ValidationError),
+}
+
+impl StoreError {
+    pub fn conflict(field: &str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Keyset pagination: rows after `after` (by id, which is time-ordered).
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: u32,
+    pub after: Option<Uuid>,
+}
+
+/// One page of rows and the id to continue after, if there is more.
+#[derive(Debug)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub next: Option<Uuid>,
+}
+
+impl<T> Paged<T> {
+    /// Builds a page from `limit + 1` fetched rows.
+    pub fn from_rows(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> Self {
+        let next = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(&id)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
+/// A signing key as stored. The private part is PKCS#8 DER.
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub private_der: Vec<u8>,
+    pub public_x: String,
+    pub created_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+/// A new API key: only the hash of its secret is stored.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: Scope,
+    pub secret_hash: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+/// A token as recorded when issued, so it can be listed and revoked.
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub kind: &'static str,
+    pub room_id: Option<Uuid>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The result of checking a presented user token against storage.
+#[derive(Debug)]
+pub enum TokenCheck {
+    Valid(Box<User>),
+    /// Unknown, revoked, expired, or the user is gone or deactivated.
+    Invalid,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for `/readyz` and logs.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap round trip to the database.
+    async fn ping(&self) -> Result<()>;
+
+    // --- server state -----------------------------------------------------
+    async fn get_state(&self, key: &str) -> Result<Option<String>>;
+    /// Stores `value` under `key` unless a value is there; true if stored.
+    async fn put_state_if_absent(&self, key: &str, value: &str) -> Result<bool>;
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;
+
+    // --- accounts and API keys ---------------------------------------------
+    async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> Result<()>;
+    async fn list_accounts(&self, page: Page) -> Result<Paged<Account>>;
+    async fn get_account(&self, account: Uuid) -> Result<Account>;
+    async fn get_settings(&self, account: Uuid) -> Result<Settings>;
+    /// Applies a custom field change atomically and returns the result.
+    async fn update_custom_fields(
+        &self,
+        account: Uuid,
+        change: std::collections::BTreeMap<String, Option<CustomFieldDef>>,
+    ) -> Result<Settings>;
+
+    async fn create_api_key(&self, account: Uuid, key: &NewApiKey) -> Result<()>;
+    async fn list_api_keys(&self, account: Uuid, page: Page) -> Result<Paged<ApiKey>>;
+    async fn revoke_api_key(&self, account: Uuid, key: Uuid, at: OffsetDateTime) -> Result<()>;
+    /// A live (unrevoked) key by id, whatever its account.
+    async fn api_key_for_auth(&self, key: Uuid) -> Result<Option<ApiKeyAuth>>;
+    async fn touch_api_key(&self, key: Uuid, at: OffsetDateTime) -> Result<()>;
+
+    // --- rooms ----------------------------------------------------------------
+    async fn create_room(&self, account: Uuid, id: Uuid, room: &NewRoom, at: OffsetDateTime) -> Result<Room>;
+    async fn list_rooms(&self, account: Uuid, visibility: Option<Visibility>, page: Page) -> Result<Paged<Room>>;
+    async fn get_room(&self, account: Uuid, room: Uuid) -> Result<Room>;
+    async fn update_room(&self, account: Uuid, room: Uuid, patch: &RoomPatch, at: OffsetDateTime) -> Result<Room>;
+    /// Deletes the room and its memberships.
+    async fn delete_room(&self, account: Uuid, room: Uuid) -> Result<()>;
+
+    // --- users ----------------------------------------------------------------
+    /// Inserts the user, their tags and roles, their memberships (`room_id`
+    /// and, if asked, the default rooms) and the record of their first token,
+    /// in one transaction. Refuses: unknown `room_id` (`NotFound("room")`),
+    /// a clash of custom_id/username/email, the bot and room caps (`Conflict`).
+    async fn create_user(&self, account: Uuid, user: &NewUser, token: &TokenRecord, at: OffsetDateTime) -> Result<User>;
+    async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User>;
+    async fn list_users(&self, account: Uuid, filter: &UserFilter, page: Page) -> Result<Paged<User>>;
+    async fn update_user(&self, account: Uuid, user: Uuid, patch: &UserPatch, at: OffsetDateTime) -> Result<User>;
+    /// Deactivating also ends every token issued until `at`; reactivating does
+    /// not revive them.
+    async fn set_user_active(&self, account: Uuid, user: Uuid, active: bool, at: OffsetDateTime) -> Result<User>;
+    /// Erases the user and everything that points at them.
+    async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()>;
+
+    // --- tokens ---------------------------------------------------------------
+    /// Whether a user token (by `jti`, issued at `iat`) is still good: it
+    /// exists, is not revoked or expired, and its user is active.
+    async fn check_user_token(&self, account: Uuid, user: Uuid, jti: Uuid, iat: OffsetDateTime, now: OffsetDateTime) -> Result<TokenCheck>;
+}
+
+/// Everything of a user row, decoded the same way on every backend.
+pub(crate) struct UserColumns {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub room_id: Option<Uuid>,
+    pub custom_id: Option<String>,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub nickname: Option<String>,
+    pub bio: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub phone: Option<String>,
+    pub profile_picture: Option<String>,
+    pub link: Option<String>,
+    pub status: String,
+    pub status_message: Option<String>,
+    pub active: bool,
+    pub roles: Vec<String>,
+    pub metadata: Map<String, Value>,
+    pub tags: Vec<String>,
+    pub custom_fields: Map<String, Value>,
+    pub require_password_change: bool,
+    pub has_password: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub last_seen_at: Option<OffsetDateTime>,
+    pub deactivated_at: Option<OffsetDateTime>,
+}
+
+impl From<UserColumns> for User {
+    fn from(c: UserColumns) -> Self {
+        User {
+            id: c.id,
+            account_id: c.account_id,
+            room_id: c.room_id,
+            custom_id: c.custom_id,
+            username: c.username,
+            name: c.name,
+            nickname: c.nickname,
+            bio: c.bio,
+            email: c.email,
+            email_verified: c.email_verified,
+            phone: c.phone,
+            profile_picture: c.profile_picture,
+            link: c.link,
+            status: Status::parse(&c.status).unwrap_or(Status::Offline),
+            status_message: c.status_message,
+            active: c.active,
+            roles: c.roles,
+            metadata: c.metadata,
+            tags: c.tags,
+            custom_fields: c.custom_fields,
+            require_password_change: c.require_password_change,
+            has_password: c.has_password,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            last_seen_at: c.last_seen_at,
+            deactivated_at: c.deactivated_at,
+        }
+    }
+}
+
+/// Columns selected for a user, in the order [`UserColumns`] reads them.
+pub(crate) const USER_COLUMNS: &str = "id, account_id, room_id, custom_id, username, name, nickname, bio, \
+     email, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
+     metadata, tags, custom_fields, require_password_change, password_hash IS NOT NULL AS has_password, \
+     created_at, updated_at, last_seen_at, deactivated_at";
+
+/// Decodes a user row on any backend whose types map like SQLite's and
+/// PostgreSQL's do.
+pub(crate) fn user_from_row<R>(r: &R) -> std::result::Result<User, sqlx::Error>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> OffsetDateTime: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> sqlx::types::Json<Vec<String>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> sqlx::types::Json<Map<String, Value>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let roles: sqlx::types::Json<Vec<String>> = r.try_get(16)?;
+    let metadata: sqlx::types::Json<Map<String, Value>> = r.try_get(17)?;
+    let tags: sqlx::types::Json<Vec<String>> = r.try_get(18)?;
+    let custom_fields: sqlx::types::Json<Map<String, Value>> = r.try_get(19)?;
+    Ok(UserColumns {
+        id: r.try_get(0)?,
+        account_id: r.try_get(1)?,
+        room_id: r.try_get(2)?,
+        custom_id: r.try_get(3)?,
+        username: r.try_get(4)?,
+        name: r.try_get(5)?,
+        nickname: r.try_get(6)?,
+        bio: r.try_get(7)?,
+        email: r.try_get(8)?,
+        email_verified: r.try_get(9)?,
+        phone: r.try_get(10)?,
+        profile_picture: r.try_get(11)?,
+        link: r.try_get(12)?,
+        status: r.try_get(13)?,
+        status_message: r.try_get(14)?,
+        active: r.try_get(15)?,
+        roles: roles.0,
+        metadata: metadata.0,
+        tags: tags.0,
+        custom_fields: custom_fields.0,
+        require_password_change: r.try_get(20)?,
+        has_password: r.try_get(21)?,
+        created_at: r.try_get(22)?,
+        updated_at: r.try_get(23)?,
+        last_seen_at: r.try_get(24)?,
+        deactivated_at: r.try_get(25)?,
+    }
+    .into())
+}
+
+/// Names the request field behind a unique index, from the database's words
+/// for it (SQLite's message or PostgreSQL's constraint name).
+pub(crate) fn unique_field(text: &str) -> &'static str {
+    if text.contains("custom_id") {
+        "custom_id"
+    } else if text.contains("username") {
+        "username"
+    } else if text.contains("email") {
+        "email"
+    } else if text.contains("room_members") {
+        "room_id"
+    } else {
+        "id"
+    }
+}

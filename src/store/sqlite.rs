@@ -1,0 +1,991 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Writes go through one writer task that owns the only writing connection
+//! and commits in groups: it takes every job waiting in its queue, runs each
+//! inside its own SAVEPOINT (so one refused write does not undo its
+//! neighbours), commits once, and only then answers each caller. A 2xx is
+//! therefore always a committed row, while the cost of the commit (an fsync
+//! with `synchronous=FULL`) is shared by the whole group. Reads use a small
+//! pool of read-only connections, which WAL lets run beside the writer.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{
+    NewApiKey, Page, Paged, Result, SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord,
+    USER_COLUMNS, user_from_row,
+};
+use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
+use crate::domain::settings::{CustomFieldDef, Settings};
+use crate::domain::user::{
+    MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
+};
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Completion)> + Send>;
+
+/// How many queued writes one commit may carry.
+const MAX_GROUP: usize = 512;
+
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    read: SqlitePool,
+}
+
+pub fn migrator() -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) and migrates the database at `url`.
+    /// `full_sync` selects `synchronous=FULL` (survives power loss) over
+    /// `NORMAL` (survives a process crash).
+    pub async fn open(url: &str, full_sync: bool) -> anyhow::Result<Self> {
+        let base = SqliteConnectOptions::from_str(url)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(dir) = Path::new(base.get_filename()).parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let write_opts = base
+            .clone()
+            .create_if_missing(true)
+            .synchronous(if full_sync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            });
+        let mut conn = SqliteConnection::connect_with(&write_opts).await?;
+        migrator().run(&mut conn).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(base.read_only(true))
+            .await?;
+        let (tx, rx) = mpsc::channel::<Job>(4096);
+        tokio::spawn(writer(conn, rx));
+        Ok(Self { jobs: tx, read })
+    }
+
+    /// Runs `f` on the writer connection inside the next group commit and
+    /// answers once that group is durable.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.write_as(f).await
+    }
+
+    async fn write_as<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, std::result::Result<T, E>>
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<std::result::Result<T, E>>();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let out = f(conn).await;
+                let ok = out.is_ok();
+                let done: Completion = Box::new(move |commit| {
+                    let answer = match (out, commit) {
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => Err(E::from(StoreError::Unavailable(anyhow::anyhow!(
+                            "commit failed: {e}"
+                        )))),
+                    };
+                    let _ = tx.send(answer);
+                });
+                (ok, done)
+            })
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| E::from(StoreError::Unavailable(anyhow::anyhow!("writer stopped"))))?;
+        rx.await
+            .map_err(|_| E::from(StoreError::Unavailable(anyhow::anyhow!("writer stopped"))))?
+    }
+}
+
+/// The writer loop: group, commit, answer.
+async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+    while rx.recv_many(&mut batch, MAX_GROUP).await > 0 {
+        let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
+        let begun = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await;
+        if let Err(e) = begun {
+            tracing::error!(error = %e, "sqlite: cannot begin a write transaction");
+            for job in batch.drain(..) {
+                let (_, c) = job(&mut conn).await;
+                done.push(c);
+            }
+            done.into_iter().for_each(|c| c(Err(e.to_string())));
+            continue;
+        }
+        let mut failed: Option<String> = None;
+        for job in batch.drain(..) {
+            if failed.is_none() {
+                if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut conn).await {
+                    failed = Some(e.to_string());
+                }
+            }
+            let (ok, c) = job(&mut conn).await;
+            done.push(c);
+            if failed.is_none() {
+                let end = if ok {
+                    sqlx::query("RELEASE job").execute(&mut conn).await
+                } else {
+                    match sqlx::query("ROLLBACK TO job").execute(&mut conn).await {
+                        Ok(_) => sqlx::query("RELEASE job").execute(&mut conn).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                if let Err(e) = end {
+                    failed = Some(e.to_string());
+                }
+            }
+        }
+        let commit = match failed {
+            None => sqlx::query("COMMIT")
+                .execute(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Some(e) => Err(e),
+        };
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "sqlite: group commit failed, rolling back");
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+        }
+        metrics::histogram!("roster_sqlite_group_size").record(done.len() as f64);
+        for c in done {
+            c(commit.clone());
+        }
+    }
+}
+
+/// Maps a database error to the store's vocabulary, naming the unique
+/// index that refused a write.
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let text = format!("{} {}", db.message(), db.constraint().unwrap_or(""));
+            let field = super::unique_field(&text);
+            StoreError::conflict(field, format!("{field} is already taken in this account"))
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.into())
+        }
+        _ => StoreError::Other(e.into()),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn account_from_row(r: &SqliteRow) -> std::result::Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn room_from_row(r: &SqliteRow) -> std::result::Result<Room, sqlx::Error> {
+    let visibility: String = r.try_get("visibility")?;
+    Ok(Room {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        space_id: r.try_get("space_id")?,
+        name: r.try_get("name")?,
+        visibility: Visibility::parse(&visibility).unwrap_or(Visibility::Public),
+        is_default: r.try_get("is_default")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn api_key_from_row(r: &SqliteRow) -> std::result::Result<ApiKey, sqlx::Error> {
+    let scope: String = r.try_get("scope")?;
+    Ok(ApiKey {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        scope: Scope::parse(&scope).unwrap_or(Scope::Read),
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+    })
+}
+
+const ROOM_COLUMNS: &str =
+    "id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at";
+
+async fn select_user(conn: &mut SqliteConnection, account: Uuid, user: Uuid) -> Result<User> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE account_id = ? AND id = ?"
+    )))
+    .bind(account)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?
+    .ok_or(StoreError::NotFound("user"))?;
+    user_from_row(&row).map_err(map_err)
+}
+
+async fn check_bot_cap(conn: &mut SqliteConnection, account: Uuid, except: Option<Uuid>) -> Result<()> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_roles WHERE account_id = ? AND role = 'bot' AND user_id IS NOT ?",
+    )
+    .bind(account)
+    .bind(except)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    if n >= MAX_BOTS {
+        return Err(StoreError::conflict(
+            "roles",
+            format!("this account already has {MAX_BOTS} bot users, the most it may have"),
+        ));
+    }
+    Ok(())
+}
+
+async fn replace_set(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    column: &'static str,
+    account: Uuid,
+    user: Uuid,
+    values: &[String],
+) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE user_id = ?")))
+        .bind(user)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    for v in values {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (account_id, {column}, user_id) VALUES (?, ?, ?)"
+        )))
+        .bind(account)
+        .bind(v)
+        .bind(user)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+async fn insert_user(conn: &mut SqliteConnection, account: Uuid, u: &NewUser, token: &TokenRecord, at: OffsetDateTime) -> Result<User> {
+    if let Some(room) = u.room_id {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE account_id = ? AND id = ?")
+            .bind(account)
+            .bind(room)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("room"));
+        }
+    }
+    if u.roles.iter().any(|r| r == "bot") {
+        check_bot_cap(conn, account, None).await?;
+    }
+    sqlx::query(
+        "INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
+         email, email_norm, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
+         metadata, tags, custom_fields, require_password_change, password_hash, tokens_valid_after, created_at, \
+         updated_at, last_seen_at, deactivated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'offline', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, ?)",
+    )
+    .bind(u.id)
+    .bind(account)
+    .bind(u.room_id)
+    .bind(&u.custom_id)
+    .bind(&u.username)
+    .bind(u.username.as_deref().map(normalize_username))
+    .bind(&u.name)
+    .bind(&u.nickname)
+    .bind(&u.bio)
+    .bind(&u.email)
+    .bind(u.email.as_deref().map(normalize_email))
+    .bind(u.email_verified)
+    .bind(&u.phone)
+    .bind(&u.profile_picture)
+    .bind(&u.link)
+    .bind(&u.status_message)
+    .bind(u.active)
+    .bind(json(&u.roles))
+    .bind(json(&u.metadata))
+    .bind(json(&u.tags))
+    .bind(json(&u.custom_fields))
+    .bind(u.require_password_change)
+    .bind(&u.password_hash)
+    .bind(at)
+    .bind(at)
+    .bind(if u.active { None } else { Some(at) })
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    for tag in &u.tags {
+        sqlx::query("INSERT INTO user_tags (account_id, tag, user_id) VALUES (?, ?, ?)")
+            .bind(account)
+            .bind(tag)
+            .bind(u.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    for role in &u.roles {
+        sqlx::query("INSERT INTO user_roles (account_id, role, user_id) VALUES (?, ?, ?)")
+            .bind(account)
+            .bind(role)
+            .bind(u.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    if let Some(room) = u.room_id {
+        sqlx::query("INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) VALUES (?, ?, ?, 'user', ?)")
+            .bind(account)
+            .bind(room)
+            .bind(u.id)
+            .bind(at)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+    }
+    if u.join_default_rooms {
+        let joined = sqlx::query(
+            "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
+             SELECT account_id, id, ?, 'user', ? FROM rooms WHERE account_id = ? AND is_default = 1 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(u.id)
+        .bind(at)
+        .bind(account)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        if joined.rows_affected() as i64 + i64::from(u.room_id.is_some()) > MAX_ROOMS_PER_USER {
+            return Err(StoreError::conflict(
+                "join_default_channels",
+                format!("a user may be in at most {MAX_ROOMS_PER_USER} rooms"),
+            ));
+        }
+    }
+    sqlx::query("INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)")
+        .bind(token.id)
+        .bind(account)
+        .bind(token.user_id)
+        .bind(token.kind)
+        .bind(token.room_id)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(User {
+        id: u.id,
+        account_id: account,
+        room_id: u.room_id,
+        custom_id: u.custom_id.clone(),
+        username: u.username.clone(),
+        name: u.name.clone(),
+        nickname: u.nickname.clone(),
+        bio: u.bio.clone(),
+        email: u.email.clone(),
+        email_verified: u.email_verified,
+        phone: u.phone.clone(),
+        profile_picture: u.profile_picture.clone(),
+        link: u.link.clone(),
+        status: Status::Offline,
+        status_message: u.status_message.clone(),
+        active: u.active,
+        roles: u.roles.clone(),
+        metadata: u.metadata.clone(),
+        tags: u.tags.clone(),
+        custom_fields: u.custom_fields.clone(),
+        require_password_change: u.require_password_change,
+        has_password: u.password_hash.is_some(),
+        created_at: at,
+        updated_at: at,
+        last_seen_at: None,
+        deactivated_at: if u.active { None } else { Some(at) },
+    })
+}
+
+async fn patch_user(conn: &mut SqliteConnection, account: Uuid, id: Uuid, p: &UserPatch, at: OffsetDateTime) -> Result<User> {
+    let current = select_user(conn, account, id).await?;
+    if let Some(roles) = &p.roles {
+        if roles.iter().any(|r| r == "bot") && !current.roles.iter().any(|r| r == "bot") {
+            check_bot_cap(conn, account, Some(id)).await?;
+        }
+    }
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE users SET updated_at = ");
+    q.push_bind(at);
+    macro_rules! set {
+        ($col:literal, $v:expr) => {
+            if let Some(v) = $v {
+                q.push(concat!(", ", $col, " = "));
+                q.push_bind(v);
+            }
+        };
+    }
+    set!("custom_id", p.custom_id.clone());
+    if let Some(u) = &p.username {
+        q.push(", username = ").push_bind(u.clone());
+        q.push(", username_norm = ").push_bind(u.as_deref().map(normalize_username));
+    }
+    set!("name", p.name.clone());
+    set!("nickname", p.nickname.clone());
+    set!("bio", p.bio.clone());
+    if let Some(e) = &p.email {
+        q.push(", email = ").push_bind(e.clone());
+        q.push(", email_norm = ").push_bind(e.as_deref().map(normalize_email));
+    }
+    set!("email_verified", p.email_verified);
+    set!("phone", p.phone.clone());
+    set!("profile_picture", p.profile_picture.clone());
+    set!("link", p.link.clone());
+    set!("status_message", p.status_message.clone());
+    set!("roles", p.roles.as_ref().map(json));
+    set!("metadata", p.metadata.as_ref().map(json));
+    set!("tags", p.tags.as_ref().map(json));
+    if let Some(change) = &p.custom_fields {
+        let mut merged = current.custom_fields.clone();
+        for (k, v) in change {
+            merged.insert(k.clone(), v.clone());
+        }
+        q.push(", custom_fields = ").push_bind(json(&merged));
+    }
+    set!("require_password_change", p.require_password_change);
+    q.push(" WHERE account_id = ").push_bind(account);
+    q.push(" AND id = ").push_bind(id);
+    q.build().execute(&mut *conn).await.map_err(map_err)?;
+    if let Some(tags) = &p.tags {
+        replace_set(conn, "user_tags", "tag", account, id, tags).await?;
+    }
+    if let Some(roles) = &p.roles {
+        replace_set(conn, "user_roles", "role", account, id, roles).await?;
+    }
+    select_user(conn, account, id).await
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(map_err)?;
+        self.write(|_| Box::pin(async { Ok(()) })).await
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM server_state WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn put_state_if_absent(&self, key: &str, value: &str) -> Result<bool> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("INSERT INTO server_state (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT kid, private_der, public_x, created_at, retired_at FROM signing_keys ORDER BY created_at")
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SigningKeyRecord {
+                    kid: r.try_get("kid")?,
+                    private_der: r.try_get("private_der")?,
+                    public_x: r.try_get("public_x")?,
+                    created_at: r.try_get("created_at")?,
+                    retired_at: r.try_get("retired_at")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
+        let key = key.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO signing_keys (kid, private_der, public_x, created_at, retired_at) VALUES (?, ?, ?, ?, ?)")
+                    .bind(&key.kid)
+                    .bind(&key.private_der)
+                    .bind(&key.public_x)
+                    .bind(key.created_at)
+                    .bind(key.retired_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> Result<()> {
+        let (account, key) = (account.clone(), first_key.clone());
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO accounts (id, name, settings, created_at) VALUES (?, ?, ?, ?)")
+                    .bind(account.id)
+                    .bind(&account.name)
+                    .bind(json(&Settings::default()))
+                    .bind(account.created_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                insert_api_key(c, account.id, &key).await
+            })
+        })
+        .await
+    }
+
+    async fn list_accounts(&self, page: Page) -> Result<Paged<Account>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM accounts WHERE (? IS NULL OR id > ?) ORDER BY id LIMIT ?")
+            .bind(page.after)
+            .bind(page.after)
+            .bind(i64::from(page.limit) + 1)
+            .fetch_all(&self.read)
+            .await
+            .map_err(map_err)?;
+        let items = rows.iter().map(account_from_row).collect::<std::result::Result<_, _>>().map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |a: &Account| a.id))
+    }
+
+    async fn get_account(&self, account: Uuid) -> Result<Account> {
+        let row = sqlx::query("SELECT id, name, created_at FROM accounts WHERE id = ?")
+            .bind(account)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound("account"))?;
+        account_from_row(&row).map_err(map_err)
+    }
+
+    async fn get_settings(&self, account: Uuid) -> Result<Settings> {
+        let s: String = sqlx::query_scalar("SELECT settings FROM accounts WHERE id = ?")
+            .bind(account)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound("account"))?;
+        serde_json::from_str(&s).map_err(|e| StoreError::Other(e.into()))
+    }
+
+    async fn update_custom_fields(
+        &self,
+        account: Uuid,
+        change: BTreeMap<String, Option<CustomFieldDef>>,
+    ) -> Result<Settings> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let s: String = sqlx::query_scalar("SELECT settings FROM accounts WHERE id = ?")
+                    .bind(account)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map_err)?
+                    .ok_or(StoreError::NotFound("account"))?;
+                let mut settings: Settings =
+                    serde_json::from_str(&s).map_err(|e| StoreError::Other(e.into()))?;
+                settings.apply_custom_fields(change)?;
+                sqlx::query("UPDATE accounts SET settings = ? WHERE id = ?")
+                    .bind(json(&settings))
+                    .bind(account)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(settings)
+            })
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, account: Uuid, key: &NewApiKey) -> Result<()> {
+        let key = key.clone();
+        self.write(move |c| Box::pin(async move { insert_api_key(c, account, &key).await })).await
+    }
+
+    async fn list_api_keys(&self, account: Uuid, page: Page) -> Result<Paged<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT id, name, scope, created_at, last_used_at FROM api_keys \
+             WHERE account_id = ? AND revoked_at IS NULL AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?",
+        )
+        .bind(account)
+        .bind(page.after)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        let items = rows.iter().map(api_key_from_row).collect::<std::result::Result<_, _>>().map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |k: &ApiKey| k.id))
+    }
+
+    async fn revoke_api_key(&self, account: Uuid, key: Uuid, at: OffsetDateTime) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE account_id = ? AND id = ? AND revoked_at IS NULL")
+                    .bind(at)
+                    .bind(account)
+                    .bind(key)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("api key"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn api_key_for_auth(&self, key: Uuid) -> Result<Option<ApiKeyAuth>> {
+        let row = sqlx::query("SELECT id, account_id, scope, secret_hash FROM api_keys WHERE id = ? AND revoked_at IS NULL")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            let scope: String = r.try_get("scope")?;
+            Ok(ApiKeyAuth {
+                id: r.try_get("id")?,
+                account_id: r.try_get("account_id")?,
+                scope: Scope::parse(&scope).unwrap_or(Scope::Read),
+                secret_hash: r.try_get("secret_hash")?,
+            })
+        })
+        .transpose()
+        .map_err(map_err)
+    }
+
+    async fn touch_api_key(&self, key: Uuid, at: OffsetDateTime) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+                    .bind(at)
+                    .bind(key)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_room(&self, account: Uuid, id: Uuid, room: &NewRoom, at: OffsetDateTime) -> Result<Room> {
+        let room = room.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO rooms (id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)")
+                    .bind(id)
+                    .bind(account)
+                    .bind(&room.name)
+                    .bind(room.visibility.as_str())
+                    .bind(room.is_default)
+                    .bind(room.created_by)
+                    .bind(at)
+                    .bind(at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(Room {
+                    id,
+                    account_id: account,
+                    space_id: None,
+                    name: room.name,
+                    visibility: room.visibility,
+                    is_default: room.is_default,
+                    created_by: room.created_by,
+                    created_at: at,
+                    updated_at: at,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn list_rooms(&self, account: Uuid, visibility: Option<Visibility>, page: Page) -> Result<Paged<Room>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms WHERE account_id = ? AND (? IS NULL OR visibility = ?) \
+             AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?"
+        )))
+        .bind(account)
+        .bind(visibility.map(Visibility::as_str))
+        .bind(visibility.map(Visibility::as_str))
+        .bind(page.after)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        let items = rows.iter().map(room_from_row).collect::<std::result::Result<_, _>>().map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |r: &Room| r.id))
+    }
+
+    async fn get_room(&self, account: Uuid, room: Uuid) -> Result<Room> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms WHERE account_id = ? AND id = ?"
+        )))
+        .bind(account)
+        .bind(room)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("room"))?;
+        room_from_row(&row).map_err(map_err)
+    }
+
+    async fn update_room(&self, account: Uuid, room: Uuid, patch: &RoomPatch, at: OffsetDateTime) -> Result<Room> {
+        let patch = patch.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE rooms SET name = COALESCE(?, name), visibility = COALESCE(?, visibility), \
+                     is_default = COALESCE(?, is_default), updated_at = ? WHERE account_id = ? AND id = ?",
+                )
+                .bind(&patch.name)
+                .bind(patch.visibility.map(Visibility::as_str))
+                .bind(patch.is_default)
+                .bind(at)
+                .bind(account)
+                .bind(room)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("room"));
+                }
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ROOM_COLUMNS} FROM rooms WHERE account_id = ? AND id = ?"
+                )))
+                .bind(account)
+                .bind(room)
+                .fetch_one(&mut *c)
+                .await
+                .map_err(map_err)?;
+                room_from_row(&row).map_err(map_err)
+            })
+        })
+        .await
+    }
+
+    async fn delete_room(&self, account: Uuid, room: Uuid) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("DELETE FROM rooms WHERE account_id = ? AND id = ?")
+                    .bind(account)
+                    .bind(room)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("room"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_user(&self, account: Uuid, user: &NewUser, token: &TokenRecord, at: OffsetDateTime) -> Result<User> {
+        let (user, token) = (user.clone(), token.clone());
+        self.write(move |c| Box::pin(async move { insert_user(c, account, &user, &token, at).await }))
+            .await
+    }
+
+    async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User> {
+        let mut conn = self.read.acquire().await.map_err(map_err)?;
+        select_user(&mut conn, account, user).await
+    }
+
+    async fn list_users(&self, account: Uuid, filter: &UserFilter, page: Page) -> Result<Paged<User>> {
+        let cols = USER_COLUMNS
+            .split(", ")
+            .map(|c| format!("u.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {cols} FROM users u"));
+        if let Some(room) = filter.room_id {
+            q.push(" JOIN room_members m ON m.user_id = u.id AND m.room_id = ").push_bind(room);
+        }
+        if let Some(role) = &filter.role {
+            q.push(" JOIN user_roles r ON r.user_id = u.id AND r.account_id = u.account_id AND r.role = ")
+                .push_bind(role.clone());
+        }
+        if let Some(tag) = &filter.tag {
+            q.push(" JOIN user_tags t ON t.user_id = u.id AND t.account_id = u.account_id AND t.tag = ")
+                .push_bind(tag.clone());
+        }
+        q.push(" WHERE u.account_id = ").push_bind(account);
+        if let Some(status) = filter.status {
+            q.push(" AND u.status = ").push_bind(status.as_str());
+        }
+        if let Some(text) = &filter.q {
+            let pattern = format!(
+                "%{}%",
+                text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+            );
+            q.push(" AND (lower(u.name) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+            q.push(" OR u.username_norm LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+            q.push(" OR lower(u.custom_id) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+            q.push(" OR u.email_norm LIKE ").push_bind(pattern).push(" ESCAPE '\\')");
+        }
+        if let Some(after) = page.after {
+            q.push(" AND u.id > ").push_bind(after);
+        }
+        q.push(" ORDER BY u.id LIMIT ").push_bind(i64::from(page.limit) + 1);
+        let rows = q.build().fetch_all(&self.read).await.map_err(map_err)?;
+        let items = rows.iter().map(user_from_row).collect::<std::result::Result<_, _>>().map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |u: &User| u.id))
+    }
+
+    async fn update_user(&self, account: Uuid, user: Uuid, patch: &UserPatch, at: OffsetDateTime) -> Result<User> {
+        let patch = patch.clone();
+        self.write(move |c| Box::pin(async move { patch_user(c, account, user, &patch, at).await }))
+            .await
+    }
+
+    async fn set_user_active(&self, account: Uuid, user: Uuid, active: bool, at: OffsetDateTime) -> Result<User> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = if active {
+                    sqlx::query("UPDATE users SET active = 1, deactivated_at = NULL, updated_at = ? WHERE account_id = ? AND id = ?")
+                        .bind(at)
+                        .bind(account)
+                        .bind(user)
+                        .execute(&mut *c)
+                        .await
+                } else {
+                    sqlx::query(
+                        "UPDATE users SET active = 0, deactivated_at = COALESCE(deactivated_at, ?), \
+                         tokens_valid_after = ?, updated_at = ? WHERE account_id = ? AND id = ?",
+                    )
+                    .bind(at)
+                    .bind(at)
+                    .bind(at)
+                    .bind(account)
+                    .bind(user)
+                    .execute(&mut *c)
+                    .await
+                }
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                select_user(c, account, user).await
+            })
+        })
+        .await
+    }
+
+    async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("DELETE FROM users WHERE account_id = ? AND id = ?")
+                    .bind(account)
+                    .bind(user)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn check_user_token(&self, account: Uuid, user: Uuid, jti: Uuid, iat: OffsetDateTime, now: OffsetDateTime) -> Result<TokenCheck> {
+        let mut conn = self.read.acquire().await.map_err(map_err)?;
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = ? AND t.user_id = ? AND t.account_id = ? AND t.revoked_at IS NULL \
+             AND t.expires_at > ? AND u.active = 1 AND (u.tokens_valid_after IS NULL OR u.tokens_valid_after <= ?)",
+        )
+        .bind(jti)
+        .bind(user)
+        .bind(account)
+        .bind(now)
+        .bind(iat)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        if live.is_none() {
+            return Ok(TokenCheck::Invalid);
+        }
+        Ok(TokenCheck::Valid(Box::new(select_user(&mut conn, account, user).await?)))
+    }
+}
+
+async fn insert_api_key(c: &mut SqliteConnection, account: Uuid, key: &NewApiKey) -> Result<()> {
+    sqlx::query("INSERT INTO api_keys (id, account_id, name, scope, secret_hash, created_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)")
+        .bind(key.id)
+        .bind(account)
+        .bind(&key.name)
+        .bind(key.scope.as_str())
+        .bind(&key.secret_hash)
+        .bind(key.created_at)
+        .execute(&mut *c)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
