@@ -1,3 +1,20 @@
-//! Roster
+//! Roster: a self-hosted user-and-access server for real-time apps.
+//!
+//! A request enters through `http/` (axum: routing, the envelope, auth
+//! extractors), is parsed into `domain/` types that can only hold valid
+//! values, and becomes one whole operation on a `store::Store` (SQLite
+//! embedded, or PostgreSQL), one transaction each. `tokens` signs and checks
+//! the JWTs, `secret` hashes keys and passwords. `app::App` holds the chosen
+//! backends; `server` binds and runs it; `main.rs` is only the CLI.
+//!
+//! The one rule: `domain/` never imports axum, sqlx or redis.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
 pub mod domain;
+pub mod http;
+pub mod secret;
+pub mod server;
 pub mod store;
+pub mod tokens;

@@ -1,1 +1,137 @@
-fn main(){}
+//! The `roster` command: serve, migrate, print-config, accounts, keys.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use roster::app::{App, open_store};
+use roster::config::{Config, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "roster",
+    version,
+    about = "Users, rooms, roles, invites, tokens and presence for real-time apps"
+)]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Overrides `listen` / ROSTER_LISTEN.
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Overrides `database_url` / ROSTER_DATABASE_URL.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Print the effective configuration (secrets redacted).
+    PrintConfig,
+    /// Manage accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Create an account; prints {"account": …, "api_key": …} as JSON.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROSTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "text" {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roster: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.listen.clone(),
+        database_url: cli.database_url.clone(),
+    };
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    match cli.command {
+        Command::PrintConfig => {
+            print!("{}", config.redacted_toml()?);
+            Ok(())
+        }
+        Command::Migrate => {
+            init_logging(&config.log_format);
+            let store = open_store(&config).await?;
+            tracing::info!(backend = store.backend(), "database is migrated");
+            Ok(())
+        }
+        Command::Accounts {
+            command: AccountsCommand::Create { name },
+        } => {
+            init_logging(&config.log_format);
+            let (app, generated) = App::open(config).await?;
+            print_generated_operator_key(generated);
+            let (account, api_key) = roster::http::accounts::create(&app, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{} {}", e.code, e.message))?;
+            println!(
+                "{}",
+                serde_json::json!({ "account": account, "api_key": api_key })
+            );
+            Ok(())
+        }
+        Command::Serve => {
+            init_logging(&config.log_format);
+            let (app, generated) = App::open(config).await?;
+            print_generated_operator_key(generated);
+            let server = roster::server::Server::bind(app.clone()).await?;
+            tracing::info!(
+                addr = %server.local_addr(),
+                database = app.store.backend(),
+                "roster is listening"
+            );
+            server.run(roster::server::shutdown_signal()).await?;
+            tracing::info!("drained, exiting");
+            Ok(())
+        }
+    }
+}
+
+fn print_generated_operator_key(key: Option<String>) {
+    if let Some(key) = key {
+        eprintln!(
+            "\nroster: generated the operator key (shown this once; only its hash is kept):\n\n    {key}\n\nSet ROSTER_OPERATOR_KEY to choose your own instead.\n"
+        );
+    }
+}

@@ -66,9 +66,9 @@ pub fn builtin_role_permissions(role: &str) -> Option<&'static [Permission]> {
 
 /// Whether a user holding `roles` holds `permission`.
 pub fn roles_grant(roles: &[String], permission: Permission) -> bool {
-    roles.iter().any(|r| {
-        builtin_role_permissions(r).is_some_and(|perms| perms.contains(&permission))
-    })
+    roles
+        .iter()
+        .any(|r| builtin_role_permissions(r).is_some_and(|perms| perms.contains(&permission)))
 }
 
 #[cfg(test)]

@@ -18,7 +18,10 @@ pub fn check_safe(field: &str, s: &str) -> Result<(), ValidationError> {
     if let Some(c) = s.chars().find(|c| c.is_control()) {
         return Err(ValidationError::new(
             field,
-            format!("must not contain control characters (found U+{:04X})", c as u32),
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                c as u32
+            ),
         ));
     }
     if let Some(c) = s.chars().find(|c| is_bidi_control(*c)) {
@@ -84,7 +87,9 @@ pub const MAX_URL: usize = 3000;
 pub fn check_json_strings(field: &str, v: &serde_json::Value) -> Result<(), ValidationError> {
     match v {
         serde_json::Value::String(s) => check_no_nul(field, s),
-        serde_json::Value::Array(items) => items.iter().try_for_each(|i| check_json_strings(field, i)),
+        serde_json::Value::Array(items) => {
+            items.iter().try_for_each(|i| check_json_strings(field, i))
+        }
         serde_json::Value::Object(map) => map.iter().try_for_each(|(k, v)| {
             check_no_nul(field, k)?;
             check_json_strings(field, v)
@@ -95,7 +100,10 @@ pub fn check_json_strings(field: &str, v: &serde_json::Value) -> Result<(), Vali
 
 fn check_no_nul(field: &str, s: &str) -> Result<(), ValidationError> {
     if s.contains('\0') {
-        return Err(ValidationError::new(field, "must not contain NUL characters"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain NUL characters",
+        ));
     }
     Ok(())
 }
@@ -106,14 +114,22 @@ mod tests {
 
     #[test]
     fn every_script_and_emoji_zwj_sequences_are_welcome() {
-        for s in ["Алиса", "李小龙", "عائشة", "👩‍👩‍👧‍👦 family", "Zoë", "हिन्दी"] {
+        for s in ["Алиса", "李小龙", "عائشة", "👩‍👩‍👧‍👦 family", "Zoë", "हिन्दी"]
+        {
             assert_eq!(display_text("name", s, 100).unwrap(), s);
         }
     }
 
     #[test]
     fn control_and_bidi_characters_are_refused() {
-        for s in ["a\0b", "a\nb", "a\u{7f}", "x\u{202E}y", "x\u{2066}y", "\u{2069}"] {
+        for s in [
+            "a\0b",
+            "a\nb",
+            "a\u{7f}",
+            "x\u{202E}y",
+            "x\u{2066}y",
+            "\u{2069}",
+        ] {
             assert!(display_text("name", s, 100).is_err(), "{s:?} accepted");
         }
     }

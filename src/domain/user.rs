@@ -232,11 +232,7 @@ pub struct CreateUserRequest {
     /// CometChat's single role; the same as `roles: [role]`.
     pub role: Option<String>,
     pub roles: Option<Vec<String>>,
-    #[serde(
-        alias = "statusMessage",
-        alias = "statusText",
-        alias = "status_text"
-    )]
+    #[serde(alias = "statusMessage", alias = "statusText", alias = "status_text")]
     pub status_message: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
@@ -275,10 +271,20 @@ pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present", alias = "profilePicture", alias = "avatar")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "profilePicture",
+        alias = "avatar"
+    )]
     #[schema(value_type = Option<String>)]
     pub profile_picture: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present", alias = "customId", alias = "uid")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        alias = "customId",
+        alias = "uid"
+    )]
     #[schema(value_type = Option<String>)]
     pub custom_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
@@ -535,7 +541,9 @@ pub fn metadata(v: Value) -> Result<Map<String, Value>, ValidationError> {
         return Err(ValidationError::new(field, "must be a JSON object"));
     };
     text::check_json_strings(field, &Value::Object(map.clone()))?;
-    let size = serde_json::to_vec(&map).map(|b| b.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&map)
+        .map(|b| b.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
         return Err(ValidationError::new(
             field,
@@ -584,7 +592,10 @@ pub fn roles(v: Vec<String>) -> Result<Vec<String>, DomainError> {
     for r in v {
         if !BUILTIN_ROLES.contains(&r.as_str()) {
             return Err(DomainError::NotFound {
-                message: format!("role {:?} not found", r.chars().take(64).collect::<String>()),
+                message: format!(
+                    "role {:?} not found",
+                    r.chars().take(64).collect::<String>()
+                ),
                 field: Some("roles".into()),
             });
         }
@@ -595,9 +606,16 @@ pub fn roles(v: Vec<String>) -> Result<Vec<String>, DomainError> {
     Ok(out)
 }
 
-fn custom_fields(settings: &Settings, v: Value, creating: bool) -> Result<Map<String, Value>, ValidationError> {
+fn custom_fields(
+    settings: &Settings,
+    v: Value,
+    creating: bool,
+) -> Result<Map<String, Value>, ValidationError> {
     let Value::Object(map) = v else {
-        return Err(ValidationError::new("custom_fields", "must be a JSON object"));
+        return Err(ValidationError::new(
+            "custom_fields",
+            "must be a JSON object",
+        ));
     };
     text::check_json_strings("custom_fields", &Value::Object(map.clone()))?;
     settings.check_custom_fields(&map, creating)?;
@@ -627,11 +645,9 @@ fn one_of_role_or_roles(
     roles: Option<Vec<String>>,
 ) -> Result<Option<Vec<String>>, DomainError> {
     match (role, roles) {
-        (Some(_), Some(_)) => Err(ValidationError::new(
-            "role",
-            "send either role or roles, not both",
-        )
-        .into()),
+        (Some(_), Some(_)) => {
+            Err(ValidationError::new("role", "send either role or roles, not both").into())
+        }
         (Some(r), None) => Ok(Some(self::roles(vec![r])?)),
         (None, Some(rs)) => Ok(Some(self::roles(rs)?)),
         (None, None) => Ok(None),
@@ -648,7 +664,8 @@ impl CreateUserRequest {
                 Uuid::parse_str(&s).map_err(|_| DomainError::not_found_field("room", "room_id"))?,
             ),
         };
-        let roles = one_of_role_or_roles(self.role, self.roles)?.unwrap_or_else(|| vec!["user".into()]);
+        let roles =
+            one_of_role_or_roles(self.role, self.roles)?.unwrap_or_else(|| vec!["user".into()]);
         let password = match (self.password, self.set_random_password.unwrap_or(false)) {
             (Some(_), true) => {
                 return Err(ValidationError::new(
@@ -670,12 +687,16 @@ impl CreateUserRequest {
             custom_id: opt(self.custom_id, custom_id)?,
             username: opt(self.username, username)?,
             name: opt(self.name, |s| text::display_text("name", s, MAX_NAME))?,
-            nickname: opt(self.nickname, |s| text::display_text("nickname", s, MAX_NICKNAME))?,
+            nickname: opt(self.nickname, |s| {
+                text::display_text("nickname", s, MAX_NICKNAME)
+            })?,
             bio: opt(self.bio, |s| text::free_text("bio", s, MAX_BIO))?,
             email: opt(self.email, email)?,
             email_verified: self.verified.unwrap_or(false),
             phone: opt(self.phone, phone)?,
-            profile_picture: opt(self.profile_picture, |s| text::http_url("profile_picture", s))?,
+            profile_picture: opt(self.profile_picture, |s| {
+                text::http_url("profile_picture", s)
+            })?,
             link: opt(self.link, |s| text::http_url("link", s))?,
             status_message: opt(self.status_message, |s| {
                 text::free_text("status_message", s, MAX_STATUS_MESSAGE)
@@ -771,7 +792,13 @@ mod tests {
     fn phones_are_e164() {
         assert!(phone("+79671234567").is_ok());
         assert!(phone("+14155552671").is_ok());
-        for bad in ["79671234567", "+0123", "+1 415 555", "+1234567890123456", "+999999999"] {
+        for bad in [
+            "79671234567",
+            "+0123",
+            "+1 415 555",
+            "+1234567890123456",
+            "+999999999",
+        ] {
             assert!(phone(bad).is_err(), "{bad:?}");
         }
     }

@@ -15,7 +15,7 @@ use crate::domain::room::{NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{NewUser, Status, User, UserFilter, UserPatch};
 
-// pub mod postgres;
+pub mod postgres;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]
@@ -148,10 +148,27 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_api_key(&self, key: Uuid, at: OffsetDateTime) -> Result<()>;
 
     // --- rooms ----------------------------------------------------------------
-    async fn create_room(&self, account: Uuid, id: Uuid, room: &NewRoom, at: OffsetDateTime) -> Result<Room>;
-    async fn list_rooms(&self, account: Uuid, visibility: Option<Visibility>, page: Page) -> Result<Paged<Room>>;
+    async fn create_room(
+        &self,
+        account: Uuid,
+        id: Uuid,
+        room: &NewRoom,
+        at: OffsetDateTime,
+    ) -> Result<Room>;
+    async fn list_rooms(
+        &self,
+        account: Uuid,
+        visibility: Option<Visibility>,
+        page: Page,
+    ) -> Result<Paged<Room>>;
     async fn get_room(&self, account: Uuid, room: Uuid) -> Result<Room>;
-    async fn update_room(&self, account: Uuid, room: Uuid, patch: &RoomPatch, at: OffsetDateTime) -> Result<Room>;
+    async fn update_room(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        patch: &RoomPatch,
+        at: OffsetDateTime,
+    ) -> Result<Room>;
     /// Deletes the room and its memberships.
     async fn delete_room(&self, account: Uuid, room: Uuid) -> Result<()>;
 
@@ -160,20 +177,50 @@ pub trait Store: Send + Sync + 'static {
     /// and, if asked, the default rooms) and the record of their first token,
     /// in one transaction. Refuses: unknown `room_id` (`NotFound("room")`),
     /// a clash of custom_id/username/email, the bot and room caps (`Conflict`).
-    async fn create_user(&self, account: Uuid, user: &NewUser, token: &TokenRecord, at: OffsetDateTime) -> Result<User>;
+    async fn create_user(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+    ) -> Result<User>;
     async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User>;
-    async fn list_users(&self, account: Uuid, filter: &UserFilter, page: Page) -> Result<Paged<User>>;
-    async fn update_user(&self, account: Uuid, user: Uuid, patch: &UserPatch, at: OffsetDateTime) -> Result<User>;
+    async fn list_users(
+        &self,
+        account: Uuid,
+        filter: &UserFilter,
+        page: Page,
+    ) -> Result<Paged<User>>;
+    async fn update_user(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        patch: &UserPatch,
+        at: OffsetDateTime,
+    ) -> Result<User>;
     /// Deactivating also ends every token issued until `at`; reactivating does
     /// not revive them.
-    async fn set_user_active(&self, account: Uuid, user: Uuid, active: bool, at: OffsetDateTime) -> Result<User>;
+    async fn set_user_active(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        active: bool,
+        at: OffsetDateTime,
+    ) -> Result<User>;
     /// Erases the user and everything that points at them.
     async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()>;
 
     // --- tokens ---------------------------------------------------------------
     /// Whether a user token (by `jti`, issued at `iat`) is still good: it
     /// exists, is not revoked or expired, and its user is active.
-    async fn check_user_token(&self, account: Uuid, user: Uuid, jti: Uuid, iat: OffsetDateTime, now: OffsetDateTime) -> Result<TokenCheck>;
+    async fn check_user_token(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        jti: Uuid,
+        iat: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<TokenCheck>;
 }
 
 /// Everything of a user row, decoded the same way on every backend.
@@ -256,7 +303,8 @@ where
     for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> OffsetDateTime: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     for<'a> sqlx::types::Json<Vec<String>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> sqlx::types::Json<Map<String, Value>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> sqlx::types::Json<Map<String, Value>>:
+        sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     let roles: sqlx::types::Json<Vec<String>> = r.try_get(16)?;
     let metadata: sqlx::types::Json<Map<String, Value>> = r.try_get(17)?;

@@ -36,7 +36,8 @@ use crate::domain::user::{
 };
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Completion)> + Send>;
+type Job =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Completion)> + Send>;
 
 /// How many queued writes one commit may carry.
 const MAX_GROUP: usize = 512;
@@ -264,7 +265,11 @@ async fn select_user(conn: &mut SqliteConnection, account: Uuid, user: Uuid) -> 
     user_from_row(&row).map_err(map_err)
 }
 
-async fn check_bot_cap(conn: &mut SqliteConnection, account: Uuid, except: Option<Uuid>) -> Result<()> {
+async fn check_bot_cap(
+    conn: &mut SqliteConnection,
+    account: Uuid,
+    except: Option<Uuid>,
+) -> Result<()> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM user_roles WHERE account_id = ? AND role = 'bot' AND user_id IS NOT ?",
     )
@@ -290,11 +295,13 @@ async fn replace_set(
     user: Uuid,
     values: &[String],
 ) -> Result<()> {
-    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE user_id = ?")))
-        .bind(user)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE user_id = ?"
+    )))
+    .bind(user)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
     for v in values {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {table} (account_id, {column}, user_id) VALUES (?, ?, ?)"
@@ -309,14 +316,21 @@ async fn replace_set(
     Ok(())
 }
 
-async fn insert_user(conn: &mut SqliteConnection, account: Uuid, u: &NewUser, token: &TokenRecord, at: OffsetDateTime) -> Result<User> {
+async fn insert_user(
+    conn: &mut SqliteConnection,
+    account: Uuid,
+    u: &NewUser,
+    token: &TokenRecord,
+    at: OffsetDateTime,
+) -> Result<User> {
     if let Some(room) = u.room_id {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE account_id = ? AND id = ?")
-            .bind(account)
-            .bind(room)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM rooms WHERE account_id = ? AND id = ?")
+                .bind(account)
+                .bind(room)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map_err)?;
         if found.is_none() {
             return Err(StoreError::NotFound("room"));
         }
@@ -448,7 +462,13 @@ async fn insert_user(conn: &mut SqliteConnection, account: Uuid, u: &NewUser, to
     })
 }
 
-async fn patch_user(conn: &mut SqliteConnection, account: Uuid, id: Uuid, p: &UserPatch, at: OffsetDateTime) -> Result<User> {
+async fn patch_user(
+    conn: &mut SqliteConnection,
+    account: Uuid,
+    id: Uuid,
+    p: &UserPatch,
+    at: OffsetDateTime,
+) -> Result<User> {
     let current = select_user(conn, account, id).await?;
     if let Some(roles) = &p.roles {
         if roles.iter().any(|r| r == "bot") && !current.roles.iter().any(|r| r == "bot") {
@@ -468,14 +488,16 @@ async fn patch_user(conn: &mut SqliteConnection, account: Uuid, id: Uuid, p: &Us
     set!("custom_id", p.custom_id.clone());
     if let Some(u) = &p.username {
         q.push(", username = ").push_bind(u.clone());
-        q.push(", username_norm = ").push_bind(u.as_deref().map(normalize_username));
+        q.push(", username_norm = ")
+            .push_bind(u.as_deref().map(normalize_username));
     }
     set!("name", p.name.clone());
     set!("nickname", p.nickname.clone());
     set!("bio", p.bio.clone());
     if let Some(e) = &p.email {
         q.push(", email = ").push_bind(e.clone());
-        q.push(", email_norm = ").push_bind(e.as_deref().map(normalize_email));
+        q.push(", email_norm = ")
+            .push_bind(e.as_deref().map(normalize_email));
     }
     set!("email_verified", p.email_verified);
     set!("phone", p.phone.clone());
@@ -512,7 +534,10 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await.map_err(map_err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(map_err)?;
         self.write(|_| Box::pin(async { Ok(()) })).await
     }
 
@@ -528,12 +553,14 @@ impl Store for SqliteStore {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.write(move |c| {
             Box::pin(async move {
-                let r = sqlx::query("INSERT INTO server_state (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
-                    .bind(key)
-                    .bind(value)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(map_err)?;
+                let r = sqlx::query(
+                    "INSERT INTO server_state (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
                 Ok(r.rows_affected() == 1)
             })
         })
@@ -582,14 +609,16 @@ impl Store for SqliteStore {
         let (account, key) = (account.clone(), first_key.clone());
         self.write(move |c| {
             Box::pin(async move {
-                sqlx::query("INSERT INTO accounts (id, name, settings, created_at) VALUES (?, ?, ?, ?)")
-                    .bind(account.id)
-                    .bind(&account.name)
-                    .bind(json(&Settings::default()))
-                    .bind(account.created_at)
-                    .execute(&mut *c)
-                    .await
-                    .map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO accounts (id, name, settings, created_at) VALUES (?, ?, ?, ?)",
+                )
+                .bind(account.id)
+                .bind(&account.name)
+                .bind(json(&Settings::default()))
+                .bind(account.created_at)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
                 insert_api_key(c, account.id, &key).await
             })
         })
@@ -604,7 +633,11 @@ impl Store for SqliteStore {
             .fetch_all(&self.read)
             .await
             .map_err(map_err)?;
-        let items = rows.iter().map(account_from_row).collect::<std::result::Result<_, _>>().map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(account_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
         Ok(Paged::from_rows(items, page.limit, |a: &Account| a.id))
     }
 
@@ -658,7 +691,8 @@ impl Store for SqliteStore {
 
     async fn create_api_key(&self, account: Uuid, key: &NewApiKey) -> Result<()> {
         let key = key.clone();
-        self.write(move |c| Box::pin(async move { insert_api_key(c, account, &key).await })).await
+        self.write(move |c| Box::pin(async move { insert_api_key(c, account, &key).await }))
+            .await
     }
 
     async fn list_api_keys(&self, account: Uuid, page: Page) -> Result<Paged<ApiKey>> {
@@ -673,7 +707,11 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(map_err)?;
-        let items = rows.iter().map(api_key_from_row).collect::<std::result::Result<_, _>>().map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(api_key_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
         Ok(Paged::from_rows(items, page.limit, |k: &ApiKey| k.id))
     }
 
@@ -730,7 +768,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_room(&self, account: Uuid, id: Uuid, room: &NewRoom, at: OffsetDateTime) -> Result<Room> {
+    async fn create_room(
+        &self,
+        account: Uuid,
+        id: Uuid,
+        room: &NewRoom,
+        at: OffsetDateTime,
+    ) -> Result<Room> {
         let room = room.clone();
         self.write(move |c| {
             Box::pin(async move {
@@ -762,7 +806,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_rooms(&self, account: Uuid, visibility: Option<Visibility>, page: Page) -> Result<Paged<Room>> {
+    async fn list_rooms(
+        &self,
+        account: Uuid,
+        visibility: Option<Visibility>,
+        page: Page,
+    ) -> Result<Paged<Room>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ROOM_COLUMNS} FROM rooms WHERE account_id = ? AND (? IS NULL OR visibility = ?) \
              AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?"
@@ -776,7 +825,11 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(map_err)?;
-        let items = rows.iter().map(room_from_row).collect::<std::result::Result<_, _>>().map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(room_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
         Ok(Paged::from_rows(items, page.limit, |r: &Room| r.id))
     }
 
@@ -793,7 +846,13 @@ impl Store for SqliteStore {
         room_from_row(&row).map_err(map_err)
     }
 
-    async fn update_room(&self, account: Uuid, room: Uuid, patch: &RoomPatch, at: OffsetDateTime) -> Result<Room> {
+    async fn update_room(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        patch: &RoomPatch,
+        at: OffsetDateTime,
+    ) -> Result<Room> {
         let patch = patch.clone();
         self.write(move |c| {
             Box::pin(async move {
@@ -845,10 +904,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_user(&self, account: Uuid, user: &NewUser, token: &TokenRecord, at: OffsetDateTime) -> Result<User> {
+    async fn create_user(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+    ) -> Result<User> {
         let (user, token) = (user.clone(), token.clone());
-        self.write(move |c| Box::pin(async move { insert_user(c, account, &user, &token, at).await }))
-            .await
+        self.write(move |c| {
+            Box::pin(async move { insert_user(c, account, &user, &token, at).await })
+        })
+        .await
     }
 
     async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User> {
@@ -856,7 +923,12 @@ impl Store for SqliteStore {
         select_user(&mut conn, account, user).await
     }
 
-    async fn list_users(&self, account: Uuid, filter: &UserFilter, page: Page) -> Result<Paged<User>> {
+    async fn list_users(
+        &self,
+        account: Uuid,
+        filter: &UserFilter,
+        page: Page,
+    ) -> Result<Paged<User>> {
         let cols = USER_COLUMNS
             .split(", ")
             .map(|c| format!("u.{c}"))
@@ -864,7 +936,8 @@ impl Store for SqliteStore {
             .join(", ");
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {cols} FROM users u"));
         if let Some(room) = filter.room_id {
-            q.push(" JOIN room_members m ON m.user_id = u.id AND m.room_id = ").push_bind(room);
+            q.push(" JOIN room_members m ON m.user_id = u.id AND m.room_id = ")
+                .push_bind(room);
         }
         if let Some(role) = &filter.role {
             q.push(" JOIN user_roles r ON r.user_id = u.id AND r.account_id = u.account_id AND r.role = ")
@@ -881,29 +954,57 @@ impl Store for SqliteStore {
         if let Some(text) = &filter.q {
             let pattern = format!(
                 "%{}%",
-                text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                text.to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
             );
-            q.push(" AND (lower(u.name) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
-            q.push(" OR u.username_norm LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
-            q.push(" OR lower(u.custom_id) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
-            q.push(" OR u.email_norm LIKE ").push_bind(pattern).push(" ESCAPE '\\')");
+            q.push(" AND (lower(u.name) LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+            q.push(" OR u.username_norm LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+            q.push(" OR lower(u.custom_id) LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+            q.push(" OR u.email_norm LIKE ")
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
         }
         if let Some(after) = page.after {
             q.push(" AND u.id > ").push_bind(after);
         }
-        q.push(" ORDER BY u.id LIMIT ").push_bind(i64::from(page.limit) + 1);
+        q.push(" ORDER BY u.id LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
         let rows = q.build().fetch_all(&self.read).await.map_err(map_err)?;
-        let items = rows.iter().map(user_from_row).collect::<std::result::Result<_, _>>().map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
         Ok(Paged::from_rows(items, page.limit, |u: &User| u.id))
     }
 
-    async fn update_user(&self, account: Uuid, user: Uuid, patch: &UserPatch, at: OffsetDateTime) -> Result<User> {
+    async fn update_user(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        patch: &UserPatch,
+        at: OffsetDateTime,
+    ) -> Result<User> {
         let patch = patch.clone();
         self.write(move |c| Box::pin(async move { patch_user(c, account, user, &patch, at).await }))
             .await
     }
 
-    async fn set_user_active(&self, account: Uuid, user: Uuid, active: bool, at: OffsetDateTime) -> Result<User> {
+    async fn set_user_active(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        active: bool,
+        at: OffsetDateTime,
+    ) -> Result<User> {
         self.write(move |c| {
             Box::pin(async move {
                 let r = if active {
@@ -954,7 +1055,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn check_user_token(&self, account: Uuid, user: Uuid, jti: Uuid, iat: OffsetDateTime, now: OffsetDateTime) -> Result<TokenCheck> {
+    async fn check_user_token(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        jti: Uuid,
+        iat: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<TokenCheck> {
         let mut conn = self.read.acquire().await.map_err(map_err)?;
         let live: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id \
@@ -972,7 +1080,9 @@ impl Store for SqliteStore {
         if live.is_none() {
             return Ok(TokenCheck::Invalid);
         }
-        Ok(TokenCheck::Valid(Box::new(select_user(&mut conn, account, user).await?)))
+        Ok(TokenCheck::Valid(Box::new(
+            select_user(&mut conn, account, user).await?,
+        )))
     }
 }
 

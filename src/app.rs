@@ -1,0 +1,133 @@
+//! The application: the backends chosen from configuration and the shared
+//! services every request uses. `App::open` is the one place that looks at
+//! URLs to pick a backend.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::secret::{self, PasswordHasher};
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::tokens::Keys;
+
+const OPERATOR_KEY_STATE: &str = "operator_key_sha256";
+
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<Keys>,
+    pub config: Arc<Config>,
+    pub passwords: PasswordHasher,
+    operator_key_hash: Arc<Vec<u8>>,
+    key_touches: Arc<Mutex<HashMap<Uuid, Instant>>>,
+}
+
+/// Opens the configured database (running migrations).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.database_url.as_str();
+    if url.starts_with("sqlite:") {
+        let full = config.sqlite_synchronous == "full";
+        Ok(Arc::new(SqliteStore::open(url, full).await.with_context(
+            || format!("opening {}", crate::config::redact_url(url)),
+        )?))
+    } else {
+        anyhow::bail!("PostgreSQL backend: merging")
+    }
+}
+
+impl App {
+    /// Opens storage, loads signing keys and settles the operator key. If the
+    /// operator key had to be generated, it is returned (to print once).
+    pub async fn open(config: Config) -> anyhow::Result<(Self, Option<String>)> {
+        let store = open_store(&config).await?;
+        let keys = Keys::load(
+            store.as_ref(),
+            config.token_issuer.clone(),
+            config.token_audience.clone(),
+        )
+        .await?;
+        let (operator_key_hash, generated) = match &config.operator_key {
+            Some(k) => (secret::sha256(k.as_bytes()), None),
+            None => operator_key_from_store(store.as_ref()).await?,
+        };
+        let app = Self {
+            passwords: PasswordHasher::new(config.password_hash_concurrency),
+            store,
+            keys: Arc::new(keys),
+            config: Arc::new(config),
+            operator_key_hash: Arc::new(operator_key_hash),
+            key_touches: Arc::default(),
+        };
+        Ok((app, generated))
+    }
+
+    pub fn is_operator_key(&self, presented: &str) -> bool {
+        secret::equal_hashes(
+            &secret::sha256(presented.as_bytes()),
+            &self.operator_key_hash,
+        )
+    }
+
+    /// Records that an API key was used, at most once a minute per key, off
+    /// the request's path.
+    pub fn touch_api_key(&self, key: Uuid) {
+        let now = Instant::now();
+        {
+            let mut touches = self.key_touches.lock().unwrap_or_else(|e| e.into_inner());
+            if touches
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t).as_secs() < 60)
+            {
+                return;
+            }
+            touches.insert(key, now);
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_api_key(key, crate::domain::time::now()).await {
+                tracing::warn!(error = %e, "could not record API key use");
+            }
+        });
+    }
+}
+
+async fn operator_key_from_store(store: &dyn Store) -> anyhow::Result<(Vec<u8>, Option<String>)> {
+    if let Some(hex) = store.get_state(OPERATOR_KEY_STATE).await? {
+        return Ok((decode_hex(&hex)?, None));
+    }
+    let key = secret::generate_operator_key();
+    let hash = secret::sha256(key.as_bytes());
+    if store
+        .put_state_if_absent(OPERATOR_KEY_STATE, &encode_hex(&hash))
+        .await?
+    {
+        Ok((hash, Some(key)))
+    } else {
+        // Another node generated it first: use theirs.
+        let hex = store
+            .get_state(OPERATOR_KEY_STATE)
+            .await?
+            .context("operator key vanished")?;
+        Ok((decode_hex(&hex)?, None))
+    }
+}
+
+fn encode_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn decode_hex(s: &str) -> anyhow::Result<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .context("bad hex in stored operator key hash")
+        })
+        .collect()
+}

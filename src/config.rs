@@ -1,0 +1,162 @@
+//! Configuration: defaults → TOML file (`--config`) → `ROSTER_*` environment
+//! variables (`__` nests) → command-line flags. Secrets may also come from a
+//! file named by `ROSTER_OPERATOR_KEY_FILE`.
+
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// `sqlite://PATH` (embedded default) or `postgres://…`.
+    pub database_url: String,
+    /// Unset: a single node with an in-process bus.
+    pub redis_url: Option<String>,
+    /// The server owner's key (32+ characters). Unset on first start: one is
+    /// generated and printed once; only its hash is kept.
+    pub operator_key: Option<String>,
+    /// Read the operator key from this file instead.
+    pub operator_key_file: Option<String>,
+    /// Base of links the server hands out.
+    pub public_url: Option<String>,
+    /// SQLite durability: `normal` (a 2xx survives a process crash) or
+    /// `full` (it also survives power loss; one fsync per group commit).
+    pub sqlite_synchronous: String,
+    /// Request bodies above this many bytes are refused with 413.
+    pub max_body_bytes: usize,
+    /// `iss` and `aud` of the tokens this server signs.
+    pub token_issuer: String,
+    pub token_audience: String,
+    /// `json` (default) or `text`.
+    pub log_format: String,
+    /// A request taking longer is answered 503.
+    pub request_timeout_secs: u64,
+    /// Password hashes computed at once (0: the number of cores).
+    pub password_hash_concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://roster-data/roster.db".into(),
+            redis_url: None,
+            operator_key: None,
+            operator_key_file: None,
+            public_url: None,
+            sqlite_synchronous: "normal".into(),
+            max_body_bytes: 64 * 1024,
+            token_issuer: "roster".into(),
+            token_audience: "roster".into(),
+            log_format: "json".into(),
+            request_timeout_secs: 30,
+            password_hash_concurrency: 0,
+        }
+    }
+}
+
+/// Values given on the command line, the last layer.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            fig = fig.merge(Toml::file(file));
+        }
+        let mut config: Config = fig
+            .merge(Env::prefixed("ROSTER_").split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()?;
+        if let Some(path) = &config.operator_key_file {
+            let key = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read operator_key_file {path}: {e}"))?;
+            config.operator_key = Some(key.trim().to_owned());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(k) = &self.operator_key {
+            if k.chars().count() < 32 {
+                anyhow::bail!("operator_key must be at least 32 characters");
+            }
+        }
+        if !matches!(self.sqlite_synchronous.as_str(), "normal" | "full") {
+            anyhow::bail!("sqlite_synchronous must be `normal` or `full`");
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            anyhow::bail!("database_url must start with sqlite:, postgres:// or postgresql://");
+        }
+        if self.max_body_bytes < 1024 {
+            anyhow::bail!("max_body_bytes must be at least 1024");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with secrets redacted.
+    pub fn redacted_toml(&self) -> anyhow::Result<String> {
+        let mut c = self.clone();
+        if c.operator_key.is_some() {
+            c.operator_key = Some("[redacted]".into());
+        }
+        c.database_url = redact_url(&c.database_url);
+        c.redis_url = c.redis_url.as_deref().map(redact_url);
+        Ok(toml::to_string(&c)?)
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host` URL.
+pub fn redact_url(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("[redacted]"));
+            u.to_string()
+        }
+        _ => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://roster:s3cret@db:5432/roster"),
+            "postgres://roster:[redacted]@db:5432/roster"
+        );
+        assert_eq!(
+            redact_url("sqlite://roster-data/roster.db"),
+            "sqlite://roster-data/roster.db"
+        );
+    }
+
+    #[test]
+    fn short_operator_keys_are_refused() {
+        let c = Config {
+            operator_key: Some("short".into()),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,403 @@
+//! Extractors: JSON bodies, path ids and queries that refuse with the
+//! envelope, and the callers (operator, API key, user) so that the least
+//! privilege a handler needs is visible in its signature.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::envelope::{ApiError, ApiResult};
+use crate::app::App;
+use crate::domain::account::Scope;
+use crate::domain::permission::{Permission, roles_grant};
+use crate::domain::user::{User, Visibility};
+use crate::secret::{self, ApiKeySecret};
+use crate::store::{Page, TokenCheck};
+
+/// A JSON object body, parsed into `T`; every refusal wears the envelope.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "the body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large()
+            } else {
+                ApiError::bad_request("the body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        "the request body is larger than this server accepts",
+    )
+}
+
+/// Parses a JSON object into `T`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let trimmed = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if trimmed != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(_) => ApiError::bad_request("the body must be a JSON object"),
+            Err(_) => ApiError::bad_request("the body is not valid JSON"),
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize::<_, T>(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = strip_position(&inner.to_string());
+                let field = quoted_field(&message).unwrap_or(path);
+                let message = message
+                    .split(", expected one of")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                ApiError::validation(canonical_field(&field), message)
+            }
+            _ => ApiError::bad_request("the body is not valid JSON"),
+        }
+    })?;
+    de.end()
+        .map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
+    Ok(value)
+}
+
+fn strip_position(m: &str) -> String {
+    match m.rfind(" at line ") {
+        Some(i) => m[..i].to_owned(),
+        None => m.to_owned(),
+    }
+}
+
+/// `unknown field `foo`` / `missing field `bar`` → the field's name.
+fn quoted_field(message: &str) -> Option<String> {
+    if !(message.starts_with("unknown field")
+        || message.starts_with("missing field")
+        || message.starts_with("duplicate field"))
+    {
+        return None;
+    }
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_owned())
+}
+
+/// The canonical snake_case name of a field as sent (camelCase or an alias).
+pub fn canonical_field(path: &str) -> String {
+    let (head, rest) = match path.find(['.', '[']) {
+        Some(i) => path.split_at(i),
+        None => (path, ""),
+    };
+    let head = match head {
+        "uid" | "customId" => "custom_id".to_owned(),
+        "avatar" | "profilePicture" => "profile_picture".to_owned(),
+        "statusText" | "status_text" | "statusMessage" => "status_message".to_owned(),
+        other => {
+            let mut out = String::with_capacity(other.len() + 4);
+            for c in other.chars() {
+                if c.is_ascii_uppercase() {
+                    out.push('_');
+                    out.push(c.to_ascii_lowercase());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    };
+    format!("{head}{rest}")
+}
+
+/// Path ids: anything that is not a UUID names nothing, so it is 404.
+pub struct Ids(pub HashMap<String, Uuid>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ids {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("resource"))?;
+        let mut out = HashMap::new();
+        for (k, v) in raw {
+            let what = k.trim_end_matches("Id").trim_end_matches("_id");
+            let id = Uuid::try_parse(&v).map_err(|_| ApiError::not_found(&id_noun(what)))?;
+            out.insert(k, id);
+        }
+        Ok(Ids(out))
+    }
+}
+
+fn id_noun(what: &str) -> String {
+    match what {
+        "key" => "api key".into(),
+        other => other.into(),
+    }
+}
+
+impl Ids {
+    pub fn get(&self, name: &str) -> Uuid {
+        self.0.get(name).copied().unwrap_or_default()
+    }
+}
+
+/// A query string parsed into `T` (which should deny unknown fields).
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|rej| {
+                let text = rej.body_text();
+                let text = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text)
+                    .to_owned();
+                let field = quoted_field(&text).unwrap_or_else(|| "query".into());
+                let text = text
+                    .split(", expected one of")
+                    .next()
+                    .unwrap_or(&text)
+                    .to_owned();
+                ApiError::validation(field, text)
+            })
+    }
+}
+
+/// `limit` (1–100, default 50) and an opaque `cursor`.
+pub fn page(limit: Option<u32>, cursor: Option<&str>) -> ApiResult<Page> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 100"));
+    }
+    let after =
+        match cursor {
+            None | Some("") => None,
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                ApiError::validation("cursor", "is not a cursor this server issued")
+            })?),
+        };
+    Ok(Page { limit, after })
+}
+
+pub fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+fn decode_cursor(c: &str) -> Option<Uuid> {
+    let bytes = URL_SAFE_NO_PAD.decode(c).ok()?;
+    Uuid::from_slice(&bytes).ok()
+}
+
+/// The credential presented: `Authorization: Bearer …` or the `apikey` header.
+fn credential(parts: &Parts) -> Option<&str> {
+    if let Some(v) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, rest) = v.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
+    }
+    parts
+        .headers
+        .get("apikey")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn missing_credential() -> ApiError {
+    ApiError::unauthorized(
+        "send a key or token as `Authorization: Bearer …` or the `apikey` header",
+    )
+}
+
+/// The server owner, holding the operator key.
+pub struct Operator;
+
+impl FromRequestParts<App> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let presented = credential(parts).ok_or_else(missing_credential)?;
+        if app.is_operator_key(presented) {
+            Ok(Operator)
+        } else {
+            Err(ApiError::unauthorized("this route needs the operator key"))
+        }
+    }
+}
+
+/// Who is calling an account route.
+pub struct Caller {
+    pub account_id: Uuid,
+    pub kind: CallerKind,
+}
+
+pub enum CallerKind {
+    ApiKey { id: Uuid, scope: Scope },
+    User { user: Box<User>, token_id: Uuid },
+}
+
+impl Caller {
+    pub fn holds(&self, p: Permission) -> bool {
+        match &self.kind {
+            CallerKind::ApiKey {
+                scope: Scope::Full, ..
+            } => true,
+            CallerKind::ApiKey {
+                scope: Scope::Read, ..
+            } => p.is_read_only(),
+            CallerKind::User { user, .. } => roles_grant(&user.roles, p),
+        }
+    }
+
+    /// Refuses with 403 unless the caller holds `p`.
+    pub fn require(&self, p: Permission) -> ApiResult<()> {
+        if self.holds(p) {
+            Ok(())
+        } else {
+            let name = serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            Err(ApiError::forbidden(match &self.kind {
+                CallerKind::ApiKey { .. } => {
+                    format!("a read-only API key cannot do this (needs `{name}`)")
+                }
+                CallerKind::User { .. } => format!("this needs the `{name}` permission"),
+            }))
+        }
+    }
+
+    pub fn user_id(&self) -> Option<Uuid> {
+        match &self.kind {
+            CallerKind::User { user, .. } => Some(user.id),
+            CallerKind::ApiKey { .. } => None,
+        }
+    }
+
+    pub fn is_api_key(&self) -> bool {
+        matches!(self.kind, CallerKind::ApiKey { .. })
+    }
+
+    /// How much of `user` this caller may see.
+    pub fn sees(&self, user: Uuid) -> Visibility {
+        if self.is_api_key() || self.holds(Permission::ViewOtherUserInfo) {
+            Visibility::Full
+        } else if self.user_id() == Some(user) {
+            Visibility::Own
+        } else {
+            Visibility::Public
+        }
+    }
+}
+
+impl FromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let Ids(ids) = Ids::from_request_parts(parts, app).await?;
+        let account = *ids
+            .get("accountId")
+            .ok_or_else(|| ApiError::not_found("account"))?;
+        let presented = credential(parts).ok_or_else(missing_credential)?;
+        if presented.starts_with("rk_") {
+            let (id, hash) = ApiKeySecret::parse(presented)
+                .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
+            let key = app
+                .store
+                .api_key_for_auth(id)
+                .await?
+                .filter(|k| secret::equal_hashes(&k.secret_hash, &hash))
+                .ok_or_else(|| ApiError::unauthorized("the API key is not valid or was revoked"))?;
+            if key.account_id != account {
+                return Err(ApiError::not_found("account"));
+            }
+            app.touch_api_key(key.id);
+            return Ok(Caller {
+                account_id: account,
+                kind: CallerKind::ApiKey {
+                    id: key.id,
+                    scope: key.scope,
+                },
+            });
+        }
+        if presented.split('.').count() == 3 {
+            let claims = app
+                .keys
+                .verify_user_token(presented)
+                .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            if claims.account_id != account {
+                return Err(ApiError::not_found("account"));
+            }
+            let iat = time::OffsetDateTime::from_unix_timestamp(claims.iat)
+                .map_err(|_| ApiError::unauthorized("the token is not valid"))?;
+            return match app
+                .store
+                .check_user_token(
+                    account,
+                    claims.user_id,
+                    claims.jti,
+                    iat,
+                    crate::domain::time::now(),
+                )
+                .await?
+            {
+                TokenCheck::Valid(user) => Ok(Caller {
+                    account_id: account,
+                    kind: CallerKind::User {
+                        user,
+                        token_id: claims.jti,
+                    },
+                }),
+                TokenCheck::Invalid => Err(ApiError::unauthorized(
+                    "the token was revoked, or its user is deactivated or deleted",
+                )),
+            };
+        }
+        if app.is_operator_key(presented) {
+            return Err(ApiError::forbidden(
+                "the operator key manages accounts; use one of the account's API keys here",
+            ));
+        }
+        Err(ApiError::unauthorized("the key or token is not valid"))
+    }
+}

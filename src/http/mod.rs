@@ -1,0 +1,183 @@
+//! The HTTP layer: routing, middleware (request ids, the envelope, limits,
+//! metrics, panics), the OpenAPI document and Swagger UI. One file per
+//! resource; handlers stay short: extract → parse → one store call → answer.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::app::App;
+
+pub mod accounts;
+pub mod api_keys;
+pub mod envelope;
+pub mod extract;
+pub mod meta;
+pub mod rooms;
+pub mod settings;
+pub mod users;
+
+use envelope::{ApiError, REQUEST_ID};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Roster", description = "Users, rooms, roles, invites, tokens and presence for real-time apps. Every JSON answer is the envelope `{type, success, description, data, error, request_id}`; the schemas below describe its `data`."),
+    modifiers(&Security),
+    security(("bearer" = []), ("apikey" = [])),
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An account API key, or a user's own token"))
+                    .build(),
+            ),
+        );
+        c.add_security_scheme(
+            "apikey",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("apikey"))),
+        );
+        c.add_security_scheme(
+            "operator_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The operator key"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route with its OpenAPI description.
+fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
+    let account = OpenApiRouter::new()
+        .merge(api_keys::routes())
+        .merge(users::routes())
+        .merge(rooms::routes())
+        .merge(settings::routes());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(accounts::routes())
+        .merge(account)
+        .merge(meta::routes())
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole HTTP application.
+pub fn router(app: App) -> Router {
+    let (routes, doc) = api();
+    let routes = routes.merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
+    with_layers(routes, app)
+}
+
+/// Wraps `routes` in Roster's middleware. Public so tests can mount extra
+/// routes (a panicking one, say) behind exactly the same stack.
+pub fn with_layers(routes: Router<App>, app: App) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let limit = app.config.max_body_bytes;
+    meta::prometheus();
+    routes
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal(anyhow::anyhow!("a handler panicked")).into_response()
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), route, request_id = id)
+        }))
+        .layer(middleware::from_fn_with_state(app.clone(), envelope_scope))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::COOKIE,
+            HeaderName::from_static("apikey"),
+        ]))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(app)
+}
+
+/// Makes the request id available to every envelope, bounds the request's
+/// time, and records metrics labelled by the matched route.
+async fn envelope_scope(State(app): State<App>, req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let timeout = Duration::from_secs(app.config.request_timeout_secs);
+    let res = REQUEST_ID
+        .scope(id, async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(res) => res,
+                Err(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "the request took too long",
+                )
+                .into_response(),
+            }
+        })
+        .await;
+    let status = res.status().as_u16().to_string();
+    metrics::counter!("roster_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("roster_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    res
+}
+
+async fn fallback() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this route does not take that method",
+    )
+}

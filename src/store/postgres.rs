@@ -1,0 +1,1 @@
+//! Placeholder replaced by the PostgreSQL backend on the pg-store branch.
