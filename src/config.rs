@@ -92,10 +92,10 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        if let Some(k) = &self.operator_key {
-            if k.chars().count() < 32 {
-                anyhow::bail!("operator_key must be at least 32 characters");
-            }
+        if let Some(k) = &self.operator_key
+            && k.chars().count() < 32
+        {
+            anyhow::bail!("operator_key must be at least 32 characters");
         }
         if !matches!(self.sqlite_synchronous.as_str(), "normal" | "full") {
             anyhow::bail!("sqlite_synchronous must be `normal` or `full`");

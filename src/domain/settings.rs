@@ -125,17 +125,16 @@ impl Settings {
                 }
             }
         }
-        if creating {
-            if let Some((name, _)) = self
+        if creating
+            && let Some((name, _)) = self
                 .custom_fields
                 .iter()
                 .find(|(name, def)| def.required && values.get(*name).is_none_or(Value::is_null))
-            {
-                return Err(ValidationError::new(
-                    format!("custom_fields.{name}"),
-                    "is required",
-                ));
-            }
+        {
+            return Err(ValidationError::new(
+                format!("custom_fields.{name}"),
+                "is required",
+            ));
         }
         Ok(())
     }

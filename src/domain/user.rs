@@ -550,13 +550,13 @@ pub fn metadata(v: Value) -> Result<Map<String, Value>, ValidationError> {
             format!("must be at most {MAX_METADATA_BYTES} bytes as JSON (got {size})"),
         ));
     }
-    if let Some(p) = map.get("@private") {
-        if !p.is_object() {
-            return Err(ValidationError::new(
-                "metadata.@private",
-                "must be a JSON object",
-            ));
-        }
+    if let Some(p) = map.get("@private")
+        && !p.is_object()
+    {
+        return Err(ValidationError::new(
+            "metadata.@private",
+            "must be a JSON object",
+        ));
     }
     Ok(map)
 }

@@ -190,7 +190,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                     .strip_prefix("Failed to deserialize query string: ")
                     .unwrap_or(&text)
                     .to_owned();
-                let field = quoted_field(&text).unwrap_or_else(|| "query".into());
+                // serde_path_to_error style: "field: message".
+                let (field, text) = match text.split_once(": ") {
+                    Some((f, rest)) if !f.contains(' ') => (f.to_owned(), rest.to_owned()),
+                    _ => (
+                        quoted_field(&text).unwrap_or_else(|| "query".into()),
+                        text.clone(),
+                    ),
+                };
                 let text = text
                     .split(", expected one of")
                     .next()

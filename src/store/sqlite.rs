@@ -68,10 +68,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        if let Some(dir) = Path::new(base.get_filename()).parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
+        if let Some(dir) = Path::new(base.get_filename()).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
         }
         let write_opts = base
             .clone()
@@ -155,10 +155,10 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         }
         let mut failed: Option<String> = None;
         for job in batch.drain(..) {
-            if failed.is_none() {
-                if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut conn).await {
-                    failed = Some(e.to_string());
-                }
+            if failed.is_none()
+                && let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut conn).await
+            {
+                failed = Some(e.to_string());
             }
             let (ok, c) = job(&mut conn).await;
             done.push(c);
@@ -470,10 +470,11 @@ async fn patch_user(
     at: OffsetDateTime,
 ) -> Result<User> {
     let current = select_user(conn, account, id).await?;
-    if let Some(roles) = &p.roles {
-        if roles.iter().any(|r| r == "bot") && !current.roles.iter().any(|r| r == "bot") {
-            check_bot_cap(conn, account, Some(id)).await?;
-        }
+    if let Some(roles) = &p.roles
+        && roles.iter().any(|r| r == "bot")
+        && !current.roles.iter().any(|r| r == "bot")
+    {
+        check_bot_cap(conn, account, Some(id)).await?;
     }
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE users SET updated_at = ");
     q.push_bind(at);
@@ -1060,20 +1061,20 @@ impl Store for SqliteStore {
         account: Uuid,
         user: Uuid,
         jti: Uuid,
-        iat: OffsetDateTime,
+        _iat: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<TokenCheck> {
         let mut conn = self.read.acquire().await.map_err(map_err)?;
         let live: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.id = ? AND t.user_id = ? AND t.account_id = ? AND t.revoked_at IS NULL \
-             AND t.expires_at > ? AND u.active = 1 AND (u.tokens_valid_after IS NULL OR u.tokens_valid_after <= ?)",
+             AND julianday(t.expires_at) > julianday(?) AND u.active = 1 \
+             AND (u.tokens_valid_after IS NULL OR julianday(u.tokens_valid_after) <= julianday(t.created_at))",
         )
         .bind(jti)
         .bind(user)
         .bind(account)
         .bind(now)
-        .bind(iat)
         .fetch_optional(&mut *conn)
         .await
         .map_err(map_err)?;

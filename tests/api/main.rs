@@ -1,1 +1,11 @@
+//! HTTP integration suite: the real server on port 0, driven over HTTP.
+//! `ROSTER_TEST_BACKEND=postgres` runs it against PostgreSQL.
 
+mod accounts;
+mod envelope;
+mod helpers;
+mod limits;
+mod process;
+mod rooms;
+mod tokens;
+mod users;

@@ -1,0 +1,310 @@
+//! The `roster` binary as an operator runs it: crash safety under `kill -9`,
+//! draining on SIGTERM, and the CLI.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::helpers::{OPERATOR_KEY, fresh_database_url};
+
+const BIN: &str = env!("CARGO_BIN_EXE_roster");
+
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+/// Starts `roster serve` on port 0 and waits (with a deadline) for the log
+/// line that names its address.
+async fn start(database_url: &str) -> Proc {
+    start_with(database_url, Some(OPERATOR_KEY)).await
+}
+
+async fn start_with(database_url: &str, operator_key: Option<&str>) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("ROSTER_LISTEN", "127.0.0.1:0")
+        .env("ROSTER_DATABASE_URL", database_url)
+        .env("ROSTER_LOG", "info");
+    match operator_key {
+        Some(k) => cmd.env("ROSTER_OPERATOR_KEY", k),
+        None => cmd.env_remove("ROSTER_OPERATOR_KEY"),
+    };
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn roster");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "roster is listening"
+            {
+                return v["addr"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("roster exited before listening");
+    })
+    .await
+    .expect("roster did not start within 30 s");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Proc {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("roster did not exit within 30 s")
+        .unwrap()
+}
+
+async fn create_account(client: &reqwest::Client, base: &str) -> (String, String) {
+    let res = client
+        .post(format!("{base}/v1/accounts"))
+        .bearer_auth(OPERATOR_KEY)
+        .json(&json!({ "name": "crash" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.unwrap();
+    (
+        body["data"]["account"]["id"].as_str().unwrap().to_owned(),
+        body["data"]["api_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn every_acknowledged_create_survives_kill_9() {
+    let (db, _dir) = fresh_database_url().await;
+    let mut server = start(&db).await;
+    let client = reqwest::Client::new();
+    let (account, key) = create_account(&client, &server.base).await;
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let enough = Arc::new(tokio::sync::Notify::new());
+    let mut workers = Vec::new();
+    for w in 0..32 {
+        let (client, base, account, key) = (
+            client.clone(),
+            server.base.clone(),
+            account.clone(),
+            key.clone(),
+        );
+        let (acked, count, enough) = (acked.clone(), count.clone(), enough.clone());
+        workers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let uid = format!("w{w}-{n}");
+                let res = client
+                    .post(format!("{base}/v1/accounts/{account}/users"))
+                    .bearer_auth(&key)
+                    .json(&json!({ "uid": uid, "name": "Crash Test" }))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == StatusCode::CREATED => {
+                        acked.lock().await.push(uid);
+                        if count.fetch_add(1, Ordering::SeqCst) + 1 == 500 {
+                            enough.notify_one();
+                        }
+                    }
+                    Ok(r) => panic!("unexpected {}", r.status()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    // Kill once a good number of creates were acknowledged (deadline-bound).
+    tokio::time::timeout(Duration::from_secs(60), enough.notified())
+        .await
+        .expect("500 creates were not acknowledged within 60 s");
+    server.child.start_kill().unwrap(); // SIGKILL
+    wait_exit(&mut server.child).await;
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().await.clone();
+    assert!(acked.len() >= 500);
+
+    let server = start(&db).await;
+    let mut stored = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let res: Value = client
+            .get(format!(
+                "{}/v1/accounts/{account}/users?limit=100{cursor}",
+                server.base
+            ))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for u in res["data"]["users"].as_array().unwrap() {
+            stored.insert(u["custom_id"].as_str().unwrap().to_owned());
+        }
+        match res["data"]["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    let lost: Vec<_> = acked.iter().filter(|u| !stored.contains(*u)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged creates lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_zero() {
+    let (db, _dir) = fresh_database_url().await;
+    let mut server = start(&db).await;
+    let client = reqwest::Client::new();
+    let (account, key) = create_account(&client, &server.base).await;
+    // Requests in flight when SIGTERM lands still get a whole answer.
+    let mut inflight = Vec::new();
+    for i in 0..16 {
+        let (client, base, account, key) = (
+            client.clone(),
+            server.base.clone(),
+            account.clone(),
+            key.clone(),
+        );
+        inflight.push(tokio::spawn(async move {
+            client
+                .post(format!("{base}/v1/accounts/{account}/users"))
+                .bearer_auth(&key)
+                .json(&json!({ "uid": format!("t{i}"), "password": "drain-me-please" }))
+                .send()
+                .await
+                .map(|r| r.status())
+        }));
+    }
+    let pid = server.child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_exit(&mut server.child).await;
+    assert_eq!(exit.code(), Some(0), "roster must exit 0 after SIGTERM");
+    for r in inflight {
+        if let Ok(s) = r.await.unwrap() {
+            assert_eq!(s, StatusCode::CREATED);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_cli_creates_accounts_and_prints_redacted_config() {
+    let (db, _dir) = fresh_database_url().await;
+    let out = Command::new(BIN)
+        .args(["migrate"])
+        .env("ROSTER_DATABASE_URL", &db)
+        .env("ROSTER_OPERATOR_KEY", OPERATOR_KEY)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["accounts", "create", "--name", "From CLI"])
+        .env("ROSTER_DATABASE_URL", &db)
+        .env("ROSTER_OPERATOR_KEY", OPERATOR_KEY)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(printed["account"]["name"], "From CLI");
+    let key = printed["api_key"].as_str().unwrap();
+    let account = printed["account"]["id"].as_str().unwrap();
+    let server = start(&db).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/v1/accounts/{account}/users", server.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let out = Command::new(BIN)
+        .args(["print-config"])
+        .env(
+            "ROSTER_DATABASE_URL",
+            "postgres://roster:s3cret@db:5432/roster",
+        )
+        .env("ROSTER_OPERATOR_KEY", OPERATOR_KEY)
+        .env("ROSTER_LISTEN", "0.0.0.0:9000")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = \"0.0.0.0:9000\""), "{text}");
+    assert!(
+        !text.contains("s3cret") && !text.contains(OPERATOR_KEY),
+        "{text}"
+    );
+    assert!(text.contains("[redacted]"), "{text}");
+}
+
+#[tokio::test]
+async fn a_generated_operator_key_is_printed_once_and_only_its_hash_kept() {
+    let (db, _dir) = fresh_database_url().await;
+    let run = || {
+        Command::new(BIN)
+            .args(["accounts", "create", "--name", "x"])
+            .env("ROSTER_DATABASE_URL", &db)
+            .env_remove("ROSTER_OPERATOR_KEY")
+            .output()
+    };
+    let first = run().await.unwrap();
+    assert!(first.status.success());
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    let key = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("rop_"))
+        .expect("the generated key is printed")
+        .to_owned();
+    let second = run().await.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&second.stderr).contains("rop_"),
+        "printed twice"
+    );
+    // The printed key is the operator key of a server on that database.
+    let server = start_with(&db, None).await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/v1/accounts", server.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"]["accounts"].as_array().unwrap().len(), 2);
+}
