@@ -128,7 +128,7 @@ impl Config {
 pub fn redact_url(s: &str) -> String {
     match url::Url::parse(s) {
         Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("[redacted]"));
+            let _ = u.set_password(Some("REDACTED"));
             u.to_string()
         }
         _ => s.to_owned(),
@@ -143,7 +143,7 @@ mod tests {
     fn passwords_in_urls_are_redacted() {
         assert_eq!(
             redact_url("postgres://roster:s3cret@db:5432/roster"),
-            "postgres://roster:[redacted]@db:5432/roster"
+            "postgres://roster:REDACTED@db:5432/roster"
         );
         assert_eq!(
             redact_url("sqlite://roster-data/roster.db"),
