@@ -100,18 +100,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        self.write_as(f).await
-    }
-
-    async fn write_as<T, E, F>(&self, f: F) -> std::result::Result<T, E>
-    where
-        T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, std::result::Result<T, E>>
-            + Send
-            + 'static,
-    {
-        let (tx, rx) = oneshot::channel::<std::result::Result<T, E>>();
+        let (tx, rx) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |conn| {
             Box::pin(async move {
                 let out = f(conn).await;
@@ -120,9 +109,9 @@ impl SqliteStore {
                     let answer = match (out, commit) {
                         (Ok(v), Ok(())) => Ok(v),
                         (Err(e), _) => Err(e),
-                        (Ok(_), Err(e)) => Err(E::from(StoreError::Unavailable(anyhow::anyhow!(
+                        (Ok(_), Err(e)) => Err(StoreError::Unavailable(anyhow::anyhow!(
                             "commit failed: {e}"
-                        )))),
+                        ))),
                     };
                     let _ = tx.send(answer);
                 });
@@ -132,9 +121,9 @@ impl SqliteStore {
         self.jobs
             .send(job)
             .await
-            .map_err(|_| E::from(StoreError::Unavailable(anyhow::anyhow!("writer stopped"))))?;
+            .map_err(|_| StoreError::Unavailable(anyhow::anyhow!("writer stopped")))?;
         rx.await
-            .map_err(|_| E::from(StoreError::Unavailable(anyhow::anyhow!("writer stopped"))))?
+            .map_err(|_| StoreError::Unavailable(anyhow::anyhow!("writer stopped")))?
     }
 }
 
