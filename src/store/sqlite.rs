@@ -32,7 +32,7 @@ use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{
-    MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
+    MAX_BOTS, NewUser, User, UserFilter, UserPatch, normalize_email, normalize_username,
 };
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -199,9 +199,7 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let text = format!("{} {}", db.message(), db.constraint().unwrap_or(""));
-            let field = super::unique_field(&text);
-            StoreError::conflict(field, format!("{field} is already taken in this account"))
+            super::unique_conflict(&format!("{} {}", db.message(), db.constraint().unwrap_or("")))
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(e.into())
@@ -274,10 +272,7 @@ async fn check_bot_cap(conn: &mut SqliteConnection, account: Uuid, except: Optio
     .await
     .map_err(map_err)?;
     if n >= MAX_BOTS {
-        return Err(StoreError::conflict(
-            "roles",
-            format!("this account already has {MAX_BOTS} bot users, the most it may have"),
-        ));
+        return Err(super::bot_cap_reached());
     }
     Ok(())
 }
@@ -401,10 +396,7 @@ async fn insert_user(conn: &mut SqliteConnection, account: Uuid, u: &NewUser, to
         .await
         .map_err(map_err)?;
         if joined.rows_affected() as i64 + i64::from(u.room_id.is_some()) > MAX_ROOMS_PER_USER {
-            return Err(StoreError::conflict(
-                "join_default_channels",
-                format!("a user may be in at most {MAX_ROOMS_PER_USER} rooms"),
-            ));
+            return Err(super::room_cap_reached());
         }
     }
     sqlx::query("INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)")
@@ -418,34 +410,7 @@ async fn insert_user(conn: &mut SqliteConnection, account: Uuid, u: &NewUser, to
         .execute(&mut *conn)
         .await
         .map_err(map_err)?;
-    Ok(User {
-        id: u.id,
-        account_id: account,
-        room_id: u.room_id,
-        custom_id: u.custom_id.clone(),
-        username: u.username.clone(),
-        name: u.name.clone(),
-        nickname: u.nickname.clone(),
-        bio: u.bio.clone(),
-        email: u.email.clone(),
-        email_verified: u.email_verified,
-        phone: u.phone.clone(),
-        profile_picture: u.profile_picture.clone(),
-        link: u.link.clone(),
-        status: Status::Offline,
-        status_message: u.status_message.clone(),
-        active: u.active,
-        roles: u.roles.clone(),
-        metadata: u.metadata.clone(),
-        tags: u.tags.clone(),
-        custom_fields: u.custom_fields.clone(),
-        require_password_change: u.require_password_change,
-        has_password: u.password_hash.is_some(),
-        created_at: at,
-        updated_at: at,
-        last_seen_at: None,
-        deactivated_at: if u.active { None } else { Some(at) },
-    })
+    Ok(super::inserted_user(account, u, at))
 }
 
 async fn patch_user(conn: &mut SqliteConnection, account: Uuid, id: Uuid, p: &UserPatch, at: OffsetDateTime) -> Result<User> {
@@ -486,10 +451,7 @@ async fn patch_user(conn: &mut SqliteConnection, account: Uuid, id: Uuid, p: &Us
     set!("metadata", p.metadata.as_ref().map(json));
     set!("tags", p.tags.as_ref().map(json));
     if let Some(change) = &p.custom_fields {
-        let mut merged = current.custom_fields.clone();
-        for (k, v) in change {
-            merged.insert(k.clone(), v.clone());
-        }
+        let merged = super::merged_custom_fields(&current.custom_fields, change);
         q.push(", custom_fields = ").push_bind(json(&merged));
     }
     set!("require_password_change", p.require_password_change);
@@ -857,11 +819,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self, account: Uuid, filter: &UserFilter, page: Page) -> Result<Paged<User>> {
-        let cols = USER_COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = super::user_columns_of("u");
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {cols} FROM users u"));
         if let Some(room) = filter.room_id {
             q.push(" JOIN room_members m ON m.user_id = u.id AND m.room_id = ").push_bind(room);
@@ -879,10 +837,7 @@ impl Store for SqliteStore {
             q.push(" AND u.status = ").push_bind(status.as_str());
         }
         if let Some(text) = &filter.q {
-            let pattern = format!(
-                "%{}%",
-                text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-            );
+            let pattern = super::like_pattern(text);
             q.push(" AND (lower(u.name) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
             q.push(" OR u.username_norm LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
             q.push(" OR lower(u.custom_id) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
