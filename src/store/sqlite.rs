@@ -503,7 +503,7 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT kid, private_der, public_x, created_at, retired_at FROM signing_keys ORDER BY created_at")
+        let rows = sqlx::query("SELECT kid, private_der, public_x, created_at, retired_at FROM signing_keys ORDER BY julianday(created_at)")
             .fetch_all(&self.read)
             .await
             .map_err(map_err)?;
@@ -912,9 +912,13 @@ impl Store for SqliteStore {
     async fn check_user_token(&self, account: Uuid, user: Uuid, jti: Uuid, iat: OffsetDateTime, now: OffsetDateTime) -> Result<TokenCheck> {
         let mut conn = self.read.acquire().await.map_err(map_err)?;
         let live: Option<i64> = sqlx::query_scalar(
+            // Timestamps are RFC 3339 text with as many fractional digits as
+            // needed ("…:05Z", "…:05.3Z"), which do not sort as text: compare
+            // them as instants.
             "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.id = ? AND t.user_id = ? AND t.account_id = ? AND t.revoked_at IS NULL \
-             AND t.expires_at > ? AND u.active = 1 AND (u.tokens_valid_after IS NULL OR u.tokens_valid_after <= ?)",
+             AND julianday(t.expires_at) > julianday(?) AND u.active = 1 \
+             AND (u.tokens_valid_after IS NULL OR julianday(u.tokens_valid_after) <= julianday(?))",
         )
         .bind(jti)
         .bind(user)
