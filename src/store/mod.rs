@@ -15,7 +15,7 @@ use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibili
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch};
 
-// pub mod postgres;
+pub mod postgres;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]
