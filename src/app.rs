@@ -36,7 +36,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             || format!("opening {}", crate::config::redact_url(url)),
         )?))
     } else {
-        anyhow::bail!("PostgreSQL backend: merging")
+        Ok(Arc::new(
+            crate::store::postgres::PostgresStore::open(url)
+                .await
+                .with_context(|| format!("opening {}", crate::config::redact_url(url)))?,
+        ))
     }
 }
 

@@ -375,15 +375,12 @@ impl FromRequestParts<App> for Caller {
             if claims.account_id != account {
                 return Err(ApiError::not_found("account"));
             }
-            let iat = time::OffsetDateTime::from_unix_timestamp(claims.iat)
-                .map_err(|_| ApiError::unauthorized("the token is not valid"))?;
             return match app
                 .store
                 .check_user_token(
                     account,
                     claims.user_id,
                     claims.jti,
-                    iat,
                     crate::domain::time::now(),
                 )
                 .await?

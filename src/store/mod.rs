@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
-use crate::domain::room::{NewRoom, Room, RoomPatch, Visibility};
+use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
-use crate::domain::user::{NewUser, Status, User, UserFilter, UserPatch};
+use crate::domain::user::{MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch};
 
 pub mod postgres;
 pub mod sqlite;
@@ -218,7 +218,6 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         user: Uuid,
         jti: Uuid,
-        iat: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<TokenCheck>;
 }
@@ -355,4 +354,93 @@ pub(crate) fn unique_field(text: &str) -> &'static str {
     } else {
         "id"
     }
+}
+
+/// The conflict a unique index raised, named from the database's words for
+/// it, in the same words on every backend.
+pub(crate) fn unique_conflict(text: &str) -> StoreError {
+    let field = unique_field(text);
+    StoreError::conflict(field, format!("{field} is already taken in this account"))
+}
+
+/// The refusal of a bot beyond [`MAX_BOTS`].
+pub(crate) fn bot_cap_reached() -> StoreError {
+    StoreError::conflict(
+        "roles",
+        format!("this account already has {MAX_BOTS} bot users, the most it may have"),
+    )
+}
+
+/// The refusal of memberships beyond [`MAX_ROOMS_PER_USER`] at creation.
+pub(crate) fn room_cap_reached() -> StoreError {
+    StoreError::conflict(
+        "join_default_channels",
+        format!("a user may be in at most {MAX_ROOMS_PER_USER} rooms"),
+    )
+}
+
+/// The user exactly as `create_user` stored it, without reading it back.
+pub(crate) fn inserted_user(account: Uuid, u: &NewUser, at: OffsetDateTime) -> User {
+    User {
+        id: u.id,
+        account_id: account,
+        room_id: u.room_id,
+        custom_id: u.custom_id.clone(),
+        username: u.username.clone(),
+        name: u.name.clone(),
+        nickname: u.nickname.clone(),
+        bio: u.bio.clone(),
+        email: u.email.clone(),
+        email_verified: u.email_verified,
+        phone: u.phone.clone(),
+        profile_picture: u.profile_picture.clone(),
+        link: u.link.clone(),
+        status: Status::Offline,
+        status_message: u.status_message.clone(),
+        active: u.active,
+        roles: u.roles.clone(),
+        metadata: u.metadata.clone(),
+        tags: u.tags.clone(),
+        custom_fields: u.custom_fields.clone(),
+        require_password_change: u.require_password_change,
+        has_password: u.password_hash.is_some(),
+        created_at: at,
+        updated_at: at,
+        last_seen_at: None,
+        deactivated_at: if u.active { None } else { Some(at) },
+    }
+}
+
+/// A patch's custom fields laid over the stored ones: named fields are
+/// replaced, the others kept.
+pub(crate) fn merged_custom_fields(
+    current: &Map<String, Value>,
+    change: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut merged = current.clone();
+    for (k, v) in change {
+        merged.insert(k.clone(), v.clone());
+    }
+    merged
+}
+
+/// The `LIKE` pattern (with `\` as escape) of a case-insensitive substring
+/// search for `text`.
+pub(crate) fn like_pattern(text: &str) -> String {
+    format!(
+        "%{}%",
+        text.to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    )
+}
+
+/// [`USER_COLUMNS`] qualified by a table alias, for joins.
+pub(crate) fn user_columns_of(alias: &str) -> String {
+    USER_COLUMNS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,1 +1,956 @@
-//! Placeholder replaced by the PostgreSQL backend on the pg-store branch.
+//! The scaled-out backend: PostgreSQL, shared by every Roster node.
+//!
+//! Each operation is one transaction: a single statement where one suffices,
+//! otherwise an explicit `BEGIN … COMMIT` on a pooled connection, rolled back
+//! when the operation fails. Uniqueness is left to the unique indexes, so
+//! concurrent writers on several nodes are refused exactly like a second
+//! writer on one. The limits that a count enforces (bots per account) are
+//! serialized per account with a row lock on the account, taken in
+//! `FOR NO KEY UPDATE` mode so that it does not block the foreign key checks
+//! of ordinary inserts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Postgres, QueryBuilder, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    NewApiKey, Page, Paged, Result, SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord,
+    USER_COLUMNS, user_from_row,
+};
+use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
+use crate::domain::settings::{CustomFieldDef, Settings};
+use crate::domain::user::{
+    MAX_BOTS, NewUser, User, UserFilter, UserPatch, normalize_email, normalize_username,
+};
+
+/// Connections per node. PostgreSQL's default `max_connections` is 100, so
+/// three nodes fit beside an administrator's session.
+const MAX_CONNECTIONS: u32 = 32;
+
+/// How long an operation waits for a connection before the store reports
+/// itself unavailable, so an outage fails requests fast instead of piling them up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// The embedded migrations. Runs take PostgreSQL's advisory lock, so several
+/// nodes starting together migrate once.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    use sqlx::SqlSafeStr;
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let mut m = Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+        false,
+    )]);
+    m.set_locking(true);
+    m
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://…`) and migrates it.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(map_err)
+    }
+}
+
+/// SQLSTATEs that say the database, not the request, is the problem: the
+/// connection (class 08), resources (53), the server shutting down or
+/// starting (57P0x), a read-only standby after a failover (25006), and
+/// transient refusals worth a retry (serialization failure, deadlock,
+/// cancelled statement).
+fn unavailable_state(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P0")
+        || matches!(code, "25006" | "40001" | "40P01" | "57014")
+}
+
+/// Maps a database error to the store's vocabulary, naming the unique
+/// index that refused a write.
+pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            super::unique_conflict(db.constraint().unwrap_or_else(|| db.message()))
+        }
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_state(&c)) => {
+            StoreError::Unavailable(e.into())
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => StoreError::Unavailable(e.into()),
+        _ => StoreError::Other(e.into()),
+    }
+}
+
+fn account_from_row(r: &PgRow) -> std::result::Result<Account, sqlx::Error> {
+    Ok(Account {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn room_from_row(r: &PgRow) -> std::result::Result<Room, sqlx::Error> {
+    let visibility: String = r.try_get("visibility")?;
+    Ok(Room {
+        id: r.try_get("id")?,
+        account_id: r.try_get("account_id")?,
+        space_id: r.try_get("space_id")?,
+        name: r.try_get("name")?,
+        visibility: Visibility::parse(&visibility).unwrap_or(Visibility::Public),
+        is_default: r.try_get("is_default")?,
+        created_by: r.try_get("created_by")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn api_key_from_row(r: &PgRow) -> std::result::Result<ApiKey, sqlx::Error> {
+    let scope: String = r.try_get("scope")?;
+    Ok(ApiKey {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        scope: Scope::parse(&scope).unwrap_or(Scope::Read),
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+    })
+}
+
+const ROOM_COLUMNS: &str =
+    "id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at";
+
+/// The user, locked against concurrent changes until the transaction ends
+/// when `lock` is set.
+async fn select_user(
+    conn: &mut PgConnection,
+    account: Uuid,
+    user: Uuid,
+    lock: bool,
+) -> Result<User> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE account_id = $1 AND id = $2{lock}"
+    )))
+    .bind(account)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?
+    .ok_or(StoreError::NotFound("user"))?;
+    user_from_row(&row).map_err(map_err)
+}
+
+/// Refuses one more bot beyond [`MAX_BOTS`]. Takes the account's row lock
+/// first, so concurrent bot writes in one account count one after another.
+async fn check_bot_cap(conn: &mut PgConnection, account: Uuid, except: Option<Uuid>) -> Result<()> {
+    lock_account(conn, account).await?;
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM user_roles WHERE account_id = $1 AND role = 'bot' \
+         AND ($2::uuid IS NULL OR user_id <> $2)",
+    )
+    .bind(account)
+    .bind(except)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    if n >= MAX_BOTS {
+        return Err(super::bot_cap_reached());
+    }
+    Ok(())
+}
+
+/// Serializes this transaction's limit checks with every other one in the
+/// account. `FOR NO KEY UPDATE` leaves foreign key checks (`FOR KEY SHARE`)
+/// of other inserts free to proceed.
+async fn lock_account(conn: &mut PgConnection, account: Uuid) -> Result<()> {
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(account)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+async fn replace_set(
+    conn: &mut PgConnection,
+    table: &'static str,
+    column: &'static str,
+    account: Uuid,
+    user: Uuid,
+    values: &[String],
+) -> Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {table} WHERE user_id = $1"
+    )))
+    .bind(user)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    insert_set(conn, table, column, account, user, values).await
+}
+
+/// Inserts one row per value into `user_tags` or `user_roles`, in one statement.
+async fn insert_set(
+    conn: &mut PgConnection,
+    table: &'static str,
+    column: &'static str,
+    account: Uuid,
+    user: Uuid,
+    values: &[String],
+) -> Result<()> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} (account_id, {column}, user_id) SELECT $1, v, $2 FROM UNNEST($3::text[]) AS v"
+    )))
+    .bind(account)
+    .bind(user)
+    .bind(values)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+async fn insert_user(
+    conn: &mut PgConnection,
+    account: Uuid,
+    u: &NewUser,
+    token: &TokenRecord,
+    at: OffsetDateTime,
+) -> Result<User> {
+    if let Some(room) = u.room_id {
+        // FOR KEY SHARE keeps the room from being deleted before the
+        // membership below refers to it.
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM rooms WHERE account_id = $1 AND id = $2 FOR KEY SHARE",
+        )
+        .bind(account)
+        .bind(room)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("room"));
+        }
+    }
+    if u.roles.iter().any(|r| r == "bot") {
+        check_bot_cap(conn, account, None).await?;
+    }
+    sqlx::query(
+        "INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
+         email, email_norm, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
+         metadata, tags, custom_fields, require_password_change, password_hash, tokens_valid_after, created_at, \
+         updated_at, last_seen_at, deactivated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'offline', $16, $17, $18, \
+         $19, $20, $21, $22, $23, NULL, $24, $24, NULL, $25)",
+    )
+    .bind(u.id)
+    .bind(account)
+    .bind(u.room_id)
+    .bind(&u.custom_id)
+    .bind(&u.username)
+    .bind(u.username.as_deref().map(normalize_username))
+    .bind(&u.name)
+    .bind(&u.nickname)
+    .bind(&u.bio)
+    .bind(&u.email)
+    .bind(u.email.as_deref().map(normalize_email))
+    .bind(u.email_verified)
+    .bind(&u.phone)
+    .bind(&u.profile_picture)
+    .bind(&u.link)
+    .bind(&u.status_message)
+    .bind(u.active)
+    .bind(Json(&u.roles))
+    .bind(Json(&u.metadata))
+    .bind(Json(&u.tags))
+    .bind(Json(&u.custom_fields))
+    .bind(u.require_password_change)
+    .bind(&u.password_hash)
+    .bind(at)
+    .bind(if u.active { None } else { Some(at) })
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    insert_set(conn, "user_tags", "tag", account, u.id, &u.tags).await?;
+    insert_set(conn, "user_roles", "role", account, u.id, &u.roles).await?;
+    if let Some(room) = u.room_id {
+        sqlx::query(
+            "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) VALUES ($1, $2, $3, 'user', $4)",
+        )
+        .bind(account)
+        .bind(room)
+        .bind(u.id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    }
+    if u.join_default_rooms {
+        let joined = sqlx::query(
+            "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
+             SELECT account_id, id, $1, 'user', $2 FROM rooms WHERE account_id = $3 AND is_default \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(u.id)
+        .bind(at)
+        .bind(account)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        if joined.rows_affected() as i64 + i64::from(u.room_id.is_some()) > MAX_ROOMS_PER_USER {
+            return Err(super::room_cap_reached());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+    )
+    .bind(token.id)
+    .bind(account)
+    .bind(token.user_id)
+    .bind(token.kind)
+    .bind(token.room_id)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(super::inserted_user(account, u, at))
+}
+
+async fn patch_user(
+    conn: &mut PgConnection,
+    account: Uuid,
+    id: Uuid,
+    p: &UserPatch,
+    at: OffsetDateTime,
+) -> Result<User> {
+    let adds_bot = p
+        .roles
+        .as_ref()
+        .is_some_and(|roles| roles.iter().any(|r| r == "bot"));
+    if adds_bot {
+        // Before the user's row, in the same order as every bot write.
+        lock_account(conn, account).await?;
+    }
+    let current = select_user(conn, account, id, true).await?;
+    if adds_bot && !current.roles.iter().any(|r| r == "bot") {
+        check_bot_cap(conn, account, Some(id)).await?;
+    }
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new("UPDATE users SET updated_at = ");
+    q.push_bind(at);
+    macro_rules! set {
+        ($col:literal, $v:expr) => {
+            if let Some(v) = $v {
+                q.push(concat!(", ", $col, " = "));
+                q.push_bind(v);
+            }
+        };
+    }
+    set!("custom_id", p.custom_id.clone());
+    if let Some(u) = &p.username {
+        q.push(", username = ").push_bind(u.clone());
+        q.push(", username_norm = ")
+            .push_bind(u.as_deref().map(normalize_username));
+    }
+    set!("name", p.name.clone());
+    set!("nickname", p.nickname.clone());
+    set!("bio", p.bio.clone());
+    if let Some(e) = &p.email {
+        q.push(", email = ").push_bind(e.clone());
+        q.push(", email_norm = ")
+            .push_bind(e.as_deref().map(normalize_email));
+    }
+    set!("email_verified", p.email_verified);
+    set!("phone", p.phone.clone());
+    set!("profile_picture", p.profile_picture.clone());
+    set!("link", p.link.clone());
+    set!("status_message", p.status_message.clone());
+    set!("roles", p.roles.clone().map(Json));
+    set!("metadata", p.metadata.clone().map(Json));
+    set!("tags", p.tags.clone().map(Json));
+    if let Some(change) = &p.custom_fields {
+        let merged = super::merged_custom_fields(&current.custom_fields, change);
+        q.push(", custom_fields = ").push_bind(Json(merged));
+    }
+    set!("require_password_change", p.require_password_change);
+    q.push(" WHERE account_id = ").push_bind(account);
+    q.push(" AND id = ").push_bind(id);
+    q.build().execute(&mut *conn).await.map_err(map_err)?;
+    if let Some(tags) = &p.tags {
+        replace_set(conn, "user_tags", "tag", account, id, tags).await?;
+    }
+    if let Some(roles) = &p.roles {
+        replace_set(conn, "user_roles", "role", account, id, roles).await?;
+    }
+    select_user(conn, account, id, false).await
+}
+
+async fn insert_api_key(c: &mut PgConnection, account: Uuid, key: &NewApiKey) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, account_id, name, scope, secret_hash, created_at, last_used_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)",
+    )
+    .bind(key.id)
+    .bind(account)
+    .bind(&key.name)
+    .bind(key.scope.as_str())
+    .bind(&key.secret_hash)
+    .bind(key.created_at)
+    .execute(&mut *c)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM server_state WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn put_state_if_absent(&self, key: &str, value: &str) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO server_state (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT kid, private_der, public_x, created_at, retired_at FROM signing_keys ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SigningKeyRecord {
+                    kid: r.try_get("kid")?,
+                    private_der: r.try_get("private_der")?,
+                    public_x: r.try_get("public_x")?,
+                    created_at: r.try_get("created_at")?,
+                    retired_at: r.try_get("retired_at")?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_der, public_x, created_at, retired_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&key.kid)
+        .bind(&key.private_der)
+        .bind(&key.public_x)
+        .bind(key.created_at)
+        .bind(key.retired_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO accounts (id, name, settings, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(account.id)
+        .bind(&account.name)
+        .bind(Json(Settings::default()))
+        .bind(account.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_api_key(&mut tx, account.id, first_key).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn list_accounts(&self, page: Page) -> Result<Paged<Account>> {
+        let rows = sqlx::query(
+            "SELECT id, name, created_at FROM accounts WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        )
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(account_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |a: &Account| a.id))
+    }
+
+    async fn get_account(&self, account: Uuid) -> Result<Account> {
+        let row = sqlx::query("SELECT id, name, created_at FROM accounts WHERE id = $1")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound("account"))?;
+        account_from_row(&row).map_err(map_err)
+    }
+
+    async fn get_settings(&self, account: Uuid) -> Result<Settings> {
+        let s: Json<Settings> = sqlx::query_scalar("SELECT settings FROM accounts WHERE id = $1")
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound("account"))?;
+        Ok(s.0)
+    }
+
+    async fn update_custom_fields(
+        &self,
+        account: Uuid,
+        change: BTreeMap<String, Option<CustomFieldDef>>,
+    ) -> Result<Settings> {
+        let mut tx = self.begin().await?;
+        let Json(mut settings): Json<Settings> =
+            sqlx::query_scalar("SELECT settings FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
+                .bind(account)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("account"))?;
+        settings.apply_custom_fields(change)?;
+        sqlx::query("UPDATE accounts SET settings = $1 WHERE id = $2")
+            .bind(Json(&settings))
+            .bind(account)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(settings)
+    }
+
+    async fn create_api_key(&self, account: Uuid, key: &NewApiKey) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        insert_api_key(&mut conn, account, key).await
+    }
+
+    async fn list_api_keys(&self, account: Uuid, page: Page) -> Result<Paged<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT id, name, scope, created_at, last_used_at FROM api_keys \
+             WHERE account_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        )
+        .bind(account)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(api_key_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |k: &ApiKey| k.id))
+    }
+
+    async fn revoke_api_key(&self, account: Uuid, key: Uuid, at: OffsetDateTime) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE account_id = $2 AND id = $3 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(account)
+        .bind(key)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("api key"));
+        }
+        Ok(())
+    }
+
+    async fn api_key_for_auth(&self, key: Uuid) -> Result<Option<ApiKeyAuth>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, scope, secret_hash FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            let scope: String = r.try_get("scope")?;
+            Ok(ApiKeyAuth {
+                id: r.try_get("id")?,
+                account_id: r.try_get("account_id")?,
+                scope: Scope::parse(&scope).unwrap_or(Scope::Read),
+                secret_hash: r.try_get("secret_hash")?,
+            })
+        })
+        .transpose()
+        .map_err(map_err)
+    }
+
+    async fn touch_api_key(&self, key: Uuid, at: OffsetDateTime) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_room(
+        &self,
+        account: Uuid,
+        id: Uuid,
+        room: &NewRoom,
+        at: OffsetDateTime,
+    ) -> Result<Room> {
+        sqlx::query(
+            "INSERT INTO rooms (id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at) \
+             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(id)
+        .bind(account)
+        .bind(&room.name)
+        .bind(room.visibility.as_str())
+        .bind(room.is_default)
+        .bind(room.created_by)
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(Room {
+            id,
+            account_id: account,
+            space_id: None,
+            name: room.name.clone(),
+            visibility: room.visibility,
+            is_default: room.is_default,
+            created_by: room.created_by,
+            created_at: at,
+            updated_at: at,
+        })
+    }
+
+    async fn list_rooms(
+        &self,
+        account: Uuid,
+        visibility: Option<Visibility>,
+        page: Page,
+    ) -> Result<Paged<Room>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms WHERE account_id = $1 AND ($2::text IS NULL OR visibility = $2) \
+             AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
+        )))
+        .bind(account)
+        .bind(visibility.map(Visibility::as_str))
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(room_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |r: &Room| r.id))
+    }
+
+    async fn get_room(&self, account: Uuid, room: Uuid) -> Result<Room> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms WHERE account_id = $1 AND id = $2"
+        )))
+        .bind(account)
+        .bind(room)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("room"))?;
+        room_from_row(&row).map_err(map_err)
+    }
+
+    async fn update_room(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        patch: &RoomPatch,
+        at: OffsetDateTime,
+    ) -> Result<Room> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE rooms SET name = COALESCE($1, name), visibility = COALESCE($2, visibility), \
+             is_default = COALESCE($3, is_default), updated_at = $4 WHERE account_id = $5 AND id = $6 \
+             RETURNING {ROOM_COLUMNS}"
+        )))
+        .bind(&patch.name)
+        .bind(patch.visibility.map(Visibility::as_str))
+        .bind(patch.is_default)
+        .bind(at)
+        .bind(account)
+        .bind(room)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("room"))?;
+        room_from_row(&row).map_err(map_err)
+    }
+
+    async fn delete_room(&self, account: Uuid, room: Uuid) -> Result<()> {
+        // Memberships go with the room (ON DELETE CASCADE).
+        let r = sqlx::query("DELETE FROM rooms WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(room)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("room"));
+        }
+        Ok(())
+    }
+
+    async fn create_user(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+    ) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let created = insert_user(&mut tx, account, user, token, at).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        select_user(&mut conn, account, user, false).await
+    }
+
+    async fn list_users(
+        &self,
+        account: Uuid,
+        filter: &UserFilter,
+        page: Page,
+    ) -> Result<Paged<User>> {
+        let cols = super::user_columns_of("u");
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {cols} FROM users u"));
+        if let Some(room) = filter.room_id {
+            q.push(" JOIN room_members m ON m.user_id = u.id AND m.room_id = ")
+                .push_bind(room);
+        }
+        if let Some(role) = &filter.role {
+            q.push(" JOIN user_roles r ON r.user_id = u.id AND r.account_id = u.account_id AND r.role = ")
+                .push_bind(role.clone());
+        }
+        if let Some(tag) = &filter.tag {
+            q.push(" JOIN user_tags t ON t.user_id = u.id AND t.account_id = u.account_id AND t.tag = ")
+                .push_bind(tag.clone());
+        }
+        q.push(" WHERE u.account_id = ").push_bind(account);
+        if let Some(status) = filter.status {
+            q.push(" AND u.status = ").push_bind(status.as_str());
+        }
+        if let Some(text) = &filter.q {
+            let pattern = super::like_pattern(text);
+            q.push(" AND (lower(u.name) LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+            q.push(" OR u.username_norm LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+            q.push(" OR lower(u.custom_id) LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+            q.push(" OR u.email_norm LIKE ")
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
+        }
+        if let Some(after) = page.after {
+            q.push(" AND u.id > ").push_bind(after);
+        }
+        q.push(" ORDER BY u.id LIMIT ")
+            .push_bind(i64::from(page.limit) + 1);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |u: &User| u.id))
+    }
+
+    async fn update_user(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        patch: &UserPatch,
+        at: OffsetDateTime,
+    ) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let updated = patch_user(&mut tx, account, user, patch, at).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(updated)
+    }
+
+    async fn set_user_active(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        active: bool,
+        at: OffsetDateTime,
+    ) -> Result<User> {
+        let cols = USER_COLUMNS;
+        let query = if active {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE users SET active = TRUE, deactivated_at = NULL, updated_at = $1 \
+                 WHERE account_id = $2 AND id = $3 RETURNING {cols}"
+            )))
+        } else {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE users SET active = FALSE, deactivated_at = COALESCE(deactivated_at, $1), \
+                 tokens_valid_after = $1, updated_at = $1 WHERE account_id = $2 AND id = $3 RETURNING {cols}"
+            )))
+        };
+        let row = query
+            .bind(at)
+            .bind(account)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound("user"))?;
+        user_from_row(&row).map_err(map_err)
+    }
+
+    async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()> {
+        // Tags, roles, memberships and tokens go with the user (ON DELETE CASCADE).
+        let r = sqlx::query("DELETE FROM users WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(user)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    async fn check_user_token(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<TokenCheck> {
+        let cols = super::user_columns_of("u");
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {cols} FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.id = $1 AND t.user_id = $2 AND t.account_id = $3 AND u.account_id = $3 \
+             AND t.revoked_at IS NULL AND t.expires_at > $4 AND u.active \
+             AND (u.tokens_valid_after IS NULL OR u.tokens_valid_after <= t.created_at)"
+        )))
+        .bind(jti)
+        .bind(user)
+        .bind(account)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        match row {
+            None => Ok(TokenCheck::Invalid),
+            Some(row) => Ok(TokenCheck::Valid(Box::new(
+                user_from_row(&row).map_err(map_err)?,
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_and_transient_refusals_are_unavailable() {
+        for code in [
+            "08006", "08001", "53300", "57P01", "57P03", "25006", "40001", "40P01",
+        ] {
+            assert!(unavailable_state(code), "{code}");
+        }
+        for code in ["23505", "23503", "22021", "42P01"] {
+            assert!(!unavailable_state(code), "{code}");
+        }
+        assert!(matches!(
+            map_err(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            map_err(sqlx::Error::RowNotFound),
+            StoreError::Other(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn opening_an_unreachable_server_fails_fast() {
+        let started = std::time::Instant::now();
+        assert!(
+            PostgresStore::open("postgres://postgres@127.0.0.1:1/roster")
+                .await
+                .is_err()
+        );
+        assert!(started.elapsed() < ACQUIRE_TIMEOUT * 2);
+    }
+}

@@ -32,7 +32,7 @@ use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{
-    MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
+    MAX_BOTS, NewUser, User, UserFilter, UserPatch, normalize_email, normalize_username,
 };
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -188,11 +188,11 @@ async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
 /// index that refused a write.
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            let text = format!("{} {}", db.message(), db.constraint().unwrap_or(""));
-            let field = super::unique_field(&text);
-            StoreError::conflict(field, format!("{field} is already taken in this account"))
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => super::unique_conflict(&format!(
+            "{} {}",
+            db.message(),
+            db.constraint().unwrap_or("")
+        )),
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
             StoreError::Unavailable(e.into())
         }
@@ -268,10 +268,7 @@ async fn check_bot_cap(
     .await
     .map_err(map_err)?;
     if n >= MAX_BOTS {
-        return Err(StoreError::conflict(
-            "roles",
-            format!("this account already has {MAX_BOTS} bot users, the most it may have"),
-        ));
+        return Err(super::bot_cap_reached());
     }
     Ok(())
 }
@@ -404,10 +401,7 @@ async fn insert_user(
         .await
         .map_err(map_err)?;
         if joined.rows_affected() as i64 + i64::from(u.room_id.is_some()) > MAX_ROOMS_PER_USER {
-            return Err(StoreError::conflict(
-                "join_default_channels",
-                format!("a user may be in at most {MAX_ROOMS_PER_USER} rooms"),
-            ));
+            return Err(super::room_cap_reached());
         }
     }
     sqlx::query("INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)")
@@ -421,34 +415,7 @@ async fn insert_user(
         .execute(&mut *conn)
         .await
         .map_err(map_err)?;
-    Ok(User {
-        id: u.id,
-        account_id: account,
-        room_id: u.room_id,
-        custom_id: u.custom_id.clone(),
-        username: u.username.clone(),
-        name: u.name.clone(),
-        nickname: u.nickname.clone(),
-        bio: u.bio.clone(),
-        email: u.email.clone(),
-        email_verified: u.email_verified,
-        phone: u.phone.clone(),
-        profile_picture: u.profile_picture.clone(),
-        link: u.link.clone(),
-        status: Status::Offline,
-        status_message: u.status_message.clone(),
-        active: u.active,
-        roles: u.roles.clone(),
-        metadata: u.metadata.clone(),
-        tags: u.tags.clone(),
-        custom_fields: u.custom_fields.clone(),
-        require_password_change: u.require_password_change,
-        has_password: u.password_hash.is_some(),
-        created_at: at,
-        updated_at: at,
-        last_seen_at: None,
-        deactivated_at: if u.active { None } else { Some(at) },
-    })
+    Ok(super::inserted_user(account, u, at))
 }
 
 async fn patch_user(
@@ -498,10 +465,7 @@ async fn patch_user(
     set!("metadata", p.metadata.as_ref().map(json));
     set!("tags", p.tags.as_ref().map(json));
     if let Some(change) = &p.custom_fields {
-        let mut merged = current.custom_fields.clone();
-        for (k, v) in change {
-            merged.insert(k.clone(), v.clone());
-        }
+        let merged = super::merged_custom_fields(&current.custom_fields, change);
         q.push(", custom_fields = ").push_bind(json(&merged));
     }
     set!("require_password_change", p.require_password_change);
@@ -558,7 +522,7 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
-        let rows = sqlx::query("SELECT kid, private_der, public_x, created_at, retired_at FROM signing_keys ORDER BY created_at")
+        let rows = sqlx::query("SELECT kid, private_der, public_x, created_at, retired_at FROM signing_keys ORDER BY julianday(created_at)")
             .fetch_all(&self.read)
             .await
             .map_err(map_err)?;
@@ -919,11 +883,7 @@ impl Store for SqliteStore {
         filter: &UserFilter,
         page: Page,
     ) -> Result<Paged<User>> {
-        let cols = USER_COLUMNS
-            .split(", ")
-            .map(|c| format!("u.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = super::user_columns_of("u");
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {cols} FROM users u"));
         if let Some(room) = filter.room_id {
             q.push(" JOIN room_members m ON m.user_id = u.id AND m.room_id = ")
@@ -942,13 +902,7 @@ impl Store for SqliteStore {
             q.push(" AND u.status = ").push_bind(status.as_str());
         }
         if let Some(text) = &filter.q {
-            let pattern = format!(
-                "%{}%",
-                text.to_lowercase()
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            );
+            let pattern = super::like_pattern(text);
             q.push(" AND (lower(u.name) LIKE ")
                 .push_bind(pattern.clone())
                 .push(" ESCAPE '\\'");
@@ -1050,11 +1004,13 @@ impl Store for SqliteStore {
         account: Uuid,
         user: Uuid,
         jti: Uuid,
-        _iat: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<TokenCheck> {
         let mut conn = self.read.acquire().await.map_err(map_err)?;
         let live: Option<i64> = sqlx::query_scalar(
+            // Timestamps are RFC 3339 text with as many fractional digits as
+            // needed ("…:05Z", "…:05.3Z"), which do not sort as text: compare
+            // them as instants.
             "SELECT 1 FROM tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.id = ? AND t.user_id = ? AND t.account_id = ? AND t.revoked_at IS NULL \
              AND julianday(t.expires_at) > julianday(?) AND u.active = 1 \
