@@ -7,9 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::realtime::bus::{Bus, InProcessBus};
+use crate::realtime::hub::{Hub, Limits};
 use crate::secret::{self, PasswordHasher};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -23,6 +27,12 @@ pub struct App {
     pub keys: Arc<Keys>,
     pub config: Arc<Config>,
     pub passwords: PasswordHasher,
+    pub bus: Arc<dyn Bus>,
+    pub hub: Arc<Hub>,
+    /// Cancelled on shutdown: every realtime connection closes with 1001.
+    pub realtime_shutdown: CancellationToken,
+    /// The realtime connection tasks, awaited on shutdown.
+    pub realtime_tasks: TaskTracker,
     operator_key_hash: Arc<Vec<u8>>,
     key_touches: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -48,7 +58,30 @@ impl App {
     /// Opens storage, loads signing keys and settles the operator key. If the
     /// operator key had to be generated, it is returned (to print once).
     pub async fn open(config: Config) -> anyhow::Result<(Self, Option<String>)> {
+        if config.redis_url.is_some() {
+            anyhow::bail!(
+                "redis_url is set, but the Redis bus (several nodes) is not built yet; unset it to run a single node"
+            );
+        }
         let store = open_store(&config).await?;
+        let reset = store.reset_presence(crate::domain::time::now()).await?;
+        if reset > 0 {
+            tracing::info!(
+                users = reset,
+                "presence reset: nobody stays online from a previous run"
+            );
+        }
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
+        let hub = Hub::start(
+            bus.clone(),
+            store.clone(),
+            Limits {
+                connections_per_user: config.realtime_connections_per_user,
+                connections_per_ip: config.realtime_connections_per_ip,
+                rooms_per_connection: config.realtime_rooms_per_connection,
+                grace: std::time::Duration::from_millis(config.presence_grace_ms),
+            },
+        );
         let keys = Keys::load(
             store.as_ref(),
             config.token_issuer.clone(),
@@ -61,6 +94,10 @@ impl App {
         };
         let app = Self {
             passwords: PasswordHasher::new(config.password_hash_concurrency),
+            bus,
+            hub,
+            realtime_shutdown: CancellationToken::new(),
+            realtime_tasks: TaskTracker::new(),
             store,
             keys: Arc::new(keys),
             config: Arc::new(config),

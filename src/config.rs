@@ -38,6 +38,21 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Password hashes computed at once (0: the number of cores).
     pub password_hash_concurrency: usize,
+    /// Origins allowed to open the realtime WebSocket; empty allows any
+    /// (the token, not a cookie, authenticates the connection).
+    pub realtime_allowed_origins: Vec<String>,
+    /// Largest realtime frame accepted; larger closes with 1009.
+    pub realtime_max_frame_bytes: usize,
+    /// Sustained client frames per second per connection (burst: twice).
+    pub realtime_frames_per_second: u32,
+    pub realtime_rooms_per_connection: usize,
+    pub realtime_connections_per_user: usize,
+    pub realtime_connections_per_ip: usize,
+    /// How often the server pings, and how long silence is tolerated.
+    pub heartbeat_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    /// Delay before a dropped connection's user is announced offline.
+    pub presence_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -56,6 +71,15 @@ impl Default for Config {
             log_format: "json".into(),
             request_timeout_secs: 30,
             password_hash_concurrency: 0,
+            realtime_allowed_origins: Vec::new(),
+            realtime_max_frame_bytes: 64 * 1024,
+            realtime_frames_per_second: 20,
+            realtime_rooms_per_connection: 50,
+            realtime_connections_per_user: 20,
+            realtime_connections_per_ip: 2000,
+            heartbeat_ms: 25_000,
+            heartbeat_timeout_ms: 60_000,
+            presence_grace_ms: 3_000,
         }
     }
 }

@@ -39,13 +39,30 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let app = self.app.clone();
         let router = crate::http::router(self.app);
+        let realtime = app.realtime_shutdown.clone();
         axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // WebSocket connections are detached from hyper once upgraded:
+            // tell them to close (1001) ourselves, then wait for them below.
+            realtime.cancel();
+        })
         .await?;
+        app.realtime_tasks.close();
+        if tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            app.realtime_tasks.wait(),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("some realtime connections did not close within 10 s");
+        }
         Ok(())
     }
 }

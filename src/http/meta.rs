@@ -60,7 +60,7 @@ async fn readyz(State(app): State<App>) -> ApiResult {
     Ok(ok(
         StatusCode::OK,
         "Ready",
-        serde_json::json!({ "status": "ready", "database": backend, "bus": "in-process" }),
+        serde_json::json!({ "status": "ready", "database": backend, "bus": app.bus.kind() }),
     ))
 }
 

@@ -80,6 +80,7 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(accounts::routes())
         .merge(account)
         .merge(meta::routes())
+        .routes(utoipa_axum::routes!(crate::realtime::gateway::realtime))
         .split_for_parts()
 }
 

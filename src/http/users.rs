@@ -273,6 +273,7 @@ async fn delete_user(State(app): State<App>, caller: Caller, ids: Ids) -> ApiRes
     caller.require(Permission::DeleteUser)?;
     let id = ids.get("userId");
     app.store.delete_user(caller.account_id, id).await?;
+    kick(&app, caller.account_id, id, "user deleted");
     Ok(ok(
         StatusCode::OK,
         "User deleted",
@@ -286,6 +287,9 @@ async fn set_active(app: &App, caller: &Caller, id: Uuid, active: bool) -> ApiRe
         .store
         .set_user_active(caller.account_id, id, active, time::now())
         .await?;
+    if !active {
+        kick(app, caller.account_id, id, "user deactivated");
+    }
     let settings = app.store.get_settings(caller.account_id).await?;
     let what = if active {
         "User reactivated"
@@ -317,4 +321,13 @@ async fn deactivate_user(State(app): State<App>, caller: Caller, ids: Ids) -> Ap
     responses((status = 200, description = "User reactivated", body = UserOne)))]
 async fn reactivate_user(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
     set_active(&app, &caller, ids.get("userId"), true).await
+}
+
+/// Closes the user's live realtime connections, on every node.
+fn kick(app: &App, account: Uuid, user: Uuid, reason: &str) {
+    app.bus.publish(crate::realtime::bus::BusEvent::Kick {
+        account_id: account,
+        user_id: user,
+        reason: reason.to_owned(),
+    });
 }

@@ -210,6 +210,20 @@ pub trait Store: Send + Sync + 'static {
     /// Erases the user and everything that points at them.
     async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()>;
 
+    // --- presence and membership ----------------------------------------------
+    /// Whether `user` is a member of `room`.
+    async fn is_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<bool>;
+    /// Records a presence transition on the user record (`last_seen_at` = `at`).
+    async fn set_presence(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        status: Status,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Marks every user offline (on start: nobody stays online from a previous run).
+    async fn reset_presence(&self, at: OffsetDateTime) -> Result<u64>;
+
     // --- tokens ---------------------------------------------------------------
     /// Whether a user token (by `jti`, issued at `iat`) is still good: it
     /// exists, is not revoked or expired, and its user is active.

@@ -27,7 +27,7 @@ use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{
-    MAX_BOTS, NewUser, User, UserFilter, UserPatch, normalize_email, normalize_username,
+    MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
 };
 
 /// Connections per node. PostgreSQL's default `max_connections` is 100, so
@@ -887,6 +887,50 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound("user"));
         }
         Ok(())
+    }
+
+    async fn is_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<bool> {
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM room_members WHERE account_id = $1 AND room_id = $2 AND user_id = $3",
+        )
+        .bind(account)
+        .bind(room)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(found.is_some())
+    }
+
+    async fn set_presence(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        status: Status,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET status = $1, last_seen_at = $2 WHERE account_id = $3 AND id = $4",
+        )
+        .bind(status.as_str())
+        .bind(at)
+        .bind(account)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn reset_presence(&self, at: OffsetDateTime) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE users SET status = 'offline', last_seen_at = $1 WHERE status <> 'offline'",
+        )
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected())
     }
 
     async fn check_user_token(

@@ -32,7 +32,7 @@ use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{
-    MAX_BOTS, NewUser, User, UserFilter, UserPatch, normalize_email, normalize_username,
+    MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
 };
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -994,6 +994,58 @@ impl Store for SqliteStore {
                     return Err(StoreError::NotFound("user"));
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn is_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM room_members WHERE account_id = ? AND room_id = ? AND user_id = ?",
+        )
+        .bind(account)
+        .bind(room)
+        .bind(user)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_err)?;
+        Ok(found.is_some())
+    }
+
+    async fn set_presence(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        status: Status,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE users SET status = ?, last_seen_at = ? WHERE account_id = ? AND id = ?",
+                )
+                .bind(status.as_str())
+                .bind(at)
+                .bind(account)
+                .bind(user)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn reset_presence(&self, at: OffsetDateTime) -> Result<u64> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("UPDATE users SET status = 'offline', last_seen_at = ? WHERE status <> 'offline'")
+                    .bind(at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(r.rows_affected())
             })
         })
         .await

@@ -6,6 +6,7 @@ mod envelope;
 mod helpers;
 mod limits;
 mod process;
+mod realtime;
 mod rooms;
 mod tokens;
 mod users;

@@ -1,0 +1,504 @@
+//! The WebSocket endpoint `/v1/realtime`: authenticates at the upgrade, then
+//! runs one loop per connection that reads client frames, writes answers and
+//! the hub's queued events, pings, and enforces the limits.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::close;
+use super::hub::{ConnHandle, Hub, Refusal};
+use crate::app::App;
+use crate::domain::room::Visibility;
+use crate::domain::user::Status;
+use crate::http::envelope::ApiError;
+use crate::store::{StoreError, TokenCheck};
+
+/// Who a connection belongs to, from its token.
+#[derive(Clone, Copy)]
+struct Identity {
+    account: Uuid,
+    user: Uuid,
+    token_room: Option<Uuid>,
+}
+
+/// Open the realtime connection (WebSocket). The `user` token comes as
+/// `Authorization: Bearer` or the `token` query parameter. Protocol:
+/// `docs/realtime.md`.
+#[utoipa::path(get, path = "/v1/realtime", tag = "realtime",
+    params(("token" = Option<String>, Query, description = "the user token, for browsers")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 401, description = "No token, or an invalid, revoked or expired one"),
+        (status = 403, description = "Origin not allowed"),
+        (status = 429, description = "Too many connections for this user or address"),
+    ))]
+pub async fn realtime(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    match authorize(&app, &headers, &query).await {
+        Err(e) => e.into_response(),
+        Ok(who) => {
+            let ws = match ws {
+                Ok(ws) => ws,
+                Err(_) => {
+                    return ApiError::bad_request("this route takes a WebSocket upgrade")
+                        .into_response();
+                }
+            };
+            let ip = peer.map_or(
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                |Extension(ConnectInfo(a))| a.ip(),
+            );
+            let handle = match app.hub.register(who.account, who.user, ip) {
+                Ok(h) => h,
+                Err(r) => {
+                    let msg = match r {
+                        Refusal::TooManyForIp => "too many realtime connections from this address",
+                        _ => "too many realtime connections for this user",
+                    };
+                    let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", msg);
+                    e.retry_after = Some(5);
+                    return e.into_response();
+                }
+            };
+            let limit = app.config.realtime_max_frame_bytes;
+            let tasks = app.realtime_tasks.clone();
+            ws.max_message_size(limit)
+                .max_frame_size(limit)
+                .on_failed_upgrade({
+                    let hub = app.hub.clone();
+                    let id = handle.id;
+                    move |_| hub.unregister(id)
+                })
+                .on_upgrade(move |socket| async move {
+                    tasks
+                        .track_future(connection(app, socket, handle, who))
+                        .await;
+                })
+        }
+    }
+}
+
+async fn authorize(
+    app: &App,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<Identity, ApiError> {
+    let allowed = &app.config.realtime_allowed_origins;
+    if !allowed.is_empty()
+        && let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && !allowed.iter().any(|a| a == origin)
+    {
+        return Err(ApiError::forbidden(
+            "this Origin may not open realtime connections",
+        ));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned())
+        .or_else(|| query.get("token").cloned())
+        .ok_or_else(|| {
+            ApiError::unauthorized("send the user token as `Authorization: Bearer …` or `?token=`")
+        })?;
+    let claims = app
+        .keys
+        .verify_user_token(&token)
+        .map_err(|_| ApiError::unauthorized("the token is not a valid user token"))?;
+    match app
+        .store
+        .check_user_token(
+            claims.account_id,
+            claims.user_id,
+            claims.jti,
+            crate::domain::time::now(),
+        )
+        .await
+        .map_err(ApiError::from)?
+    {
+        TokenCheck::Valid(_) => Ok(Identity {
+            account: claims.account_id,
+            user: claims.user_id,
+            token_room: claims.room_id,
+        }),
+        TokenCheck::Invalid => Err(ApiError::unauthorized(
+            "the token was revoked, or its user is deactivated or deleted",
+        )),
+    }
+}
+
+/// A token bucket for client frames.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            tokens: rate * 2.0,
+            rate,
+            burst: rate * 2.0,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// How long one write to a client may take before it counts as not reading.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Refused frames (over the rate) before the connection is closed.
+const MAX_RATE_VIOLATIONS: u32 = 20;
+
+async fn connection(app: App, socket: WebSocket, handle: ConnHandle, who: Identity) {
+    let ConnHandle {
+        id,
+        mut out,
+        mut kill,
+    } = handle;
+    let hub = app.hub.clone();
+    let (mut sink, mut stream) = socket.split();
+    let shutdown = app.realtime_shutdown.clone();
+    let heartbeat = Duration::from_millis(app.config.heartbeat_ms.max(10));
+    let silence = Duration::from_millis(app.config.heartbeat_timeout_ms.max(10));
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.tick().await;
+    let mut last_heard = Instant::now();
+    let mut bucket = Bucket::new(app.config.realtime_frames_per_second);
+    let mut violations = 0u32;
+
+    let welcome = json!({
+        "type": "welcome",
+        "connection_id": id.to_string(),
+        "user_id": who.user,
+        "account_id": who.account,
+        "heartbeat_ms": app.config.heartbeat_ms,
+    });
+    let mut close_code: Option<u16> = if send(&mut sink, welcome.to_string().into()).await {
+        None
+    } else {
+        Some(close::SLOW_CONSUMER)
+    };
+
+    while close_code.is_none() {
+        tokio::select! {
+            _ = shutdown.cancelled() => close_code = Some(close::GOING_AWAY),
+            changed = kill.changed() => {
+                close_code = Some(match changed {
+                    Ok(()) => (*kill.borrow()).unwrap_or(close::NORMAL),
+                    Err(_) => close::SERVER_ERROR,
+                });
+            }
+            Some(frame) = out.recv() => {
+                if !send(&mut sink, frame).await {
+                    close_code = Some(close::SLOW_CONSUMER);
+                }
+            }
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > silence {
+                    close_code = Some(close::HEARTBEAT_TIMEOUT);
+                } else if tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                    close_code = Some(close::SLOW_CONSUMER);
+                }
+            }
+            msg = stream.next() => {
+                last_heard = Instant::now();
+                match msg {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(e)) => {
+                        let text = e.to_string();
+                        if text.contains("too long") || text.contains("Space limit") || text.contains("capacity") {
+                            close_code = Some(close::TOO_BIG);
+                        } else {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = error_frame(&None, "BAD_REQUEST", "frames are JSON text");
+                        if !send(&mut sink, e).await { close_code = Some(close::SLOW_CONSUMER); }
+                    }
+                    Some(Ok(Message::Text(text))) => {
+                        let answers = if bucket.take() {
+                            violations = 0;
+                            handle_frame(&app, &hub, id, who, &text).await
+                        } else {
+                            violations += 1;
+                            if violations >= MAX_RATE_VIOLATIONS {
+                                close_code = Some(close::RATE_LIMITED);
+                                continue;
+                            }
+                            vec![error_frame(&frame_id(&text), "RATE_LIMITED", "too many frames per second; slow down")]
+                        };
+                        for a in answers {
+                            if !send(&mut sink, a).await {
+                                close_code = Some(close::SLOW_CONSUMER);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    hub.unregister(id);
+    if let Some(code) = close_code {
+        let reason = match code {
+            close::GOING_AWAY => "server shutting down",
+            close::POLICY => "token revoked or user deactivated",
+            close::TOO_BIG => "frame too large",
+            close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
+            close::RATE_LIMITED => "too many frames",
+            close::SLOW_CONSUMER => "send queue full",
+            _ => "",
+        };
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                // Let the client answer pending pings and our close, so it
+                // reads the close code rather than a reset connection.
+                while let Some(Ok(m)) = stream.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    }
+}
+
+async fn send(sink: &mut futures::stream::SplitSink<WebSocket, Message>, text: Utf8Bytes) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Text(text))).await,
+        Ok(Ok(()))
+    )
+}
+
+fn frame_id(text: &str) -> Option<Value> {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+}
+
+fn error_frame(id: &Option<Value>, code: &str, message: &str) -> Utf8Bytes {
+    let mut v = json!({ "type": "error", "code": code, "message": message });
+    if let Some(id) = id {
+        v["id"] = id.clone();
+    }
+    v.to_string().into()
+}
+
+fn ack(id: &Option<Value>, of: &str, extra: Value) -> Utf8Bytes {
+    let mut v = json!({ "type": "ack", "of": of });
+    if let Some(id) = id {
+        v["id"] = id.clone();
+    }
+    if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
+        v.extend(extra);
+    }
+    v.to_string().into()
+}
+
+/// Handles one client frame; returns the frames to answer with.
+async fn handle_frame(
+    app: &App,
+    hub: &Arc<Hub>,
+    id: u64,
+    who: Identity,
+    text: &str,
+) -> Vec<Utf8Bytes> {
+    let Ok(Value::Object(frame)) = serde_json::from_str::<Value>(text) else {
+        return vec![error_frame(
+            &None,
+            "BAD_REQUEST",
+            "a frame is a JSON object",
+        )];
+    };
+    let fid = frame.get("id").cloned();
+    if let Some(v) = &fid
+        && !(v.is_number() || v.as_str().is_some_and(|s| s.chars().count() <= 64))
+    {
+        return vec![error_frame(
+            &None,
+            "VALIDATION_ERROR",
+            "id must be a number or a string of at most 64 characters",
+        )];
+    }
+    let kind = frame
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let allowed: &[&str] = match kind {
+        "join" | "leave" => &["type", "id", "room_id"],
+        "set_status" => &["type", "id", "status"],
+        "ping" => &["type", "id"],
+        _ => {
+            return vec![error_frame(
+                &fid,
+                "BAD_REQUEST",
+                "unknown frame type; expected join, leave, set_status or ping",
+            )];
+        }
+    };
+    if let Some(k) = frame.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return vec![error_frame(
+            &fid,
+            "VALIDATION_ERROR",
+            &format!("unknown field `{k}`"),
+        )];
+    }
+    match kind {
+        "ping" => vec![ack(&fid, "ping", json!({}))],
+        "set_status" => {
+            let status = match frame.get("status").and_then(Value::as_str) {
+                Some("online") => Status::Online,
+                Some("away") => Status::Away,
+                _ => {
+                    return vec![error_frame(
+                        &fid,
+                        "VALIDATION_ERROR",
+                        "status must be online or away",
+                    )];
+                }
+            };
+            let _ = hub.set_status(id, status);
+            vec![ack(&fid, "set_status", json!({ "status": status }))]
+        }
+        "leave" => {
+            let Some(room) = frame
+                .get("room_id")
+                .and_then(Value::as_str)
+                .and_then(|s| Uuid::try_parse(s).ok())
+            else {
+                return vec![error_frame(
+                    &fid,
+                    "VALIDATION_ERROR",
+                    "room_id must be a room id",
+                )];
+            };
+            match hub.leave(id, room) {
+                Ok(()) => vec![ack(&fid, "leave", json!({ "room_id": room }))],
+                Err(_) => vec![error_frame(
+                    &fid,
+                    "NOT_FOUND",
+                    "this connection has not joined that room",
+                )],
+            }
+        }
+        _ => {
+            let room = match frame.get("room_id") {
+                None | Some(Value::Null) => match who.token_room {
+                    Some(r) => r,
+                    None => {
+                        return vec![error_frame(
+                            &fid,
+                            "VALIDATION_ERROR",
+                            "room_id is required: the token names no room",
+                        )];
+                    }
+                },
+                Some(Value::String(s)) => match Uuid::try_parse(s) {
+                    Ok(r) => r,
+                    Err(_) => return vec![error_frame(&fid, "NOT_FOUND", "room not found")],
+                },
+                Some(_) => {
+                    return vec![error_frame(
+                        &fid,
+                        "VALIDATION_ERROR",
+                        "room_id must be a string",
+                    )];
+                }
+            };
+            match may_join(app, who, room).await {
+                Ok(()) => {}
+                Err((code, msg)) => return vec![error_frame(&fid, code, msg)],
+            }
+            match hub.join(id, room) {
+                Ok(members) => {
+                    let mut snapshot =
+                        json!({ "type": "snapshot", "room_id": room, "members": members });
+                    if let Some(i) = &fid {
+                        snapshot["id"] = i.clone();
+                    }
+                    vec![
+                        snapshot.to_string().into(),
+                        ack(&fid, "join", json!({ "room_id": room })),
+                    ]
+                }
+                Err(Refusal::TooManyRooms) => vec![error_frame(
+                    &fid,
+                    "LIMIT",
+                    "this connection has joined as many rooms as it may",
+                )],
+                Err(_) => vec![error_frame(
+                    &fid,
+                    "INTERNAL_ERROR",
+                    "the connection is closing",
+                )],
+            }
+        }
+    }
+}
+
+/// Public rooms: anyone in the account. Private rooms: members only.
+async fn may_join(
+    app: &App,
+    who: Identity,
+    room: Uuid,
+) -> Result<(), (&'static str, &'static str)> {
+    let found = match app.store.get_room(who.account, room).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound(_)) => return Err(("NOT_FOUND", "room not found")),
+        Err(e) => {
+            tracing::error!(error = %e, "realtime: room lookup failed");
+            return Err(("INTERNAL_ERROR", "internal error"));
+        }
+    };
+    if found.visibility == Visibility::Public {
+        return Ok(());
+    }
+    match app.store.is_room_member(who.account, room, who.user).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(("FORBIDDEN", "this room is private and you are not a member")),
+        Err(e) => {
+            tracing::error!(error = %e, "realtime: membership lookup failed");
+            Err(("INTERNAL_ERROR", "internal error"))
+        }
+    }
+}
