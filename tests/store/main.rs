@@ -11,6 +11,7 @@ mod accounts;
 mod harness;
 mod isolation;
 mod nodes;
+mod presence;
 mod rooms;
 mod tokens;
 mod users;
@@ -44,6 +45,8 @@ macro_rules! contract {
 }
 
 contract! {
+    presence::presence_transitions_are_recorded_and_reset,
+    presence::membership_is_looked_up_within_the_account,
     accounts::an_account_and_its_first_key_round_trip,
     accounts::accounts_are_listed_by_id_in_pages,
     accounts::api_keys_are_listed_revoked_and_looked_up,
