@@ -50,13 +50,31 @@ pub struct SqliteStore {
 pub fn migrator() -> sqlx::migrate::Migrator {
     use sqlx::SqlSafeStr;
     use sqlx::migrate::{Migration, MigrationType, Migrator};
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(
+        [
+            (
+                1,
+                "init",
+                include_str!("../../migrations/sqlite/0001_init.sql"),
+            ),
+            (
+                2,
+                "access",
+                include_str!("../../migrations/sqlite/0002_access.sql"),
+            ),
+        ]
+        .into_iter()
+        .map(|(v, name, sql)| {
+            Migration::new(
+                v,
+                name.into(),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect(),
+    )
 }
 
 impl SqliteStore {

@@ -1,0 +1,33 @@
+export { RosterClient, CloseCodes } from './client';
+export type { RosterClientOptions } from './client';
+export { RosterAdmin } from './admin';
+export type {
+  RosterAdminOptions,
+  RosterUser,
+  RosterRoom,
+  CreateUserBody,
+  CreateRoomBody,
+  CreatedUser,
+  FetchLike,
+} from './admin';
+export { RosterError, RosterTimeoutError, RosterConnectionError, RosterApiError } from './errors';
+export { Emitter } from './emitter';
+export type { Listener } from './emitter';
+export { backoffDelay, DEFAULT_RECONNECT } from './backoff';
+export type { ReconnectOptions } from './backoff';
+export { buildRealtimeUrl, buildHttpUrl, REALTIME_PATH } from './url';
+export type {
+  ConnectionState,
+  ConnectedEvent,
+  DisconnectedEvent,
+  Member,
+  PresenceEvent,
+  PresenceStatus,
+  ReconnectingEvent,
+  RosterClientEvents,
+  SettableStatus,
+  Snapshot,
+  WebSocketConstructor,
+  WebSocketLike,
+  Welcome,
+} from './types';

@@ -1,0 +1,126 @@
+// Browser check: the built ESM SDK in Debian's Chromium (driven by
+// playwright-core), with the browser's own WebSocket, against the real
+// Roster server. Bob's page watches the room; Alice's page opens (Bob's page
+// shows her online) and then closes (Bob's page shows her offline).
+
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { createAccount, createRoom, createUser, missingServer, startRoster } from '../../test-support/roster.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const packageRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function skipReason() {
+  const problems = [];
+  if (!existsSync(CHROMIUM)) {
+    problems.push(`Chromium is missing at ${CHROMIUM} (install it: apt-get install -y chromium)`);
+  }
+  const server = missingServer();
+  if (server) problems.push(server);
+  if (problems.length === 0) return false;
+  // In CI a missing browser or server is a failure, never a silent skip.
+  if (process.env.CI === 'true') throw new Error(`browser test cannot run: ${problems.join('; ')}`);
+  return `skipped: ${problems.join('; ')}`;
+}
+const skip = skipReason();
+if (skip) console.log(`# browser test ${skip}`);
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.map': 'application/json' };
+
+/** Serves /dist/* and /test/browser/* of the package, nothing else. */
+function staticServer() {
+  const http = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const file = normalize(join(packageRoot, path));
+    const allowed = [join(packageRoot, 'dist') + sep, join(packageRoot, 'test', 'browser') + sep];
+    if (!allowed.some((dir) => file.startsWith(dir)) || !existsSync(file)) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Cache-Control': 'no-store' });
+    res.end(readFileSync(file));
+  });
+  return new Promise((res) => http.listen(0, '127.0.0.1', () => res(http)));
+}
+
+describe('browser: presence in Chromium with the native WebSocket', { skip }, () => {
+  let roster;
+  let web;
+  let browser;
+
+  before(async () => {
+    const { chromium } = await import('playwright-core');
+    [roster, web, browser] = await Promise.all([
+      startRoster(),
+      staticServer(),
+      chromium.launch({
+        executablePath: CHROMIUM,
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--no-first-run',
+        ],
+        timeout: 30_000,
+      }),
+    ]);
+  });
+
+  after(async () => {
+    await browser?.close();
+    await new Promise((r) => (web ? web.close(r) : r()));
+    await roster?.cleanup();
+  });
+
+  test('a user goes online, then offline when their page closes', async () => {
+    const account = await createAccount(roster);
+    const room = await createRoom(roster, account, { name: 'Browser room' });
+    const alice = await createUser(roster, account, { name: 'Alice', roomId: room.id });
+    const bob = await createUser(roster, account, { name: 'Bob', roomId: room.id });
+    const base = `http://127.0.0.1:${web.address().port}/test/browser/index.html`;
+    const pageUrl = (token) => `${base}?server=${encodeURIComponent(roster.url)}&token=${encodeURIComponent(token)}`;
+
+    const context = await browser.newContext();
+    const errors = [];
+    const bobPage = await context.newPage();
+    bobPage.on('pageerror', (e) => errors.push(e.message));
+    await bobPage.goto(pageUrl(bob.token));
+    await bobPage.waitForSelector('body[data-joined="true"]', { timeout: 10_000 });
+    assert.equal(await bobPage.textContent('#room'), room.id);
+    assert.equal(await bobPage.textContent('#state'), 'connected');
+
+    // Alice opens the page: Bob's page shows her online.
+    const alicePage = await context.newPage();
+    alicePage.on('pageerror', (e) => errors.push(e.message));
+    await alicePage.goto(pageUrl(alice.token));
+    await alicePage.waitForSelector('body[data-joined="true"]', { timeout: 10_000 });
+    await alicePage.waitForSelector(`li[data-user-id="${alice.user.id}"][data-status="online"]`, { timeout: 10_000 });
+    await bobPage.waitForSelector(`li[data-user-id="${alice.user.id}"][data-status="online"]`, { timeout: 10_000 });
+
+    // Alice closes her page: after the grace period Bob's page shows her offline.
+    await alicePage.close();
+    await bobPage.waitForSelector(`li[data-user-id="${alice.user.id}"][data-status="offline"]`, { timeout: 15_000 });
+    assert.equal(await bobPage.getAttribute(`li[data-user-id="${bob.user.id}"]`, 'data-status'), 'online');
+
+    // A bad token: connect() rejects (the browser cannot see the 401; close-before-welcome is the refusal).
+    const badPage = await context.newPage();
+    await badPage.goto(pageUrl('not-a-token'));
+    await badPage.waitForSelector('body[data-failed]', { timeout: 10_000 });
+    assert.equal(await badPage.getAttribute('body', 'data-failed'), 'REFUSED');
+    assert.match(await badPage.textContent('#state'), /RosterConnectionError/);
+
+    if (process.env.ROSTER_BROWSER_SCREENSHOT) {
+      await bobPage.screenshot({ path: process.env.ROSTER_BROWSER_SCREENSHOT });
+    }
+    assert.deepEqual(errors, []);
+    await context.close();
+  });
+});
