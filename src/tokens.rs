@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::domain::access::AccessLink;
 use crate::store::{SigningKeyRecord, Store};
 
 /// Lifetime of a `user` token (CollabKit: 90 days).
@@ -35,6 +36,27 @@ pub struct UserClaims {
     pub user_id: Uuid,
     #[serde(rename = "roomId", default, skip_serializing_if = "Option::is_none")]
     pub room_id: Option<Uuid>,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+    pub typ: String,
+}
+
+/// Claims of a `guest` token: a pass to one room from an access link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuestClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    #[serde(rename = "accountId")]
+    pub account_id: Uuid,
+    #[serde(rename = "roomId")]
+    pub room_id: Uuid,
+    #[serde(rename = "linkId")]
+    pub link_id: Uuid,
+    pub username: String,
+    pub role: String,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -140,16 +162,61 @@ impl Keys {
             jti,
             typ: "user".into(),
         };
-        let set = self.current();
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(set.active.kid.clone());
-        let token =
-            jsonwebtoken::encode(&header, &claims, &set.active.encoding).context("signing")?;
+        let token = self.sign(&claims)?;
         Ok((token, exp))
     }
 
     /// Verifies signature and claims of a `user` token.
     pub fn verify_user_token(&self, token: &str) -> Result<UserClaims, TokenError> {
+        let c: UserClaims = self.verify(token)?;
+        if c.typ != "user" || c.sub != c.user_id.to_string() {
+            return Err(TokenError::Invalid);
+        }
+        Ok(c)
+    }
+
+    /// Signs the `guest` token of an access link; it lives as long as the link.
+    pub fn issue_guest_token(
+        &self,
+        account_id: Uuid,
+        link: &AccessLink,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<String> {
+        let claims = GuestClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: link.id.to_string(),
+            account_id,
+            room_id: link.room_id,
+            link_id: link.id,
+            username: link.username.clone(),
+            role: link.role.as_str().to_owned(),
+            iat: now.unix_timestamp(),
+            nbf: now.unix_timestamp(),
+            exp: link.expires_at.unix_timestamp(),
+            jti: link.id,
+            typ: "guest".into(),
+        };
+        self.sign(&claims)
+    }
+
+    pub fn verify_guest_token(&self, token: &str) -> Result<GuestClaims, TokenError> {
+        let c: GuestClaims = self.verify(token)?;
+        if c.typ != "guest" || c.sub != c.link_id.to_string() || c.jti != c.link_id {
+            return Err(TokenError::Invalid);
+        }
+        Ok(c)
+    }
+
+    fn sign<T: Serialize>(&self, claims: &T) -> anyhow::Result<String> {
+        let set = self.current();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(set.active.kid.clone());
+        jsonwebtoken::encode(&header, claims, &set.active.encoding).context("signing")
+    }
+
+    /// Signature and the registered claims; the caller checks `typ`.
+    fn verify<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
@@ -163,13 +230,9 @@ impl Keys {
         v.validate_nbf = true;
         v.leeway = 30;
         v.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "aud", "sub"]);
-        let data =
-            jsonwebtoken::decode::<UserClaims>(token, key, &v).map_err(|_| TokenError::Invalid)?;
-        let c = data.claims;
-        if c.typ != "user" || c.sub != c.user_id.to_string() {
-            return Err(TokenError::Invalid);
-        }
-        Ok(c)
+        jsonwebtoken::decode::<T>(token, key, &v)
+            .map(|d| d.claims)
+            .map_err(|_| TokenError::Invalid)
     }
 }
 

@@ -5,6 +5,7 @@
 //! (`CustomId`, `Username`, `Email`, ...), so the store and the handlers never
 //! re-check them.
 
+pub mod access;
 pub mod account;
 pub mod error;
 pub mod permission;

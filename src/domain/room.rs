@@ -52,8 +52,11 @@ pub struct Room {
 #[derive(Debug, Clone)]
 pub struct NewRoom {
     pub name: String,
+    /// The space holding the room; it must exist in the account.
+    pub space_id: Option<Uuid>,
     pub visibility: Visibility,
     pub is_default: bool,
+    /// The creator; they become the room's first moderator.
     pub created_by: Option<Uuid>,
 }
 

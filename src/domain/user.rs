@@ -579,8 +579,9 @@ pub fn tags(v: Vec<String>) -> Result<Vec<String>, ValidationError> {
     Ok(out)
 }
 
-/// Role ids: each must name a role of the account. Until custom roles exist
-/// only the built-in ones do; an id naming nothing is `NOT_FOUND`.
+/// Role ids: 1–25 of them, each a built-in role name or a custom role's id.
+/// Whether a custom id names a role of the account is the store's to check
+/// (an id naming nothing is `NOT_FOUND`).
 pub fn roles(v: Vec<String>) -> Result<Vec<String>, DomainError> {
     if v.is_empty() {
         return Err(ValidationError::new("roles", "must name at least one role").into());
@@ -590,7 +591,7 @@ pub fn roles(v: Vec<String>) -> Result<Vec<String>, DomainError> {
     }
     let mut out: Vec<String> = Vec::with_capacity(v.len());
     for r in v {
-        if !BUILTIN_ROLES.contains(&r.as_str()) {
+        if !BUILTIN_ROLES.contains(&r.as_str()) && Uuid::try_parse(&r).is_err() {
             return Err(DomainError::NotFound {
                 message: format!(
                     "role {:?} not found",

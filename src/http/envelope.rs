@@ -189,6 +189,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Conflict { field, message } => ApiError::conflict(field, message),
             StoreError::Invalid(v) => v.into(),
+            StoreError::Gone(why, what) => {
+                ApiError::new(StatusCode::GONE, "GONE", why.message(what))
+            }
             StoreError::Unavailable(e) => ApiError::unavailable(e),
             StoreError::Other(e) => ApiError::internal(e),
         }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::envelope::{ApiError, ApiResult};
 use crate::app::App;
 use crate::domain::account::Scope;
-use crate::domain::permission::{Permission, roles_grant};
+use crate::domain::permission::{Permission, builtin_role_permissions};
 use crate::domain::user::{User, Visibility};
 use crate::secret::{self, ApiKeySecret};
 use crate::store::{Page, TokenCheck};
@@ -165,6 +165,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ids {
 fn id_noun(what: &str) -> String {
     match what {
         "key" => "api key".into(),
+        "link" => "access link".into(),
         other => other.into(),
     }
 }
@@ -279,8 +280,16 @@ pub struct Caller {
 }
 
 pub enum CallerKind {
-    ApiKey { id: Uuid, scope: Scope },
-    User { user: Box<User>, token_id: Uuid },
+    ApiKey {
+        id: Uuid,
+        scope: Scope,
+    },
+    User {
+        user: Box<User>,
+        token_id: Uuid,
+        /// Everything the user's roles (built-in and custom) grant.
+        permissions: Vec<Permission>,
+    },
 }
 
 impl Caller {
@@ -292,7 +301,7 @@ impl Caller {
             CallerKind::ApiKey {
                 scope: Scope::Read, ..
             } => p.is_read_only(),
-            CallerKind::User { user, .. } => roles_grant(&user.roles, p),
+            CallerKind::User { permissions, .. } => permissions.contains(&p),
         }
     }
 
@@ -341,9 +350,12 @@ impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let Ids(ids) = Ids::from_request_parts(parts, app).await?;
-        let account = *ids
+        let Path(raw) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+            .await
+            .map_err(|_| ApiError::not_found("account"))?;
+        let account = raw
             .get("accountId")
+            .and_then(|s| Uuid::try_parse(s).ok())
             .ok_or_else(|| ApiError::not_found("account"))?;
         let presented = credential(parts).ok_or_else(missing_credential)?;
         if presented.starts_with("rk_") {
@@ -388,6 +400,7 @@ impl FromRequestParts<App> for Caller {
                 TokenCheck::Valid(user) => Ok(Caller {
                     account_id: account,
                     kind: CallerKind::User {
+                        permissions: role_permissions(app, account, &user.roles).await?,
                         user,
                         token_id: claims.jti,
                     },
@@ -403,5 +416,50 @@ impl FromRequestParts<App> for Caller {
             ));
         }
         Err(ApiError::unauthorized("the key or token is not valid"))
+    }
+}
+
+/// The permissions a set of role ids grants (built-in roles from the
+/// catalogue, custom ones from storage; ids naming nothing grant nothing).
+pub async fn role_permissions(
+    app: &App,
+    account: Uuid,
+    roles: &[String],
+) -> ApiResult<Vec<Permission>> {
+    let mut out: Vec<Permission> = Vec::new();
+    for r in roles {
+        let granted = match builtin_role_permissions(r) {
+            Some(p) => p.to_vec(),
+            None => match app.store.get_role(account, r).await {
+                Ok(role) => role.permissions,
+                Err(crate::store::StoreError::NotFound(_)) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        for p in granted {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Caller {
+    /// Refuses unless a user caller holds every permission `roles` grant:
+    /// nobody hands out more than they have. API keys (`full`) may.
+    pub async fn may_grant_roles(&self, app: &App, roles: &[String]) -> ApiResult<()> {
+        let CallerKind::User { permissions, .. } = &self.kind else {
+            return Ok(());
+        };
+        let wanted = role_permissions(app, self.account_id, roles).await?;
+        if wanted.iter().all(|p| permissions.contains(p)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "a role may only be given by someone who holds all its permissions",
+            )
+            .with_field("roles"))
+        }
     }
 }

@@ -20,13 +20,16 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 
+pub mod access;
 pub mod accounts;
 pub mod api_keys;
 pub mod envelope;
 pub mod extract;
 pub mod meta;
+pub mod roles;
 pub mod rooms;
 pub mod settings;
+pub mod spaces;
 pub mod users;
 
 use envelope::{ApiError, REQUEST_ID};
@@ -75,6 +78,8 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(api_keys::routes())
         .merge(users::routes())
         .merge(rooms::routes())
+        .merge(spaces::routes())
+        .merge(roles::routes())
         .merge(settings::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(accounts::routes())

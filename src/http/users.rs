@@ -80,6 +80,7 @@ async fn create_user(
     let mut parsed = req.parse(&settings)?;
     if parsed.user.roles != ["user"] {
         caller.require(Permission::AssignRoles)?;
+        caller.may_grant_roles(&app, &parsed.user.roles).await?;
     }
     parsed.user.password_hash = match parsed.password {
         PasswordSource::None => None,
@@ -108,12 +109,7 @@ async fn create_user(
         .store
         .create_user(caller.account_id, &parsed.user, &record, now)
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound("room") => {
-                ApiError::not_found("room").with_field("room_id")
-            }
-            other => other.into(),
-        })?;
+        .map_err(body_ids)?;
     let view = user.view(&settings, caller.sees(user.id));
     Ok(ok(
         StatusCode::CREATED,
@@ -227,6 +223,9 @@ async fn update_user(
             return Err(ApiError::forbidden("nobody changes their own roles"));
         }
         caller.require(Permission::AssignRoles)?;
+        caller
+            .may_grant_roles(&app, patch.roles.as_deref().unwrap_or_default())
+            .await?;
     }
     if own && !caller.holds(Permission::EditOtherUserInfo) {
         for (field, set) in [
@@ -255,7 +254,8 @@ async fn update_user(
     let user = app
         .store
         .update_user(caller.account_id, id, &patch, time::now())
-        .await?;
+        .await
+        .map_err(body_ids)?;
     Ok(ok(
         StatusCode::OK,
         "User updated",
@@ -330,4 +330,17 @@ fn kick(app: &App, account: Uuid, user: Uuid, reason: &str) {
         user_id: user,
         reason: reason.to_owned(),
     });
+}
+
+/// Ids in a request body that name nothing are `NOT_FOUND`, naming the field.
+fn body_ids(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::NotFound("room") => {
+            ApiError::not_found("room").with_field("room_id")
+        }
+        crate::store::StoreError::NotFound("role") => {
+            ApiError::not_found("role").with_field("roles")
+        }
+        other => other.into(),
+    }
 }

@@ -18,6 +18,13 @@ pub enum BusEvent {
         status: Status,
         at: String,
     },
+    /// A room is gone (deleted), or — with `user_id` — a member was removed
+    /// from it: their connections leave the room.
+    RoomClosed {
+        account_id: Uuid,
+        room_id: Uuid,
+        user_id: Option<Uuid>,
+    },
     /// Close every connection of a user (deactivated, deleted, revoked).
     Kick {
         account_id: Uuid,

@@ -28,8 +28,11 @@ use crate::store::{StoreError, TokenCheck};
 #[derive(Clone, Copy)]
 struct Identity {
     account: Uuid,
+    /// The user's id; for a guest, the id of their access link.
     user: Uuid,
     token_room: Option<Uuid>,
+    /// A guest (access-link token) may join only its room.
+    guest: bool,
 }
 
 /// Open the realtime connection (WebSocket). The `user` token comes as
@@ -118,10 +121,10 @@ async fn authorize(
         .ok_or_else(|| {
             ApiError::unauthorized("send the user token as `Authorization: Bearer …` or `?token=`")
         })?;
-    let claims = app
-        .keys
-        .verify_user_token(&token)
-        .map_err(|_| ApiError::unauthorized("the token is not a valid user token"))?;
+    let claims = match app.keys.verify_user_token(&token) {
+        Ok(c) => c,
+        Err(_) => return authorize_guest(app, &token).await,
+    };
     match app
         .store
         .check_user_token(
@@ -137,10 +140,40 @@ async fn authorize(
             account: claims.account_id,
             user: claims.user_id,
             token_room: claims.room_id,
+            guest: false,
         }),
         TokenCheck::Invalid => Err(ApiError::unauthorized(
             "the token was revoked, or its user is deactivated or deleted",
         )),
+    }
+}
+
+/// A guest link's token: the link must still be live; a one-time link is
+/// consumed now, when its connection opens.
+async fn authorize_guest(app: &App, token: &str) -> Result<Identity, ApiError> {
+    let claims = app
+        .keys
+        .verify_guest_token(token)
+        .map_err(|_| ApiError::unauthorized("the token is not a valid user or guest token"))?;
+    match app
+        .store
+        .use_link(
+            claims.account_id,
+            claims.link_id,
+            crate::domain::time::now(),
+        )
+        .await
+    {
+        Ok(link) if link.room_id == claims.room_id => Ok(Identity {
+            account: claims.account_id,
+            user: link.id,
+            token_room: Some(link.room_id),
+            guest: true,
+        }),
+        Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::Gone(..)) => Err(
+            ApiError::unauthorized("this guest link was used, has expired or was revoked"),
+        ),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -204,6 +237,7 @@ async fn connection(app: App, socket: WebSocket, handle: ConnHandle, who: Identi
         "connection_id": id.to_string(),
         "user_id": who.user,
         "account_id": who.account,
+        "guest": who.guest,
         "heartbeat_ms": app.config.heartbeat_ms,
     });
     let mut close_code: Option<u16> = if send(&mut sink, welcome.to_string().into()).await {
@@ -445,6 +479,13 @@ async fn handle_frame(
                     )];
                 }
             };
+            if who.guest && who.token_room != Some(room) {
+                return vec![error_frame(
+                    &fid,
+                    "FORBIDDEN",
+                    "a guest may join only the room of their link",
+                )];
+            }
             match may_join(app, who, room).await {
                 Ok(()) => {}
                 Err((code, msg)) => return vec![error_frame(&fid, code, msg)],
@@ -490,7 +531,7 @@ async fn may_join(
             return Err(("INTERNAL_ERROR", "internal error"));
         }
     };
-    if found.visibility == Visibility::Public {
+    if found.visibility == Visibility::Public || who.guest {
         return Ok(());
     }
     match app.store.is_room_member(who.account, room, who.user).await {

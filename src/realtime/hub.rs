@@ -447,8 +447,49 @@ impl Hub {
     }
 
     /// Delivers a bus event to this node's connections.
-    pub fn dispatch(&self, event: &BusEvent) {
+    pub fn dispatch(self: &Arc<Self>, event: &BusEvent) {
         match event {
+            BusEvent::RoomClosed {
+                account_id,
+                room_id,
+                user_id,
+            } => {
+                let frame: Utf8Bytes = serde_json::json!({ "type": "removed", "room_id": room_id })
+                    .to_string()
+                    .into();
+                let mut events = Vec::new();
+                {
+                    let mut st = self.lock();
+                    let conns: Vec<ConnId> = st
+                        .rooms
+                        .get(&(*account_id, *room_id))
+                        .map(|r| r.conns.iter().copied().collect())
+                        .unwrap_or_default();
+                    for id in conns {
+                        let Some(conn) = st.conns.get_mut(&id) else {
+                            continue;
+                        };
+                        if user_id.is_some_and(|u| u != conn.user) {
+                            continue;
+                        }
+                        conn.rooms.remove(room_id);
+                        if conn.tx.try_send(frame.clone()).is_err() {
+                            conn.kill.send_replace(Some(close::SLOW_CONSUMER));
+                        }
+                        let user = conn.user;
+                        self.leave_locked(
+                            &mut st,
+                            id,
+                            *account_id,
+                            user,
+                            *room_id,
+                            true,
+                            &mut events,
+                        );
+                    }
+                }
+                self.emit(events);
+            }
             BusEvent::Presence {
                 account_id,
                 room_id,

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::access::{AccessLink, Invite, Member, Role, RoomRole, Space, SpaceRole};
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::permission::Permission;
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch};
@@ -33,6 +35,9 @@ pub enum StoreError {
     /// A domain rule checked inside the transaction refused the change.
     #[error(transparent)]
     Invalid(#[from] crate::domain::ValidationError),
+    /// An invite or a link that was used up, expired or revoked.
+    #[error("{}", .0.message(.1))]
+    Gone(crate::domain::access::Gone, &'static str),
 }
 
 impl StoreError {
@@ -209,6 +214,129 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<User>;
     /// Erases the user and everything that points at them.
     async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()>;
+
+    // --- spaces -------------------------------------------------------------------
+    /// Creates a space; its creator (if a user) becomes its owner.
+    async fn create_space(&self, account: Uuid, space: &Space) -> Result<Space>;
+    /// Spaces, all of them (`viewer` None) or those a user may see: public
+    /// ones and those they are a member of.
+    async fn list_spaces(
+        &self,
+        account: Uuid,
+        viewer: Option<Uuid>,
+        page: Page,
+    ) -> Result<Paged<Space>>;
+    async fn get_space(&self, account: Uuid, space: Uuid) -> Result<Space>;
+    async fn update_space(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        name: Option<&str>,
+        visibility: Option<Visibility>,
+        at: OffsetDateTime,
+    ) -> Result<Space>;
+    /// Deletes the space, its rooms, and every membership, invite and link of either.
+    async fn delete_space(&self, account: Uuid, space: Uuid) -> Result<()>;
+    async fn space_role(&self, account: Uuid, space: Uuid, user: Uuid)
+    -> Result<Option<SpaceRole>>;
+    /// Makes `user` a member with `role` (or changes their role).
+    /// `only_if_absent` keeps an existing membership as it is (a join).
+    async fn put_space_member(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        user: Uuid,
+        role: SpaceRole,
+        only_if_absent: bool,
+        at: OffsetDateTime,
+    ) -> Result<Member>;
+    async fn remove_space_member(&self, account: Uuid, space: Uuid, user: Uuid) -> Result<()>;
+    async fn list_space_members(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        page: Page,
+    ) -> Result<Paged<Member>>;
+
+    // --- room memberships ----------------------------------------------------
+    /// Rooms a user may see: public ones and those they are a member of.
+    async fn list_rooms_visible_to(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        page: Page,
+    ) -> Result<Paged<Room>>;
+    async fn room_role(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<Option<RoomRole>>;
+    /// Makes `user` a member with `role` (grantRole), within the 2000-room
+    /// cap; `only_if_absent` keeps an existing membership (a join).
+    async fn put_room_member(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        user: Uuid,
+        role: RoomRole,
+        only_if_absent: bool,
+        at: OffsetDateTime,
+    ) -> Result<Member>;
+    async fn remove_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<()>;
+    async fn list_room_members(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        page: Page,
+    ) -> Result<Paged<Member>>;
+
+    // --- custom roles ---------------------------------------------------------
+    async fn create_role(&self, account: Uuid, role: &Role) -> Result<Role>;
+    /// Custom roles of the account (built-in ones are not stored).
+    async fn list_roles(&self, account: Uuid) -> Result<Vec<Role>>;
+    async fn get_role(&self, account: Uuid, role: &str) -> Result<Role>;
+    async fn update_role(
+        &self,
+        account: Uuid,
+        role: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        permissions: Option<&[Permission]>,
+        at: OffsetDateTime,
+    ) -> Result<Role>;
+    /// Refused (`Conflict`) while a user holds the role.
+    async fn delete_role(&self, account: Uuid, role: &str) -> Result<()>;
+
+    // --- invites ----------------------------------------------------------------
+    async fn create_invite(&self, account: Uuid, invite: &Invite) -> Result<Invite>;
+    async fn list_invites(&self, account: Uuid, space: Uuid, page: Page) -> Result<Paged<Invite>>;
+    async fn revoke_invite(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        invite: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Uses the invite once (a conditional update, so concurrent activations
+    /// of a one-use invite admit exactly one) and makes `user` a member with
+    /// its role (never lowering a higher one). Refuses with `Gone`.
+    async fn activate_invite(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        invite: Uuid,
+        user: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<Member>;
+
+    // --- guest access links -----------------------------------------------------
+    async fn create_link(&self, account: Uuid, link: &AccessLink) -> Result<AccessLink>;
+    async fn list_links(&self, account: Uuid, room: Uuid, page: Page) -> Result<Paged<AccessLink>>;
+    async fn revoke_link(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        link: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Checks a link for use at `at`; a one-time link is consumed (once).
+    async fn use_link(&self, account: Uuid, link: Uuid, at: OffsetDateTime) -> Result<AccessLink>;
 
     // --- presence and membership ----------------------------------------------
     /// Whether `user` is a member of `room`.
@@ -457,4 +585,174 @@ pub(crate) fn user_columns_of(alias: &str) -> String {
         .map(|c| format!("{alias}.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Typed column access shared by the backends' row types, so that each
+/// access-model row is decoded by one function for every backend.
+pub(crate) trait RowExt {
+    fn uuid(&self, i: usize) -> std::result::Result<Uuid, sqlx::Error>;
+    fn opt_uuid(&self, i: usize) -> std::result::Result<Option<Uuid>, sqlx::Error>;
+    fn text(&self, i: usize) -> std::result::Result<String, sqlx::Error>;
+    fn opt_text(&self, i: usize) -> std::result::Result<Option<String>, sqlx::Error>;
+    fn time(&self, i: usize) -> std::result::Result<OffsetDateTime, sqlx::Error>;
+    fn opt_time(&self, i: usize) -> std::result::Result<Option<OffsetDateTime>, sqlx::Error>;
+    fn boolean(&self, i: usize) -> std::result::Result<bool, sqlx::Error>;
+    fn int(&self, i: usize) -> std::result::Result<i64, sqlx::Error>;
+    fn permissions(&self, i: usize) -> std::result::Result<Vec<Permission>, sqlx::Error>;
+}
+
+macro_rules! row_ext {
+    ($row:ty, $int:ty) => {
+        impl RowExt for $row {
+            fn uuid(&self, i: usize) -> std::result::Result<Uuid, sqlx::Error> {
+                sqlx::Row::try_get(self, i)
+            }
+            fn opt_uuid(&self, i: usize) -> std::result::Result<Option<Uuid>, sqlx::Error> {
+                sqlx::Row::try_get(self, i)
+            }
+            fn text(&self, i: usize) -> std::result::Result<String, sqlx::Error> {
+                sqlx::Row::try_get(self, i)
+            }
+            fn opt_text(&self, i: usize) -> std::result::Result<Option<String>, sqlx::Error> {
+                sqlx::Row::try_get(self, i)
+            }
+            fn time(&self, i: usize) -> std::result::Result<OffsetDateTime, sqlx::Error> {
+                sqlx::Row::try_get(self, i)
+            }
+            fn opt_time(
+                &self,
+                i: usize,
+            ) -> std::result::Result<Option<OffsetDateTime>, sqlx::Error> {
+                sqlx::Row::try_get(self, i)
+            }
+            fn boolean(&self, i: usize) -> std::result::Result<bool, sqlx::Error> {
+                sqlx::Row::try_get(self, i)
+            }
+            fn int(&self, i: usize) -> std::result::Result<i64, sqlx::Error> {
+                sqlx::Row::try_get::<$int, _>(self, i).map(i64::from)
+            }
+            fn permissions(&self, i: usize) -> std::result::Result<Vec<Permission>, sqlx::Error> {
+                sqlx::Row::try_get::<sqlx::types::Json<Vec<Permission>>, _>(self, i).map(|j| j.0)
+            }
+        }
+    };
+}
+
+row_ext!(sqlx::sqlite::SqliteRow, i64);
+row_ext!(sqlx::postgres::PgRow, i32);
+
+fn bad_column(what: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unexpected stored {what}").into())
+}
+
+pub(crate) const SPACE_COLUMNS: &str =
+    "id, account_id, name, visibility, created_by, created_at, updated_at";
+
+pub(crate) fn space_from_row(r: &impl RowExt) -> std::result::Result<Space, sqlx::Error> {
+    Ok(Space {
+        id: r.uuid(0)?,
+        account_id: r.uuid(1)?,
+        name: r.text(2)?,
+        visibility: Visibility::parse(&r.text(3)?).ok_or_else(|| bad_column("visibility"))?,
+        created_by: r.opt_uuid(4)?,
+        created_at: r.time(5)?,
+        updated_at: r.time(6)?,
+    })
+}
+
+/// `user_id, role, joined_at` of a membership row.
+pub(crate) fn member_from_row(r: &impl RowExt) -> std::result::Result<Member, sqlx::Error> {
+    Ok(Member {
+        user_id: r.uuid(0)?,
+        role: r.text(1)?,
+        joined_at: r.time(2)?,
+    })
+}
+
+pub(crate) const ROLE_COLUMNS: &str = "id, name, description, permissions, created_at";
+
+pub(crate) fn role_from_row(r: &impl RowExt) -> std::result::Result<Role, sqlx::Error> {
+    Ok(Role {
+        id: r.uuid(0)?.to_string(),
+        name: r.text(1)?,
+        description: r.opt_text(2)?,
+        permissions: r.permissions(3)?,
+        builtin: false,
+        created_at: Some(r.time(4)?),
+    })
+}
+
+pub(crate) const INVITE_COLUMNS: &str =
+    "id, space_id, role, max_uses, uses, expires_at, revoked_at, created_by, created_at";
+
+pub(crate) fn invite_from_row(r: &impl RowExt) -> std::result::Result<Invite, sqlx::Error> {
+    Ok(Invite {
+        id: r.uuid(0)?,
+        space_id: r.uuid(1)?,
+        role: SpaceRole::parse(&r.text(2)?).ok_or_else(|| bad_column("space role"))?,
+        max_uses: r.int(3)?,
+        uses: r.int(4)?,
+        expires_at: r.opt_time(5)?,
+        revoked_at: r.opt_time(6)?,
+        created_by: r.opt_uuid(7)?,
+        created_at: r.time(8)?,
+    })
+}
+
+pub(crate) const LINK_COLUMNS: &str = "id, room_id, username, role, external_user_id, is_permanent, \
+     expires_at, used_at, revoked_at, created_by, created_at";
+
+pub(crate) fn link_from_row(r: &impl RowExt) -> std::result::Result<AccessLink, sqlx::Error> {
+    Ok(AccessLink {
+        id: r.uuid(0)?,
+        room_id: r.uuid(1)?,
+        username: r.text(2)?,
+        role: RoomRole::parse(&r.text(3)?).ok_or_else(|| bad_column("room role"))?,
+        external_user_id: r.opt_text(4)?,
+        is_permanent: r.boolean(5)?,
+        expires_at: r.time(6)?,
+        used_at: r.opt_time(7)?,
+        revoked_at: r.opt_time(8)?,
+        created_by: r.opt_uuid(9)?,
+        created_at: r.time(10)?,
+    })
+}
+
+/// Why an invite cannot be used now, if it cannot.
+pub(crate) fn invite_gone(i: &Invite, at: OffsetDateTime) -> Option<crate::domain::access::Gone> {
+    use crate::domain::access::Gone;
+    if i.revoked_at.is_some() {
+        Some(Gone::Revoked)
+    } else if i.expires_at.is_some_and(|e| e <= at) {
+        Some(Gone::Expired)
+    } else if i.uses >= i.max_uses {
+        Some(Gone::UsedUp)
+    } else {
+        None
+    }
+}
+
+/// Why a link cannot be used now, if it cannot.
+pub(crate) fn link_gone(l: &AccessLink, at: OffsetDateTime) -> Option<crate::domain::access::Gone> {
+    use crate::domain::access::Gone;
+    if l.revoked_at.is_some() {
+        Some(Gone::Revoked)
+    } else if l.expires_at <= at {
+        Some(Gone::Expired)
+    } else if !l.is_permanent && l.used_at.is_some() {
+        Some(Gone::UsedUp)
+    } else {
+        None
+    }
+}
+
+/// The room cap's refusal, shared by both backends.
+pub(crate) fn room_cap_conflict() -> StoreError {
+    StoreError::conflict(
+        "room_id",
+        format!(
+            "a user may be in at most {} rooms; leave one first",
+            crate::domain::room::MAX_ROOMS_PER_USER
+        ),
+    )
 }

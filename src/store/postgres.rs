@@ -20,10 +20,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
-    NewApiKey, Page, Paged, Result, SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord,
-    USER_COLUMNS, user_from_row,
+    INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, Result, SPACE_COLUMNS,
+    SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord, USER_COLUMNS, invite_from_row,
+    link_from_row, member_from_row, role_from_row, space_from_row, user_from_row,
 };
+use crate::domain::access::{AccessLink, Invite, Member, Role, RoomRole, Space, SpaceRole};
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::permission::{BUILTIN_ROLES, Permission};
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{
@@ -263,6 +266,7 @@ async fn insert_user(
     token: &TokenRecord,
     at: OffsetDateTime,
 ) -> Result<User> {
+    check_roles(conn, account, &u.roles).await?;
     if let Some(room) = u.room_id {
         // FOR KEY SHARE keeps the room from being deleted before the
         // membership below refers to it.
@@ -371,6 +375,9 @@ async fn patch_user(
     p: &UserPatch,
     at: OffsetDateTime,
 ) -> Result<User> {
+    if let Some(roles) = &p.roles {
+        check_roles(conn, account, roles).await?;
+    }
     let adds_bot = p
         .roles
         .as_ref()
@@ -674,24 +681,51 @@ impl Store for PostgresStore {
         room: &NewRoom,
         at: OffsetDateTime,
     ) -> Result<Room> {
+        let mut tx = self.begin().await?;
+        if let Some(space) = room.space_id {
+            exists(
+                &mut tx,
+                "SELECT 1 FROM spaces WHERE account_id = $1 AND id = $2",
+                account,
+                space,
+                "space",
+            )
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO rooms (id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at) \
-             VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(id)
         .bind(account)
+        .bind(room.space_id)
         .bind(&room.name)
         .bind(room.visibility.as_str())
         .bind(room.is_default)
         .bind(room.created_by)
         .bind(at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        if let Some(creator) = room.created_by {
+            // The creator (when a user of this account) moderates the room.
+            sqlx::query(
+                "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
+                 SELECT $1, $2, id, 'moderator', $3 FROM users WHERE account_id = $1 AND id = $4",
+            )
+            .bind(account)
+            .bind(id)
+            .bind(at)
+            .bind(creator)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
         Ok(Room {
             id,
             account_id: account,
-            space_id: None,
+            space_id: room.space_id,
             name: room.name.clone(),
             visibility: room.visibility,
             is_default: room.is_default,
@@ -907,6 +941,723 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn create_space(&self, account: Uuid, space: &Space) -> Result<Space> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO spaces (id, account_id, name, visibility, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(space.id)
+            .bind(account)
+            .bind(&space.name)
+            .bind(space.visibility.as_str())
+            .bind(space.created_by)
+            .bind(space.created_at)
+            .bind(space.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(creator) = space.created_by {
+            sqlx::query(
+                "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) \
+                 SELECT $1, $2, id, 'owner', $3 FROM users WHERE account_id = $1 AND id = $4",
+            )
+            .bind(account)
+            .bind(space.id)
+            .bind(space.created_at)
+            .bind(creator)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(space.clone())
+    }
+
+    async fn list_spaces(
+        &self,
+        account: Uuid,
+        viewer: Option<Uuid>,
+        page: Page,
+    ) -> Result<Paged<Space>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE account_id = $1 AND ($2::uuid IS NULL OR id > $2) \
+             AND ($3::uuid IS NULL OR visibility = 'public' OR EXISTS (SELECT 1 FROM space_members m WHERE m.space_id = s.id AND m.user_id = $3)) \
+             ORDER BY id LIMIT $4"
+        )))
+        .bind(account)
+        .bind(page.after)
+        .bind(viewer)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(space_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |s: &Space| s.id))
+    }
+
+    async fn get_space(&self, account: Uuid, space: Uuid) -> Result<Space> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces WHERE account_id = $1 AND id = $2"
+        )))
+        .bind(account)
+        .bind(space)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("space"))?;
+        space_from_row(&row).map_err(map_err)
+    }
+
+    async fn update_space(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        name: Option<&str>,
+        visibility: Option<Visibility>,
+        at: OffsetDateTime,
+    ) -> Result<Space> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE spaces SET name = COALESCE($1, name), visibility = COALESCE($2, visibility), updated_at = $3 \
+             WHERE account_id = $4 AND id = $5 RETURNING {SPACE_COLUMNS}"
+        )))
+        .bind(name)
+        .bind(visibility.map(Visibility::as_str))
+        .bind(at)
+        .bind(account)
+        .bind(space)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("space"))?;
+        space_from_row(&row).map_err(map_err)
+    }
+
+    async fn delete_space(&self, account: Uuid, space: Uuid) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM rooms WHERE account_id = $1 AND space_id = $2")
+            .bind(account)
+            .bind(space)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let r = sqlx::query("DELETE FROM spaces WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(space)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("space"));
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn space_role(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        user: Uuid,
+    ) -> Result<Option<SpaceRole>> {
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM space_members WHERE account_id = $1 AND space_id = $2 AND user_id = $3")
+            .bind(account)
+            .bind(space)
+            .bind(user)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(role.as_deref().and_then(SpaceRole::parse))
+    }
+
+    async fn put_space_member(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        user: Uuid,
+        role: SpaceRole,
+        only_if_absent: bool,
+        at: OffsetDateTime,
+    ) -> Result<Member> {
+        let mut tx = self.begin().await?;
+        exists(
+            &mut tx,
+            "SELECT 1 FROM spaces WHERE account_id = $1 AND id = $2",
+            account,
+            space,
+            "space",
+        )
+        .await?;
+        exists(
+            &mut tx,
+            "SELECT 1 FROM users WHERE account_id = $1 AND id = $2",
+            account,
+            user,
+            "user",
+        )
+        .await?;
+        let conflict = if only_if_absent {
+            "DO NOTHING"
+        } else {
+            "DO UPDATE SET role = excluded.role"
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (space_id, user_id) {conflict}"
+        )))
+        .bind(account)
+        .bind(space)
+        .bind(user)
+        .bind(role.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let row = sqlx::query("SELECT user_id, role, joined_at FROM space_members WHERE space_id = $1 AND user_id = $2")
+            .bind(space)
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        member_from_row(&row).map_err(map_err)
+    }
+
+    async fn remove_space_member(&self, account: Uuid, space: Uuid, user: Uuid) -> Result<()> {
+        let r = sqlx::query(
+            "DELETE FROM space_members WHERE account_id = $1 AND space_id = $2 AND user_id = $3",
+        )
+        .bind(account)
+        .bind(space)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("member"));
+        }
+        Ok(())
+    }
+
+    async fn list_space_members(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        page: Page,
+    ) -> Result<Paged<Member>> {
+        let rows = sqlx::query(
+            "SELECT user_id, role, joined_at FROM space_members WHERE account_id = $1 AND space_id = $2 \
+             AND ($3::uuid IS NULL OR user_id > $3) ORDER BY user_id LIMIT $4",
+        )
+        .bind(account)
+        .bind(space)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(member_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |m: &Member| m.user_id))
+    }
+
+    async fn list_rooms_visible_to(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        page: Page,
+    ) -> Result<Paged<Room>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms r WHERE account_id = $1 AND ($2::uuid IS NULL OR id > $2) \
+             AND (visibility = 'public' OR EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = $3)) \
+             ORDER BY id LIMIT $4"
+        )))
+        .bind(account)
+        .bind(page.after)
+        .bind(user)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(room_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |r: &Room| r.id))
+    }
+
+    async fn room_role(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<Option<RoomRole>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM room_members WHERE account_id = $1 AND room_id = $2 AND user_id = $3",
+        )
+        .bind(account)
+        .bind(room)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(role.as_deref().and_then(RoomRole::parse))
+    }
+
+    async fn put_room_member(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        user: Uuid,
+        role: RoomRole,
+        only_if_absent: bool,
+        at: OffsetDateTime,
+    ) -> Result<Member> {
+        let mut tx = self.begin().await?;
+        exists(
+            &mut tx,
+            "SELECT 1 FROM rooms WHERE account_id = $1 AND id = $2",
+            account,
+            room,
+            "room",
+        )
+        .await?;
+        // Locking the user's row serializes their joins, so the room cap
+        // holds under concurrent joins.
+        exists(
+            &mut tx,
+            "SELECT 1 FROM users WHERE account_id = $1 AND id = $2 FOR NO KEY UPDATE",
+            account,
+            user,
+            "user",
+        )
+        .await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT role FROM room_members WHERE room_id = $1 AND user_id = $2")
+                .bind(room)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if existing.is_none() {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM room_members WHERE user_id = $1")
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if n >= MAX_ROOMS_PER_USER {
+                return Err(super::room_cap_conflict());
+            }
+            sqlx::query("INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(account)
+                .bind(room)
+                .bind(user)
+                .bind(role.as_str())
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        } else if !only_if_absent {
+            sqlx::query("UPDATE room_members SET role = $1 WHERE room_id = $2 AND user_id = $3")
+                .bind(role.as_str())
+                .bind(room)
+                .bind(user)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        let row = sqlx::query(
+            "SELECT user_id, role, joined_at FROM room_members WHERE room_id = $1 AND user_id = $2",
+        )
+        .bind(room)
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        member_from_row(&row).map_err(map_err)
+    }
+
+    async fn remove_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<()> {
+        let r = sqlx::query(
+            "DELETE FROM room_members WHERE account_id = $1 AND room_id = $2 AND user_id = $3",
+        )
+        .bind(account)
+        .bind(room)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("member"));
+        }
+        Ok(())
+    }
+
+    async fn list_room_members(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        page: Page,
+    ) -> Result<Paged<Member>> {
+        let rows = sqlx::query(
+            "SELECT user_id, role, joined_at FROM room_members WHERE account_id = $1 AND room_id = $2 \
+             AND ($3::uuid IS NULL OR user_id > $3) ORDER BY user_id LIMIT $4",
+        )
+        .bind(account)
+        .bind(room)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(member_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |m: &Member| m.user_id))
+    }
+
+    async fn create_role(&self, account: Uuid, role: &Role) -> Result<Role> {
+        let id = Uuid::try_parse(&role.id).map_err(|e| StoreError::Other(e.into()))?;
+        sqlx::query("INSERT INTO roles (id, account_id, name, name_norm, description, permissions, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)")
+            .bind(id)
+            .bind(account)
+            .bind(&role.name)
+            .bind(role.name.to_lowercase())
+            .bind(&role.description)
+            .bind(sqlx::types::Json(&role.permissions))
+            .bind(role.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(role.clone())
+    }
+
+    async fn list_roles(&self, account: Uuid) -> Result<Vec<Role>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROLE_COLUMNS} FROM roles WHERE account_id = $1 ORDER BY id"
+        )))
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(role_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)
+    }
+
+    async fn get_role(&self, account: Uuid, role: &str) -> Result<Role> {
+        let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROLE_COLUMNS} FROM roles WHERE account_id = $1 AND id = $2"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("role"))?;
+        role_from_row(&row).map_err(map_err)
+    }
+
+    async fn update_role(
+        &self,
+        account: Uuid,
+        role: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        permissions: Option<&[Permission]>,
+        at: OffsetDateTime,
+    ) -> Result<Role> {
+        let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE roles SET name = COALESCE($1, name), name_norm = COALESCE($2, name_norm), \
+             description = CASE WHEN $3 THEN $4 ELSE description END, \
+             permissions = COALESCE($5, permissions), updated_at = $6 \
+             WHERE account_id = $7 AND id = $8 RETURNING {ROLE_COLUMNS}"
+        )))
+        .bind(name)
+        .bind(name.map(str::to_lowercase))
+        .bind(description.is_some())
+        .bind(description.flatten())
+        .bind(permissions.map(sqlx::types::Json))
+        .bind(at)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("role"))?;
+        role_from_row(&row).map_err(map_err)
+    }
+
+    async fn delete_role(&self, account: Uuid, role: &str) -> Result<()> {
+        let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
+        let mut tx = self.begin().await?;
+        // Lock the role so no user is given it while we check.
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM roles WHERE account_id = $1 AND id = $2 FOR UPDATE")
+                .bind(account)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("role"));
+        }
+        let held: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM user_roles WHERE account_id = $1 AND role = $2 LIMIT 1",
+        )
+        .bind(account)
+        .bind(role)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if held.is_some() {
+            return Err(StoreError::conflict(
+                "id",
+                "users still hold this role; take it from them first",
+            ));
+        }
+        sqlx::query("DELETE FROM roles WHERE account_id = $1 AND id = $2")
+            .bind(account)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn create_invite(&self, account: Uuid, invite: &Invite) -> Result<Invite> {
+        let mut tx = self.begin().await?;
+        exists(
+            &mut tx,
+            "SELECT 1 FROM spaces WHERE account_id = $1 AND id = $2",
+            account,
+            invite.space_id,
+            "space",
+        )
+        .await?;
+        sqlx::query("INSERT INTO invites (id, account_id, space_id, role, max_uses, uses, expires_at, revoked_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $8)")
+            .bind(invite.id)
+            .bind(account)
+            .bind(invite.space_id)
+            .bind(invite.role.as_str())
+            .bind(i32::try_from(invite.max_uses).unwrap_or(i32::MAX))
+            .bind(invite.expires_at)
+            .bind(invite.created_by)
+            .bind(invite.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(invite.clone())
+    }
+
+    async fn list_invites(&self, account: Uuid, space: Uuid, page: Page) -> Result<Paged<Invite>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVITE_COLUMNS} FROM invites WHERE account_id = $1 AND space_id = $2 AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
+        )))
+        .bind(account)
+        .bind(space)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(invite_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |i: &Invite| i.id))
+    }
+
+    async fn revoke_invite(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        invite: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let r = sqlx::query("UPDATE invites SET revoked_at = COALESCE(revoked_at, $1) WHERE account_id = $2 AND space_id = $3 AND id = $4")
+            .bind(at)
+            .bind(account)
+            .bind(space)
+            .bind(invite)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("invite"));
+        }
+        Ok(())
+    }
+
+    async fn activate_invite(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        invite: Uuid,
+        user: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<Member> {
+        let mut tx = self.begin().await?;
+        // One conditional update: of concurrent activations of a one-use
+        // invite exactly one sees a row.
+        let used = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE invites SET uses = uses + 1 WHERE account_id = $1 AND space_id = $2 AND id = $3 \
+             AND revoked_at IS NULL AND uses < max_uses AND (expires_at IS NULL OR expires_at > $4) \
+             RETURNING {INVITE_COLUMNS}"
+        )))
+        .bind(account)
+        .bind(space)
+        .bind(invite)
+        .bind(at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let found = match used {
+            Some(row) => invite_from_row(&row).map_err(map_err)?,
+            None => {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {INVITE_COLUMNS} FROM invites WHERE account_id = $1 AND space_id = $2 AND id = $3"
+                )))
+                .bind(account)
+                .bind(space)
+                .bind(invite)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("invite"))?;
+                let found = invite_from_row(&row).map_err(map_err)?;
+                let why =
+                    super::invite_gone(&found, at).unwrap_or(crate::domain::access::Gone::UsedUp);
+                return Err(StoreError::Gone(why, "invite"));
+            }
+        };
+        sqlx::query(
+            "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (space_id, user_id) DO UPDATE SET role = CASE \
+               WHEN space_members.role = 'owner' THEN 'owner' \
+               WHEN space_members.role = 'moderator' OR excluded.role = 'moderator' THEN 'moderator' \
+               ELSE 'user' END",
+        )
+        .bind(account)
+        .bind(space)
+        .bind(user)
+        .bind(found.role.as_str())
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let row = sqlx::query("SELECT user_id, role, joined_at FROM space_members WHERE space_id = $1 AND user_id = $2")
+            .bind(space)
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        member_from_row(&row).map_err(map_err)
+    }
+
+    async fn create_link(&self, account: Uuid, link: &AccessLink) -> Result<AccessLink> {
+        let mut tx = self.begin().await?;
+        exists(
+            &mut tx,
+            "SELECT 1 FROM rooms WHERE account_id = $1 AND id = $2",
+            account,
+            link.room_id,
+            "room",
+        )
+        .await?;
+        sqlx::query("INSERT INTO access_links (id, account_id, room_id, username, role, external_user_id, is_permanent, expires_at, used_at, revoked_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, $9, $10)")
+            .bind(link.id)
+            .bind(account)
+            .bind(link.room_id)
+            .bind(&link.username)
+            .bind(link.role.as_str())
+            .bind(&link.external_user_id)
+            .bind(link.is_permanent)
+            .bind(link.expires_at)
+            .bind(link.created_by)
+            .bind(link.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(link.clone())
+    }
+
+    async fn list_links(&self, account: Uuid, room: Uuid, page: Page) -> Result<Paged<AccessLink>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LINK_COLUMNS} FROM access_links WHERE account_id = $1 AND room_id = $2 AND ($3::uuid IS NULL OR id > $3) ORDER BY id LIMIT $4"
+        )))
+        .bind(account)
+        .bind(room)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(link_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |l: &AccessLink| l.id))
+    }
+
+    async fn revoke_link(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        link: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let r = sqlx::query("UPDATE access_links SET revoked_at = COALESCE(revoked_at, $1) WHERE account_id = $2 AND room_id = $3 AND id = $4")
+            .bind(at)
+            .bind(account)
+            .bind(room)
+            .bind(link)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("access link"));
+        }
+        Ok(())
+    }
+
+    async fn use_link(&self, account: Uuid, link: Uuid, at: OffsetDateTime) -> Result<AccessLink> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LINK_COLUMNS} FROM access_links WHERE account_id = $1 AND id = $2 FOR UPDATE"
+        )))
+        .bind(account)
+        .bind(link)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("access link"))?;
+        let found = link_from_row(&row).map_err(map_err)?;
+        if let Some(why) = super::link_gone(&found, at) {
+            return Err(StoreError::Gone(why, "access link"));
+        }
+        if !found.is_permanent {
+            sqlx::query("UPDATE access_links SET used_at = $1 WHERE id = $2")
+                .bind(at)
+                .bind(link)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(found)
+    }
+
     async fn is_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<bool> {
         let found: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM room_members WHERE account_id = $1 AND room_id = $2 AND user_id = $3",
@@ -979,6 +1730,43 @@ impl Store for PostgresStore {
             ))),
         }
     }
+}
+
+/// `NotFound(what)` unless `sql` (taking account and id) finds a row.
+async fn exists(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    sql: &'static str,
+    account: Uuid,
+    id: Uuid,
+    what: &'static str,
+) -> Result<()> {
+    let found: Option<i32> = sqlx::query_scalar(sql)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    found.map(|_| ()).ok_or(StoreError::NotFound(what))
+}
+
+/// Every role id must name a built-in role or a custom role of the account;
+/// FOR SHARE keeps a role from being deleted while it is being given.
+async fn check_roles(c: &mut PgConnection, account: Uuid, roles: &[String]) -> Result<()> {
+    for r in roles
+        .iter()
+        .filter(|r| !BUILTIN_ROLES.contains(&r.as_str()))
+    {
+        let id = Uuid::try_parse(r).map_err(|_| StoreError::NotFound("role"))?;
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM roles WHERE account_id = $1 AND id = $2 FOR SHARE")
+                .bind(account)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+        found.ok_or(StoreError::NotFound("role"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,10 +25,13 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    NewApiKey, Page, Paged, Result, SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord,
-    USER_COLUMNS, user_from_row,
+    INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, Result, SPACE_COLUMNS,
+    SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord, USER_COLUMNS, invite_from_row,
+    link_from_row, member_from_row, role_from_row, space_from_row, user_from_row,
 };
+use crate::domain::access::{AccessLink, Invite, Member, Role, RoomRole, Space, SpaceRole};
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::permission::{BUILTIN_ROLES, Permission};
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{
@@ -218,7 +221,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn json<T: serde::Serialize>(v: &T) -> String {
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }
 
@@ -327,6 +330,7 @@ async fn insert_user(
     token: &TokenRecord,
     at: OffsetDateTime,
 ) -> Result<User> {
+    check_roles(conn, account, &u.roles).await?;
     if let Some(room) = u.room_id {
         let found: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM rooms WHERE account_id = ? AND id = ?")
@@ -444,6 +448,9 @@ async fn patch_user(
     at: OffsetDateTime,
 ) -> Result<User> {
     let current = select_user(conn, account, id).await?;
+    if let Some(roles) = &p.roles {
+        check_roles(conn, account, roles).await?;
+    }
     if let Some(roles) = &p.roles
         && roles.iter().any(|r| r == "bot")
         && !current.roles.iter().any(|r| r == "bot")
@@ -750,9 +757,21 @@ impl Store for SqliteStore {
         let room = room.clone();
         self.write(move |c| {
             Box::pin(async move {
-                sqlx::query("INSERT INTO rooms (id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)")
+                if let Some(space) = room.space_id {
+                    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM spaces WHERE account_id = ? AND id = ?")
+                        .bind(account)
+                        .bind(space)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(map_err)?;
+                    if found.is_none() {
+                        return Err(StoreError::NotFound("space"));
+                    }
+                }
+                sqlx::query("INSERT INTO rooms (id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
                     .bind(id)
                     .bind(account)
+                    .bind(room.space_id)
                     .bind(&room.name)
                     .bind(room.visibility.as_str())
                     .bind(room.is_default)
@@ -762,10 +781,25 @@ impl Store for SqliteStore {
                     .execute(&mut *c)
                     .await
                     .map_err(map_err)?;
+                if let Some(creator) = room.created_by {
+                    // The creator (when a user of this account) moderates the room.
+                    sqlx::query(
+                        "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
+                         SELECT ?, ?, id, 'moderator', ? FROM users WHERE account_id = ? AND id = ?",
+                    )
+                    .bind(account)
+                    .bind(id)
+                    .bind(at)
+                    .bind(account)
+                    .bind(creator)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                }
                 Ok(Room {
                     id,
                     account_id: account,
-                    space_id: None,
+                    space_id: room.space_id,
                     name: room.name,
                     visibility: room.visibility,
                     is_default: room.is_default,
@@ -1017,6 +1051,749 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn create_space(&self, account: Uuid, space: &Space) -> Result<Space> {
+        let space = space.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO spaces (id, account_id, name, visibility, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                    .bind(space.id)
+                    .bind(account)
+                    .bind(&space.name)
+                    .bind(space.visibility.as_str())
+                    .bind(space.created_by)
+                    .bind(space.created_at)
+                    .bind(space.updated_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if let Some(creator) = space.created_by {
+                    sqlx::query(
+                        "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) \
+                         SELECT ?, ?, id, 'owner', ? FROM users WHERE account_id = ? AND id = ?",
+                    )
+                    .bind(account)
+                    .bind(space.id)
+                    .bind(space.created_at)
+                    .bind(account)
+                    .bind(creator)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                }
+                Ok(space)
+            })
+        })
+        .await
+    }
+
+    async fn list_spaces(
+        &self,
+        account: Uuid,
+        viewer: Option<Uuid>,
+        page: Page,
+    ) -> Result<Paged<Space>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE account_id = ? AND (? IS NULL OR id > ?) \
+             AND (? IS NULL OR visibility = 'public' OR EXISTS (SELECT 1 FROM space_members m WHERE m.space_id = s.id AND m.user_id = ?)) \
+             ORDER BY id LIMIT ?"
+        )))
+        .bind(account)
+        .bind(page.after)
+        .bind(page.after)
+        .bind(viewer)
+        .bind(viewer)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(space_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |s: &Space| s.id))
+    }
+
+    async fn get_space(&self, account: Uuid, space: Uuid) -> Result<Space> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces WHERE account_id = ? AND id = ?"
+        )))
+        .bind(account)
+        .bind(space)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("space"))?;
+        space_from_row(&row).map_err(map_err)
+    }
+
+    async fn update_space(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        name: Option<&str>,
+        visibility: Option<Visibility>,
+        at: OffsetDateTime,
+    ) -> Result<Space> {
+        let name = name.map(str::to_owned);
+        self.write(move |c| {
+            Box::pin(async move {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE spaces SET name = COALESCE(?, name), visibility = COALESCE(?, visibility), updated_at = ? \
+                     WHERE account_id = ? AND id = ? RETURNING {SPACE_COLUMNS}"
+                )))
+                .bind(name)
+                .bind(visibility.map(Visibility::as_str))
+                .bind(at)
+                .bind(account)
+                .bind(space)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("space"))?;
+                space_from_row(&row).map_err(map_err)
+            })
+        })
+        .await
+    }
+
+    async fn delete_space(&self, account: Uuid, space: Uuid) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM rooms WHERE account_id = ? AND space_id = ?")
+                    .bind(account)
+                    .bind(space)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                let r = sqlx::query("DELETE FROM spaces WHERE account_id = ? AND id = ?")
+                    .bind(account)
+                    .bind(space)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("space"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn space_role(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        user: Uuid,
+    ) -> Result<Option<SpaceRole>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM space_members WHERE account_id = ? AND space_id = ? AND user_id = ?",
+        )
+        .bind(account)
+        .bind(space)
+        .bind(user)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_err)?;
+        Ok(role.as_deref().and_then(SpaceRole::parse))
+    }
+
+    async fn put_space_member(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        user: Uuid,
+        role: SpaceRole,
+        only_if_absent: bool,
+        at: OffsetDateTime,
+    ) -> Result<Member> {
+        self.write(move |c| {
+            Box::pin(async move {
+                exists(c, "SELECT 1 FROM spaces WHERE account_id = ? AND id = ?", account, space, "space").await?;
+                exists(c, "SELECT 1 FROM users WHERE account_id = ? AND id = ?", account, user, "user").await?;
+                let conflict = if only_if_absent { "DO NOTHING" } else { "DO UPDATE SET role = excluded.role" };
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) VALUES (?, ?, ?, ?, ?) \
+                     ON CONFLICT (space_id, user_id) {conflict}"
+                )))
+                .bind(account)
+                .bind(space)
+                .bind(user)
+                .bind(role.as_str())
+                .bind(at)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let row = sqlx::query("SELECT user_id, role, joined_at FROM space_members WHERE space_id = ? AND user_id = ?")
+                    .bind(space)
+                    .bind(user)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                member_from_row(&row).map_err(map_err)
+            })
+        })
+        .await
+    }
+
+    async fn remove_space_member(&self, account: Uuid, space: Uuid, user: Uuid) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("DELETE FROM space_members WHERE account_id = ? AND space_id = ? AND user_id = ?")
+                    .bind(account)
+                    .bind(space)
+                    .bind(user)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("member"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_space_members(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        page: Page,
+    ) -> Result<Paged<Member>> {
+        let rows = sqlx::query(
+            "SELECT user_id, role, joined_at FROM space_members WHERE account_id = ? AND space_id = ? \
+             AND (? IS NULL OR user_id > ?) ORDER BY user_id LIMIT ?",
+        )
+        .bind(account)
+        .bind(space)
+        .bind(page.after)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(member_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |m: &Member| m.user_id))
+    }
+
+    async fn list_rooms_visible_to(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        page: Page,
+    ) -> Result<Paged<Room>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROOM_COLUMNS} FROM rooms r WHERE account_id = ? AND (? IS NULL OR id > ?) \
+             AND (visibility = 'public' OR EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = ?)) \
+             ORDER BY id LIMIT ?"
+        )))
+        .bind(account)
+        .bind(page.after)
+        .bind(page.after)
+        .bind(user)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(room_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |r: &Room| r.id))
+    }
+
+    async fn room_role(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<Option<RoomRole>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM room_members WHERE account_id = ? AND room_id = ? AND user_id = ?",
+        )
+        .bind(account)
+        .bind(room)
+        .bind(user)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_err)?;
+        Ok(role.as_deref().and_then(RoomRole::parse))
+    }
+
+    async fn put_room_member(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        user: Uuid,
+        role: RoomRole,
+        only_if_absent: bool,
+        at: OffsetDateTime,
+    ) -> Result<Member> {
+        self.write(move |c| {
+            Box::pin(async move {
+                exists(c, "SELECT 1 FROM rooms WHERE account_id = ? AND id = ?", account, room, "room").await?;
+                exists(c, "SELECT 1 FROM users WHERE account_id = ? AND id = ?", account, user, "user").await?;
+                let existing: Option<String> = sqlx::query_scalar("SELECT role FROM room_members WHERE room_id = ? AND user_id = ?")
+                    .bind(room)
+                    .bind(user)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if existing.is_none() {
+                    // The writer runs one job at a time, so count-then-insert cannot race here.
+                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM room_members WHERE user_id = ?")
+                        .bind(user)
+                        .fetch_one(&mut *c)
+                        .await
+                        .map_err(map_err)?;
+                    if n >= MAX_ROOMS_PER_USER {
+                        return Err(super::room_cap_conflict());
+                    }
+                    sqlx::query("INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) VALUES (?, ?, ?, ?, ?)")
+                        .bind(account)
+                        .bind(room)
+                        .bind(user)
+                        .bind(role.as_str())
+                        .bind(at)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(map_err)?;
+                } else if !only_if_absent {
+                    sqlx::query("UPDATE room_members SET role = ? WHERE room_id = ? AND user_id = ?")
+                        .bind(role.as_str())
+                        .bind(room)
+                        .bind(user)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(map_err)?;
+                }
+                let row = sqlx::query("SELECT user_id, role, joined_at FROM room_members WHERE room_id = ? AND user_id = ?")
+                    .bind(room)
+                    .bind(user)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                member_from_row(&row).map_err(map_err)
+            })
+        })
+        .await
+    }
+
+    async fn remove_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "DELETE FROM room_members WHERE account_id = ? AND room_id = ? AND user_id = ?",
+                )
+                .bind(account)
+                .bind(room)
+                .bind(user)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("member"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn list_room_members(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        page: Page,
+    ) -> Result<Paged<Member>> {
+        let rows = sqlx::query(
+            "SELECT user_id, role, joined_at FROM room_members WHERE account_id = ? AND room_id = ? \
+             AND (? IS NULL OR user_id > ?) ORDER BY user_id LIMIT ?",
+        )
+        .bind(account)
+        .bind(room)
+        .bind(page.after)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(member_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |m: &Member| m.user_id))
+    }
+
+    async fn create_role(&self, account: Uuid, role: &Role) -> Result<Role> {
+        let role = role.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                let id = Uuid::try_parse(&role.id).map_err(|e| StoreError::Other(e.into()))?;
+                sqlx::query("INSERT INTO roles (id, account_id, name, name_norm, description, permissions, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                    .bind(id)
+                    .bind(account)
+                    .bind(&role.name)
+                    .bind(role.name.to_lowercase())
+                    .bind(&role.description)
+                    .bind(json(&role.permissions))
+                    .bind(role.created_at)
+                    .bind(role.created_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(role)
+            })
+        })
+        .await
+    }
+
+    async fn list_roles(&self, account: Uuid) -> Result<Vec<Role>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROLE_COLUMNS} FROM roles WHERE account_id = ? ORDER BY id"
+        )))
+        .bind(account)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(role_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)
+    }
+
+    async fn get_role(&self, account: Uuid, role: &str) -> Result<Role> {
+        let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ROLE_COLUMNS} FROM roles WHERE account_id = ? AND id = ?"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("role"))?;
+        role_from_row(&row).map_err(map_err)
+    }
+
+    async fn update_role(
+        &self,
+        account: Uuid,
+        role: &str,
+        name: Option<&str>,
+        description: Option<Option<&str>>,
+        permissions: Option<&[Permission]>,
+        at: OffsetDateTime,
+    ) -> Result<Role> {
+        let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
+        let name = name.map(str::to_owned);
+        let description = description.map(|d| d.map(str::to_owned));
+        let permissions = permissions.map(json);
+        self.write(move |c| {
+            Box::pin(async move {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE roles SET name = COALESCE(?, name), name_norm = COALESCE(?, name_norm), \
+                     description = CASE WHEN ? THEN ? ELSE description END, \
+                     permissions = COALESCE(?, permissions), updated_at = ? \
+                     WHERE account_id = ? AND id = ? RETURNING {ROLE_COLUMNS}"
+                )))
+                .bind(name.clone())
+                .bind(name.map(|n| n.to_lowercase()))
+                .bind(description.is_some())
+                .bind(description.flatten())
+                .bind(permissions)
+                .bind(at)
+                .bind(account)
+                .bind(id)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("role"))?;
+                role_from_row(&row).map_err(map_err)
+            })
+        })
+        .await
+    }
+
+    async fn delete_role(&self, account: Uuid, role: &str) -> Result<()> {
+        let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
+        let key = role.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                let held: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM user_roles WHERE account_id = ? AND role = ? LIMIT 1",
+                )
+                .bind(account)
+                .bind(&key)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if held.is_some() {
+                    return Err(StoreError::conflict(
+                        "id",
+                        "users still hold this role; take it from them first",
+                    ));
+                }
+                let r = sqlx::query("DELETE FROM roles WHERE account_id = ? AND id = ?")
+                    .bind(account)
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("role"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_invite(&self, account: Uuid, invite: &Invite) -> Result<Invite> {
+        let invite = invite.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                exists(c, "SELECT 1 FROM spaces WHERE account_id = ? AND id = ?", account, invite.space_id, "space").await?;
+                sqlx::query("INSERT INTO invites (id, account_id, space_id, role, max_uses, uses, expires_at, revoked_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, 0, ?, NULL, ?, ?)")
+                    .bind(invite.id)
+                    .bind(account)
+                    .bind(invite.space_id)
+                    .bind(invite.role.as_str())
+                    .bind(invite.max_uses)
+                    .bind(invite.expires_at)
+                    .bind(invite.created_by)
+                    .bind(invite.created_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(invite)
+            })
+        })
+        .await
+    }
+
+    async fn list_invites(&self, account: Uuid, space: Uuid, page: Page) -> Result<Paged<Invite>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVITE_COLUMNS} FROM invites WHERE account_id = ? AND space_id = ? AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?"
+        )))
+        .bind(account)
+        .bind(space)
+        .bind(page.after)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(invite_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |i: &Invite| i.id))
+    }
+
+    async fn revoke_invite(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        invite: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("UPDATE invites SET revoked_at = COALESCE(revoked_at, ?) WHERE account_id = ? AND space_id = ? AND id = ?")
+                    .bind(at)
+                    .bind(account)
+                    .bind(space)
+                    .bind(invite)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("invite"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn activate_invite(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        invite: Uuid,
+        user: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<Member> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {INVITE_COLUMNS} FROM invites WHERE account_id = ? AND space_id = ? AND id = ?"
+                )))
+                .bind(account)
+                .bind(space)
+                .bind(invite)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("invite"))?;
+                let found = invite_from_row(&row).map_err(map_err)?;
+                if let Some(why) = super::invite_gone(&found, at) {
+                    return Err(StoreError::Gone(why, "invite"));
+                }
+                // The use is counted by a conditional update, as on PostgreSQL.
+                let used = sqlx::query(
+                    "UPDATE invites SET uses = uses + 1 WHERE id = ? AND revoked_at IS NULL AND uses < max_uses \
+                     AND (expires_at IS NULL OR julianday(expires_at) > julianday(?))",
+                )
+                .bind(invite)
+                .bind(at)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if used.rows_affected() == 0 {
+                    return Err(StoreError::Gone(crate::domain::access::Gone::UsedUp, "invite"));
+                }
+                sqlx::query(
+                    "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) VALUES (?, ?, ?, ?, ?) \
+                     ON CONFLICT (space_id, user_id) DO UPDATE SET role = CASE \
+                       WHEN space_members.role = 'owner' THEN 'owner' \
+                       WHEN space_members.role = 'moderator' OR excluded.role = 'moderator' THEN 'moderator' \
+                       ELSE 'user' END",
+                )
+                .bind(account)
+                .bind(space)
+                .bind(user)
+                .bind(found.role.as_str())
+                .bind(at)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let row = sqlx::query("SELECT user_id, role, joined_at FROM space_members WHERE space_id = ? AND user_id = ?")
+                    .bind(space)
+                    .bind(user)
+                    .fetch_one(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                member_from_row(&row).map_err(map_err)
+            })
+        })
+        .await
+    }
+
+    async fn create_link(&self, account: Uuid, link: &AccessLink) -> Result<AccessLink> {
+        let link = link.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                exists(c, "SELECT 1 FROM rooms WHERE account_id = ? AND id = ?", account, link.room_id, "room").await?;
+                sqlx::query("INSERT INTO access_links (id, account_id, room_id, username, role, external_user_id, is_permanent, expires_at, used_at, revoked_at, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?)")
+                    .bind(link.id)
+                    .bind(account)
+                    .bind(link.room_id)
+                    .bind(&link.username)
+                    .bind(link.role.as_str())
+                    .bind(&link.external_user_id)
+                    .bind(link.is_permanent)
+                    .bind(link.expires_at)
+                    .bind(link.created_by)
+                    .bind(link.created_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(link)
+            })
+        })
+        .await
+    }
+
+    async fn list_links(&self, account: Uuid, room: Uuid, page: Page) -> Result<Paged<AccessLink>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {LINK_COLUMNS} FROM access_links WHERE account_id = ? AND room_id = ? AND (? IS NULL OR id > ?) ORDER BY id LIMIT ?"
+        )))
+        .bind(account)
+        .bind(room)
+        .bind(page.after)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(link_from_row)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        Ok(Paged::from_rows(items, page.limit, |l: &AccessLink| l.id))
+    }
+
+    async fn revoke_link(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        link: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query("UPDATE access_links SET revoked_at = COALESCE(revoked_at, ?) WHERE account_id = ? AND room_id = ? AND id = ?")
+                    .bind(at)
+                    .bind(account)
+                    .bind(room)
+                    .bind(link)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("access link"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn use_link(&self, account: Uuid, link: Uuid, at: OffsetDateTime) -> Result<AccessLink> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {LINK_COLUMNS} FROM access_links WHERE account_id = ? AND id = ?"
+                )))
+                .bind(account)
+                .bind(link)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("access link"))?;
+                let found = link_from_row(&row).map_err(map_err)?;
+                if let Some(why) = super::link_gone(&found, at) {
+                    return Err(StoreError::Gone(why, "access link"));
+                }
+                if !found.is_permanent {
+                    let used = sqlx::query(
+                        "UPDATE access_links SET used_at = ? WHERE id = ? AND used_at IS NULL",
+                    )
+                    .bind(at)
+                    .bind(link)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                    if used.rows_affected() == 0 {
+                        return Err(StoreError::Gone(
+                            crate::domain::access::Gone::UsedUp,
+                            "access link",
+                        ));
+                    }
+                }
+                Ok(found)
+            })
+        })
+        .await
+    }
+
     async fn is_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM room_members WHERE account_id = ? AND room_id = ? AND user_id = ?",
@@ -1100,6 +1877,42 @@ impl Store for SqliteStore {
             select_user(&mut conn, account, user).await?,
         )))
     }
+}
+
+/// Every role id must name a built-in role or a custom role of the account.
+async fn check_roles(c: &mut SqliteConnection, account: Uuid, roles: &[String]) -> Result<()> {
+    for r in roles
+        .iter()
+        .filter(|r| !BUILTIN_ROLES.contains(&r.as_str()))
+    {
+        let id = Uuid::try_parse(r).map_err(|_| StoreError::NotFound("role"))?;
+        exists(
+            c,
+            "SELECT 1 FROM roles WHERE account_id = ? AND id = ?",
+            account,
+            id,
+            "role",
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `NotFound(what)` unless `sql` (taking account and id) finds a row.
+async fn exists(
+    c: &mut SqliteConnection,
+    sql: &'static str,
+    account: Uuid,
+    id: Uuid,
+    what: &'static str,
+) -> Result<()> {
+    let found: Option<i64> = sqlx::query_scalar(sql)
+        .bind(account)
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(map_err)?;
+    found.map(|_| ()).ok_or(StoreError::NotFound(what))
 }
 
 async fn insert_api_key(c: &mut SqliteConnection, account: Uuid, key: &NewApiKey) -> Result<()> {

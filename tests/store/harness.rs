@@ -238,6 +238,7 @@ pub async fn new_room(s: &dyn Store, account: Uuid, name: &str, is_default: bool
         name: name.to_owned(),
         visibility: Visibility::Public,
         is_default,
+        space_id: None,
         created_by: None,
     };
     s.create_room(account, Uuid::now_v7(), &room, at(5))

@@ -17,6 +17,7 @@ pub async fn rooms_are_created_read_listed_patched_and_deleted(s: Arc<dyn Store>
         name: "Lobby".into(),
         visibility: Visibility::Private,
         is_default: true,
+        space_id: None,
         created_by: Some(creator),
     };
     let id = Uuid::now_v7();
