@@ -13,16 +13,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::helpers::{Account, TestApp};
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-fn ws_url(t: &TestApp) -> String {
+pub fn ws_url(t: &TestApp) -> String {
     t.base.replacen("http://", "ws://", 1) + "/v1/realtime"
 }
 
 /// Connects with the token in the query string and reads the welcome.
-async fn connect(t: &TestApp, token: &str) -> Ws {
+pub async fn connect(t: &TestApp, token: &str) -> Ws {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}?token={token}", ws_url(t)))
         .await
         .expect("upgrade");
@@ -32,7 +32,7 @@ async fn connect(t: &TestApp, token: &str) -> Ws {
 }
 
 /// The HTTP status of a refused upgrade.
-async fn refused(t: &TestApp, token: Option<&str>, origin: Option<&str>) -> u16 {
+pub async fn refused(t: &TestApp, token: Option<&str>, origin: Option<&str>) -> u16 {
     let mut req = ws_url(t).into_client_request().unwrap();
     if let Some(tok) = token {
         req.headers_mut()
@@ -48,7 +48,7 @@ async fn refused(t: &TestApp, token: Option<&str>, origin: Option<&str>) -> u16 
     }
 }
 
-async fn next_json(ws: &mut Ws) -> Value {
+pub async fn next_json(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(DEADLINE, ws.next())
             .await
@@ -64,7 +64,7 @@ async fn next_json(ws: &mut Ws) -> Value {
 }
 
 /// Reads until a frame of `kind` matching `pred` arrives.
-async fn wait_for(ws: &mut Ws, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_for(ws: &mut Ws, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
     tokio::time::timeout(DEADLINE, async {
         loop {
             let v = next_json(ws).await;
@@ -78,7 +78,7 @@ async fn wait_for(ws: &mut Ws, kind: &str, pred: impl Fn(&Value) -> bool) -> Val
 }
 
 /// Reads until the server closes; returns the close code.
-async fn close_code(ws: &mut Ws) -> u16 {
+pub async fn close_code(ws: &mut Ws) -> u16 {
     tokio::time::timeout(DEADLINE, async {
         loop {
             match ws.next().await {
@@ -93,7 +93,7 @@ async fn close_code(ws: &mut Ws) -> u16 {
     .expect("the server closed within the deadline")
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 

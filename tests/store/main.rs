@@ -7,6 +7,7 @@
 //! tests say they were skipped and pass, except when `CI=true`, where they
 //! fail so that CI never skips a backend silently.
 
+mod access;
 mod accounts;
 mod harness;
 mod isolation;
@@ -45,6 +46,9 @@ macro_rules! contract {
 }
 
 contract! {
+    access::invites_expire_are_used_up_and_revoked,
+    access::the_room_cap_holds_under_concurrent_joins,
+    access::one_time_links_work_once_and_permanent_ones_until_they_expire,
     presence::presence_transitions_are_recorded_and_reset,
     presence::membership_is_looked_up_within_the_account,
     accounts::an_account_and_its_first_key_round_trip,

@@ -31,7 +31,10 @@ async fn nodes_starting_together_migrate_the_database_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    let known: Vec<i64> = roster::store::postgres::migrator().iter().map(|m| m.version).collect();
+    let known: Vec<i64> = roster::store::postgres::migrator()
+        .iter()
+        .map(|m| m.version)
+        .collect();
     assert_eq!(applied, known);
     assert!(known.len() >= 2);
     // Opening again later finds nothing left to do.
