@@ -274,13 +274,13 @@ async fn join_room(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResul
             "this room is private: a moderator must add you",
         ));
     }
-    if let Some(space) = room.space_id {
-        let (_, s) = in_space(&app, &caller, space).await.map_err(|_| {
+    if let Some(space) = room.space_id
+        && !matches!(standing, Standing::Member(_))
+    {
+        // A private space hides its rooms from outsiders.
+        in_space(&app, &caller, space).await.map_err(|_| {
             ApiError::forbidden("this room's space is private: join the space first")
         })?;
-        if !s.may_read() {
-            return Err(ApiError::forbidden("join the room's space first"));
-        }
     }
     let member = app
         .store

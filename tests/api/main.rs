@@ -6,6 +6,7 @@ mod accounts;
 mod envelope;
 mod helpers;
 mod limits;
+mod matrix;
 mod process;
 mod realtime;
 mod rooms;

@@ -1,0 +1,636 @@
+//! The authorization matrix: every route × every kind of caller, with the
+//! status each must get. The routes come from `/openapi.json`, so a new
+//! route without a row here fails the test.
+//!
+//! Callers, in column order: O operator key, F full API key, R read API key,
+//! A admin user, C user with a custom role (create-user,
+//! view-other-user-info), SO space owner, SM space moderator, RM room
+//! moderator, M plain member (of the space and the room), N non-member, G
+//! guest-link token, XK another account's key, XU another account's user.
+//! Codes: 2 = 2xx, 0 = 400, 1 = 401, 3 = 403, 4 = 404, 9 = 409.
+//!
+//! The world: a public space (owner SO, moderator SM, member M), a private
+//! room in it (moderator RM, member M, made by the API key), an invite, a
+//! guest link, a spare API key, an unheld custom role and a target user.
+//! Every cell that writes gets a fresh world.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Account, OPERATOR_KEY, TestApp};
+
+const CALLERS: [&str; 13] = [
+    "O", "F", "R", "A", "C", "SO", "SM", "RM", "M", "N", "G", "XK", "XU",
+];
+
+/// (method, path as in openapi.json, body, expected, which user `{userId}` is)
+type Row = (
+    &'static str,
+    &'static str,
+    Option<fn() -> Value>,
+    &'static str,
+    &'static str,
+);
+
+fn rows() -> Vec<Row> {
+    fn name() -> Value {
+        json!({ "name": "x" })
+    }
+    fn empty() -> Value {
+        json!({})
+    }
+    fn user_role() -> Value {
+        json!({ "role": "user" })
+    }
+    fn room_role() -> Value {
+        json!({ "role": "role_room_user" })
+    }
+    fn role() -> Value {
+        json!({ "name": format!("r{}", uuid::Uuid::new_v4().simple()), "permissions": [] })
+    }
+    fn access() -> Value {
+        json!({ "username": "Guest", "role": "user" })
+    }
+    fn settings() -> Value {
+        json!({ "custom_fields": {} })
+    }
+    vec![
+        ("POST", "/v1/accounts", Some(name), "2111111111111", ""),
+        ("GET", "/v1/accounts", None, "2111111111111", ""),
+        ("GET", "/v1/accounts/{accountId}", None, "2111111111111", ""),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/api-keys",
+            Some(name),
+            "3232333333144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/api-keys",
+            None,
+            "3232333333144",
+            "",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/api-keys/{keyId}",
+            None,
+            "3232333333144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/users",
+            Some(name),
+            "3232233333144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/users",
+            None,
+            "3222233333144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/users/{userId}",
+            None,
+            "3222233333144",
+            "target",
+        ),
+        (
+            "PATCH",
+            "/v1/accounts/{accountId}/users/{userId}",
+            Some(name),
+            "3232333333144",
+            "target",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/users/{userId}",
+            None,
+            "3232333333144",
+            "target",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/users/{userId}/deactivate",
+            Some(empty),
+            "3232333333144",
+            "target",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/users/{userId}/reactivate",
+            Some(empty),
+            "3232333333144",
+            "target",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/rooms",
+            Some(name),
+            "3232322222144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/rooms",
+            None,
+            "3222222222144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/rooms/{roomId}",
+            None,
+            "3222444224144",
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/accounts/{accountId}/rooms/{roomId}",
+            Some(name),
+            "3232444234144",
+            "",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/rooms/{roomId}",
+            None,
+            "3232444234144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/rooms/{roomId}/join",
+            Some(empty),
+            "3333444224144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/rooms/{roomId}/members",
+            None,
+            "3222444224144",
+            "",
+        ),
+        (
+            "PUT",
+            "/v1/accounts/{accountId}/rooms/{roomId}/members/{userId}",
+            Some(room_role),
+            "3232444234144",
+            "target",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/rooms/{roomId}/members/{userId}",
+            None,
+            "3232444224144",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/rooms/{roomId}/access",
+            Some(access),
+            "3233444234144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/rooms/{roomId}/access",
+            None,
+            "3223444234144",
+            "",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/rooms/{roomId}/access/{linkId}",
+            None,
+            "3233444234144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/spaces",
+            Some(name),
+            "3232322222144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/spaces",
+            None,
+            "3222222222144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/spaces/{spaceId}",
+            None,
+            "3222222222144",
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/accounts/{accountId}/spaces/{spaceId}",
+            Some(name),
+            "3232323333144",
+            "",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/spaces/{spaceId}",
+            None,
+            "3232323333144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/spaces/{spaceId}/join",
+            Some(empty),
+            "3332222222144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/spaces/{spaceId}/members",
+            None,
+            "3222322323144",
+            "",
+        ),
+        (
+            "PUT",
+            "/v1/accounts/{accountId}/spaces/{spaceId}/members/{userId}",
+            Some(user_role),
+            "3232322333144",
+            "target",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/spaces/{spaceId}/members/{userId}",
+            None,
+            "3232322323144",
+            "member",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/spaces/{spaceId}/invites",
+            Some(user_role),
+            "3232322333144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/spaces/{spaceId}/invites",
+            None,
+            "3222322333144",
+            "",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/spaces/{spaceId}/invites/{inviteId}",
+            None,
+            "3232322333144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/spaces/{spaceId}/invites/{inviteId}/activate",
+            Some(empty),
+            "3332222222144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/roles",
+            Some(role),
+            "3232333333144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/roles",
+            None,
+            "3222333333144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/roles/{roleId}",
+            None,
+            "3222333333144",
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/accounts/{accountId}/roles/{roleId}",
+            Some(role),
+            "3232333333144",
+            "",
+        ),
+        (
+            "DELETE",
+            "/v1/accounts/{accountId}/roles/{roleId}",
+            None,
+            "3232333333144",
+            "",
+        ),
+        (
+            "GET",
+            "/v1/accounts/{accountId}/settings",
+            None,
+            "3222333333144",
+            "",
+        ),
+        (
+            "PATCH",
+            "/v1/accounts/{accountId}/settings",
+            Some(settings),
+            "3232333333144",
+            "",
+        ),
+    ]
+}
+
+/// Routes every caller may take, or that are not JSON routes.
+const OPEN: [&str; 6] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/.well-known/jwks.json",
+    "/v1/realtime",
+    "/openapi.json",
+];
+
+struct World {
+    creds: HashMap<&'static str, String>,
+    ids: HashMap<&'static str, String>,
+}
+
+async fn world(t: &TestApp, a: &Account, b: &(Account, String)) -> World {
+    let mut creds = HashMap::new();
+    let mut ids = HashMap::new();
+    let k = &a.key;
+    let mk = |body: Value| async move {
+        let d = t.user(a, body).await;
+        (
+            d["user"]["id"].as_str().unwrap().to_owned(),
+            d["token"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (_, role) = t
+        .post(&a.path("/roles"), k, json!({ "name": format!("c{}", uuid::Uuid::new_v4().simple()), "permissions": ["create-user", "view-other-user-info"] }))
+        .await;
+    let custom = role["data"]["role"]["id"].as_str().unwrap().to_owned();
+    let (_, spare_role) = t
+        .post(
+            &a.path("/roles"),
+            k,
+            json!({ "name": format!("s{}", uuid::Uuid::new_v4().simple()), "permissions": [] }),
+        )
+        .await;
+    ids.insert(
+        "roleId",
+        spare_role["data"]["role"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    for (c, body) in [
+        ("A", json!({ "name": "admin", "roles": ["admin"] })),
+        ("C", json!({ "name": "custom", "roles": [custom] })),
+        ("SO", json!({ "name": "owner" })),
+        ("SM", json!({ "name": "space mod" })),
+        ("RM", json!({ "name": "room mod" })),
+        ("M", json!({ "name": "member" })),
+        ("N", json!({ "name": "outsider" })),
+    ] {
+        let (id, token) = mk(body).await;
+        ids.insert(c, id);
+        creds.insert(c, token);
+    }
+    let (target, _) = mk(json!({ "name": "target" })).await;
+    ids.insert("target", target);
+    let (_, space) = t
+        .post(&a.path("/spaces"), &creds["SO"], json!({ "name": "space" }))
+        .await;
+    let space = space["data"]["space"]["id"].as_str().unwrap().to_owned();
+    t.call(
+        Method::PUT,
+        &a.path(&format!("/spaces/{space}/members/{}", ids["SM"])),
+        Some(k),
+        Some(json!({ "role": "moderator" })),
+    )
+    .await;
+    t.call(
+        Method::PUT,
+        &a.path(&format!("/spaces/{space}/members/{}", ids["M"])),
+        Some(k),
+        Some(json!({ "role": "user" })),
+    )
+    .await;
+    let (_, room) = t
+        .post(
+            &a.path("/rooms"),
+            k,
+            json!({ "name": "room", "space_id": space, "visibility": "private" }),
+        )
+        .await;
+    let room = room["data"]["room"]["id"].as_str().unwrap().to_owned();
+    t.call(
+        Method::PUT,
+        &a.path(&format!("/rooms/{room}/members/{}", ids["RM"])),
+        Some(k),
+        Some(json!({ "role": "moderator" })),
+    )
+    .await;
+    t.call(
+        Method::PUT,
+        &a.path(&format!("/rooms/{room}/members/{}", ids["M"])),
+        Some(k),
+        Some(json!({ "role": "user" })),
+    )
+    .await;
+    let (_, invite) = t
+        .post(
+            &a.path(&format!("/spaces/{space}/invites")),
+            k,
+            json!({ "role": "user", "max_uses": 100 }),
+        )
+        .await;
+    let (_, link) = t
+        .post(
+            &a.path(&format!("/rooms/{room}/access")),
+            k,
+            json!({ "username": "G", "role": "user", "isPermanent": true }),
+        )
+        .await;
+    let (_, key) = t
+        .post(&a.path("/api-keys"), k, json!({ "name": "spare" }))
+        .await;
+    ids.insert("spaceId", space);
+    ids.insert("roomId", room);
+    ids.insert(
+        "inviteId",
+        invite["data"]["invite"]["id"].as_str().unwrap().to_owned(),
+    );
+    ids.insert(
+        "linkId",
+        link["data"]["link"]["id"].as_str().unwrap().to_owned(),
+    );
+    ids.insert(
+        "keyId",
+        key["data"]["key"]["id"].as_str().unwrap().to_owned(),
+    );
+    creds.insert(
+        "G",
+        link["data"]["access_token"].as_str().unwrap().to_owned(),
+    );
+    creds.insert("O", OPERATOR_KEY.to_owned());
+    creds.insert("F", a.key.clone());
+    creds.insert("XK", b.0.key.clone());
+    creds.insert("XU", b.1.clone());
+    World { creds, ids }
+}
+
+fn code(status: reqwest::StatusCode) -> char {
+    match status.as_u16() {
+        200..=299 => '2',
+        400 => '0',
+        401 => '1',
+        403 => '3',
+        404 => '4',
+        409 => '9',
+        410 => 'G',
+        other => panic!("unexpected status {other}"),
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_kind_of_caller_as_specified() {
+    let t = Arc::new(TestApp::spawn().await);
+    let a = t.account("a").await;
+    let (_, read) = t
+        .post(
+            &a.path("/api-keys"),
+            &a.key,
+            json!({ "name": "read", "scope": "read" }),
+        )
+        .await;
+    let read_key = read["data"]["api_key"].as_str().unwrap().to_owned();
+    let b = t.account("b").await;
+    let b_user = t.user(&b, json!({ "name": "stranger" })).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = Arc::new((b, b_user));
+
+    // Exhaustiveness: every documented route has a row (or is open).
+    let doc: Value = reqwest::get(format!("{}/openapi.json", t.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| !OPEN.contains(&p.as_str()))
+        .flat_map(|(p, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), p.clone()))
+        })
+        .collect();
+    let table = rows();
+    let covered: BTreeSet<(String, String)> = table
+        .iter()
+        .map(|r| (r.0.to_owned(), r.1.to_owned()))
+        .collect();
+    let missing: Vec<_> = documented.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the matrix: {missing:?}"
+    );
+    let stale: Vec<_> = covered.difference(&documented).collect();
+    assert!(
+        stale.is_empty(),
+        "matrix rows for routes that do not exist: {stale:?}"
+    );
+
+    let shared = Arc::new(world(&t, &a, &b).await);
+    let mut cells = Vec::new();
+    for row in table {
+        for (i, caller) in CALLERS.iter().enumerate() {
+            cells.push((row, i, *caller));
+        }
+    }
+    let a = Arc::new(a);
+    let read_key = Arc::new(read_key);
+    let results: Vec<Option<String>> = futures::stream::iter(cells)
+        .map(|((method, path, body, expected, user), i, caller)| {
+            let (t, a, b, shared, read_key) = (
+                t.clone(),
+                a.clone(),
+                b.clone(),
+                shared.clone(),
+                read_key.clone(),
+            );
+            async move {
+                let fresh;
+                let w: &World = if method == "GET" {
+                    &shared
+                } else {
+                    fresh = world(&t, &a, &b).await;
+                    &fresh
+                };
+                let mut p = path.replace("{accountId}", &a.id);
+                for (k, v) in &w.ids {
+                    p = p.replace(&format!("{{{k}}}"), v);
+                }
+                let who = match user {
+                    "member" => &w.ids["M"],
+                    _ => &w.ids["target"],
+                };
+                p = p.replace("{userId}", who);
+                let cred = if caller == "R" {
+                    read_key.as_str()
+                } else {
+                    w.creds[caller].as_str()
+                };
+                let m = Method::from_bytes(method.as_bytes()).unwrap();
+                let (status, answer) = t.call(m, &p, Some(cred), body.map(|f| f())).await;
+                let want = expected.chars().nth(i).unwrap();
+                let got = code(status);
+                assert_eq!(
+                    answer["type"], "response",
+                    "{method} {path} as {caller}: not an envelope: {answer}"
+                );
+                (got != want).then(|| {
+                    format!(
+                        "{method} {path} as {caller}: want {want}, got {got}: {}",
+                        answer["error"]["message"]
+                    )
+                })
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let wrong: Vec<String> = results.into_iter().flatten().collect();
+    assert!(
+        wrong.is_empty(),
+        "{} cells differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
