@@ -317,14 +317,16 @@ describe('RosterClient against the real server', { skip }, () => {
 
 describe('reconnect after the server closes the socket', { skip }, () => {
   let server;
+  let first;
   after(async () => {
     await Promise.all(clients.splice(0).map((c) => c.close()));
     await server?.cleanup();
+    await first?.cleanup(); // owns the database directory the restarted server reused
   });
 
   test('both clients reconnect with backoff, ask getToken, re-join their rooms and re-apply away', async () => {
     server = await startRoster();
-    const first = server;
+    first = server;
     const account = await createAccount(server);
     const room = await createRoom(server, account, { name: 'Lobby' });
     const other = await createRoom(server, account, { name: 'Side' });
