@@ -14,6 +14,8 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::realtime::bus::{Bus, InProcessBus};
 use crate::realtime::hub::{Hub, Limits};
+use crate::realtime::redis::{Redis, RedisBus};
+use crate::realtime::registry::{LocalRegistry, RedisRegistry, Registry};
 use crate::secret::{self, PasswordHasher};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
@@ -29,6 +31,10 @@ pub struct App {
     pub passwords: PasswordHasher,
     pub bus: Arc<dyn Bus>,
     pub hub: Arc<Hub>,
+    /// Set when several nodes share Redis.
+    pub redis: Option<Redis>,
+    /// This process's id among the nodes.
+    pub node: Uuid,
     /// Cancelled on shutdown: every realtime connection closes with 1001.
     pub realtime_shutdown: CancellationToken,
     /// The realtime connection tasks, awaited on shutdown.
@@ -58,23 +64,40 @@ impl App {
     /// Opens storage, loads signing keys and settles the operator key. If the
     /// operator key had to be generated, it is returned (to print once).
     pub async fn open(config: Config) -> anyhow::Result<(Self, Option<String>)> {
-        if config.redis_url.is_some() {
-            anyhow::bail!(
-                "redis_url is set, but the Redis bus (several nodes) is not built yet; unset it to run a single node"
-            );
-        }
         let store = open_store(&config).await?;
-        let reset = store.reset_presence(crate::domain::time::now()).await?;
-        if reset > 0 {
-            tracing::info!(
-                users = reset,
-                "presence reset: nobody stays online from a previous run"
-            );
+        let node = Uuid::now_v7();
+        let (bus, registry, redis): (Arc<dyn Bus>, Arc<dyn Registry>, Option<Redis>) =
+            match &config.redis_url {
+                None => (
+                    Arc::new(InProcessBus::new()),
+                    Arc::new(LocalRegistry::default()),
+                    None,
+                ),
+                Some(url) => {
+                    let redis = Redis::open(url, &config.redis_prefix)
+                        .with_context(|| format!("opening {}", crate::config::redact_url(url)))?;
+                    (
+                        RedisBus::start(redis.clone(), node),
+                        RedisRegistry::new(redis.clone(), node),
+                        Some(redis),
+                    )
+                }
+            };
+        // Nobody stays online from a previous run — unless other nodes are
+        // running, whose users are theirs (a dead node's are reaped).
+        if !others_alive(redis.as_ref(), node).await {
+            let reset = store.reset_presence(crate::domain::time::now()).await?;
+            if reset > 0 {
+                tracing::info!(
+                    users = reset,
+                    "presence reset: nobody stays online from a previous run"
+                );
+            }
         }
-        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new());
         let hub = Hub::start(
             bus.clone(),
             store.clone(),
+            registry,
             Limits {
                 connections_per_user: config.realtime_connections_per_user,
                 connections_per_ip: config.realtime_connections_per_ip,
@@ -96,6 +119,8 @@ impl App {
             passwords: PasswordHasher::new(config.password_hash_concurrency),
             bus,
             hub,
+            redis,
+            node,
             realtime_shutdown: CancellationToken::new(),
             realtime_tasks: TaskTracker::new(),
             store,
@@ -171,4 +196,28 @@ fn decode_hex(s: &str) -> anyhow::Result<Vec<u8>> {
                 .context("bad hex in stored operator key hash")
         })
         .collect()
+}
+
+/// Whether another node has beaten recently (then presence is not reset).
+async fn others_alive(redis: Option<&Redis>, me: Uuid) -> bool {
+    let Some(redis) = redis else { return false };
+    let r: redis::RedisResult<bool> = async {
+        let mut c = redis.conn().await?;
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}:nodes", redis.prefix()))
+            .query_async(&mut c)
+            .await?;
+        for n in nodes.iter().filter(|n| **n != me.to_string()) {
+            let alive: bool = redis::cmd("EXISTS")
+                .arg(format!("{}:alive:{n}", redis.prefix()))
+                .query_async(&mut c)
+                .await?;
+            if alive {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+    .await;
+    r.unwrap_or(false)
 }

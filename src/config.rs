@@ -17,6 +17,8 @@ pub struct Config {
     pub database_url: String,
     /// Unset: a single node with an in-process bus.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (several installs, one Redis).
+    pub redis_prefix: String,
     /// The server owner's key (32+ characters). Unset on first start: one is
     /// generated and printed once; only its hash is kept.
     pub operator_key: Option<String>,
@@ -61,6 +63,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             database_url: "sqlite://roster-data/roster.db".into(),
             redis_url: None,
+            redis_prefix: "roster".into(),
             operator_key: None,
             operator_key_file: None,
             public_url: None,

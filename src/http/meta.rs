@@ -57,10 +57,26 @@ async fn readyz(State(app): State<App>) -> ApiResult {
             format!("the {backend} database does not answer"),
         )
     })?;
+    // Redis down does not make a node unready: REST, revocation (checked in
+    // the database) and per-node presence go on; the answer says so.
+    let redis = match &app.redis {
+        None => serde_json::Value::Null,
+        Some(r) => match r.ping().await {
+            Ok(()) => "up".into(),
+            Err(_) => "down".into(),
+        },
+    };
     Ok(ok(
         StatusCode::OK,
         "Ready",
-        serde_json::json!({ "status": "ready", "database": backend, "bus": app.bus.kind() }),
+        serde_json::json!({
+            "status": "ready",
+            "database": backend,
+            "bus": app.bus.kind(),
+            "presence": app.hub.presence_mode(),
+            "redis": redis,
+            "node": app.node,
+        }),
     ))
 }
 

@@ -490,7 +490,7 @@ async fn handle_frame(
                 Ok(()) => {}
                 Err((code, msg)) => return vec![error_frame(&fid, code, msg)],
             }
-            match hub.join(id, room) {
+            match hub.join(id, room).await {
                 Ok(members) => {
                     let mut snapshot =
                         json!({ "type": "snapshot", "room_id": room, "members": members });

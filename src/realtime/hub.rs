@@ -18,11 +18,12 @@ use std::time::Duration;
 use ::time::OffsetDateTime;
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::bus::{Bus, BusEvent};
 use super::close;
+use super::registry::Registry;
 use crate::domain::time;
 use crate::domain::user::Status;
 use crate::store::Store;
@@ -64,10 +65,9 @@ struct Conn {
     rooms: HashSet<Uuid>,
 }
 
-/// One user's presence in one room.
+/// One user's presence in one room, on this node.
 struct Present {
     conns: usize,
-    since: String,
     /// Set while the user's last connection has gone and the grace period runs.
     pending_offline: Option<u64>,
 }
@@ -81,7 +81,6 @@ struct Room {
 struct UserState {
     conns: usize,
     status: Status,
-    rooms_present: usize,
 }
 
 #[derive(Default)]
@@ -101,29 +100,52 @@ pub struct Limits {
     pub grace: Duration,
 }
 
+/// A change of this node's presence, settled with the registry in order by
+/// one worker: the registry says whether the rest of the world must hear it.
+enum Transition {
+    Arrive {
+        account: Uuid,
+        room: Uuid,
+        user: Uuid,
+        status: Status,
+        done: oneshot::Sender<()>,
+    },
+    Depart {
+        account: Uuid,
+        room: Uuid,
+        user: Uuid,
+    },
+    Status {
+        account: Uuid,
+        user: Uuid,
+        status: Status,
+        rooms: Vec<Uuid>,
+    },
+}
+
 pub struct Hub {
     state: Mutex<State>,
-    bus: Arc<dyn Bus>,
-    persist: mpsc::UnboundedSender<(Uuid, Uuid, Status, OffsetDateTime)>,
+    registry: Arc<dyn Registry>,
+    transitions: mpsc::UnboundedSender<Transition>,
     limits: Limits,
     next_id: AtomicU64,
 }
 
 impl Hub {
-    /// Starts the hub: it listens to the bus and persists transitions.
-    pub fn start(bus: Arc<dyn Bus>, store: Arc<dyn Store>, limits: Limits) -> Arc<Self> {
-        let (persist, mut rx) = mpsc::unbounded_channel::<(Uuid, Uuid, Status, OffsetDateTime)>();
-        tokio::spawn(async move {
-            while let Some((account, user, status, at)) = rx.recv().await {
-                if let Err(e) = store.set_presence(account, user, status, at).await {
-                    tracing::warn!(error = %e, "could not record presence");
-                }
-            }
-        });
+    /// Starts the hub: it listens to the bus, settles transitions with the
+    /// registry (announcing and persisting them), and beats.
+    pub fn start(
+        bus: Arc<dyn Bus>,
+        store: Arc<dyn Store>,
+        registry: Arc<dyn Registry>,
+        limits: Limits,
+    ) -> Arc<Self> {
+        let (transitions, rx) = mpsc::unbounded_channel::<Transition>();
+        tokio::spawn(settle(rx, bus.clone(), store, registry.clone()));
         let hub = Arc::new(Self {
             state: Mutex::default(),
-            bus: bus.clone(),
-            persist,
+            registry,
+            transitions,
             limits,
             next_id: AtomicU64::new(1),
         });
@@ -152,6 +174,16 @@ impl Hub {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// `in-process`, `redis`, or `redis (degraded: per-node presence)`.
+    pub fn presence_mode(&self) -> String {
+        self.registry.describe()
+    }
+
+    fn send(&self, t: Transition) {
+        // The worker lives as long as the hub.
+        let _ = self.transitions.send(t);
     }
 
     /// Registers a new connection, within the per-user and per-IP caps.
@@ -183,7 +215,6 @@ impl Hub {
             .or_insert(UserState {
                 conns: 0,
                 status: Status::Online,
-                rooms_present: 0,
             })
             .conns += 1;
         *st.ips.entry(ip).or_default() += 1;
@@ -193,48 +224,36 @@ impl Hub {
 
     /// Forgets a closed connection; its rooms see it go after the grace period.
     pub fn unregister(self: &Arc<Self>, id: ConnId) {
-        let mut events = Vec::new();
-        {
-            let mut st = self.lock();
-            let Some(conn) = st.conns.remove(&id) else {
-                return;
-            };
-            for room in &conn.rooms {
-                self.leave_locked(
-                    &mut st,
-                    id,
-                    conn.account,
-                    conn.user,
-                    *room,
-                    false,
-                    &mut events,
-                );
-            }
-            if let Some(n) = st.ips.get_mut(&conn.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    st.ips.remove(&conn.ip);
-                }
-            }
-            if let Some(u) = st.users.get_mut(&(conn.account, conn.user)) {
-                u.conns -= 1;
-                if u.conns == 0 && u.rooms_present == 0 {
-                    st.users.remove(&(conn.account, conn.user));
-                }
-            }
-            metrics::gauge!("roster_realtime_connections").decrement(1.0);
+        let mut st = self.lock();
+        let Some(conn) = st.conns.remove(&id) else {
+            return;
+        };
+        for room in &conn.rooms {
+            self.leave_locked(&mut st, id, conn.account, conn.user, *room, false);
         }
-        self.emit(events);
+        if let Some(n) = st.ips.get_mut(&conn.ip) {
+            *n -= 1;
+            if *n == 0 {
+                st.ips.remove(&conn.ip);
+            }
+        }
+        if let Some(u) = st.users.get_mut(&(conn.account, conn.user)) {
+            u.conns -= 1;
+            if u.conns == 0 {
+                st.users.remove(&(conn.account, conn.user));
+            }
+        }
+        metrics::gauge!("roster_realtime_connections").decrement(1.0);
     }
 
-    /// Joins a room; returns who is present there now.
-    pub fn join(self: &Arc<Self>, id: ConnId, room: Uuid) -> Result<Vec<Member>, Refusal> {
-        let mut events = Vec::new();
-        let members = {
+    /// Joins a room; returns who is present there now, on every node.
+    pub async fn join(self: &Arc<Self>, id: ConnId, room: Uuid) -> Result<Vec<Member>, Refusal> {
+        let (account, arrived) = {
             let mut st = self.lock();
             let st = &mut *st;
             let conn = st.conns.get_mut(&id).ok_or(Refusal::NotJoined)?;
             let (account, user) = (conn.account, conn.user);
+            let mut arrived = None;
             if !conn.rooms.contains(&room) {
                 if conn.rooms.len() >= self.limits.rooms_per_connection {
                     return Err(Refusal::TooManyRooms);
@@ -246,7 +265,6 @@ impl Hub {
                     .map_or(Status::Online, |u| u.status);
                 let r = st.rooms.entry((account, room)).or_default();
                 r.conns.insert(id);
-                let now = time::format(time::now());
                 match r.users.get_mut(&user) {
                     Some(p) => {
                         p.conns += 1;
@@ -258,60 +276,41 @@ impl Hub {
                             user,
                             Present {
                                 conns: 1,
-                                since: now.clone(),
                                 pending_offline: None,
                             },
                         );
-                        events.push(BusEvent::Presence {
-                            account_id: account,
-                            room_id: room,
-                            user_id: user,
+                        let (done, settled) = oneshot::channel();
+                        self.send(Transition::Arrive {
+                            account,
+                            room,
+                            user,
                             status,
-                            at: now,
+                            done,
                         });
-                        if let Some(u) = st.users.get_mut(&(account, user)) {
-                            u.rooms_present += 1;
-                            if u.rooms_present == 1 {
-                                let _ = self.persist.send((account, user, u.status, time::now()));
-                            }
-                        }
+                        arrived = Some(settled);
                     }
                 }
             }
-            let r = &st.rooms[&(account, room)];
-            r.users
-                .iter()
-                .map(|(u, p)| Member {
-                    user_id: *u,
-                    status: st
-                        .users
-                        .get(&(account, *u))
-                        .map_or(Status::Online, |s| s.status),
-                    at: p.since.clone(),
-                })
-                .collect()
+            (account, arrived)
         };
-        self.emit(events);
-        Ok(members)
+        if let Some(settled) = arrived {
+            let _ = settled.await;
+        }
+        Ok(self.registry.members(account, room).await)
     }
 
     /// Leaves a room at once (an explicit `leave`).
     pub fn leave(self: &Arc<Self>, id: ConnId, room: Uuid) -> Result<(), Refusal> {
-        let mut events = Vec::new();
-        {
-            let mut st = self.lock();
-            let conn = st.conns.get_mut(&id).ok_or(Refusal::NotJoined)?;
-            if !conn.rooms.remove(&room) {
-                return Err(Refusal::NotJoined);
-            }
-            let (account, user) = (conn.account, conn.user);
-            self.leave_locked(&mut st, id, account, user, room, true, &mut events);
+        let mut st = self.lock();
+        let conn = st.conns.get_mut(&id).ok_or(Refusal::NotJoined)?;
+        if !conn.rooms.remove(&room) {
+            return Err(Refusal::NotJoined);
         }
-        self.emit(events);
+        let (account, user) = (conn.account, conn.user);
+        self.leave_locked(&mut st, id, account, user, room, true);
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn leave_locked(
         self: &Arc<Self>,
         st: &mut State,
@@ -320,7 +319,6 @@ impl Hub {
         user: Uuid,
         room: Uuid,
         immediate: bool,
-        events: &mut Vec<BusEvent>,
     ) {
         let Some(r) = st.rooms.get_mut(&(account, room)) else {
             return;
@@ -338,7 +336,11 @@ impl Hub {
             if r.conns.is_empty() && r.users.is_empty() {
                 st.rooms.remove(&(account, room));
             }
-            Self::gone(st, &self.persist, account, user, room, events);
+            self.send(Transition::Depart {
+                account,
+                room,
+                user,
+            });
         } else {
             st.generation += 1;
             let generation = st.generation;
@@ -354,96 +356,53 @@ impl Hub {
 
     /// The grace period ran out: if the user did not come back, they are gone.
     fn expire(&self, account: Uuid, room: Uuid, user: Uuid, generation: u64) {
-        let mut events = Vec::new();
+        let mut st = self.lock();
+        let Some(r) = st.rooms.get_mut(&(account, room)) else {
+            return;
+        };
+        if !r
+            .users
+            .get(&user)
+            .is_some_and(|p| p.conns == 0 && p.pending_offline == Some(generation))
         {
-            let mut st = self.lock();
-            let Some(r) = st.rooms.get_mut(&(account, room)) else {
-                return;
-            };
-            if !r
-                .users
-                .get(&user)
-                .is_some_and(|p| p.conns == 0 && p.pending_offline == Some(generation))
-            {
-                return;
-            }
-            r.users.remove(&user);
-            if r.conns.is_empty() && r.users.is_empty() {
-                st.rooms.remove(&(account, room));
-            }
-            Self::gone(&mut st, &self.persist, account, user, room, &mut events);
+            return;
         }
-        self.emit(events);
-    }
-
-    /// A user left a room for good: announce it, and record them offline if
-    /// it was their last room.
-    fn gone(
-        st: &mut State,
-        persist: &mpsc::UnboundedSender<(Uuid, Uuid, Status, OffsetDateTime)>,
-        account: Uuid,
-        user: Uuid,
-        room: Uuid,
-        events: &mut Vec<BusEvent>,
-    ) {
-        let now = time::now();
-        events.push(BusEvent::Presence {
-            account_id: account,
-            room_id: room,
-            user_id: user,
-            status: Status::Offline,
-            at: time::format(now),
+        r.users.remove(&user);
+        if r.conns.is_empty() && r.users.is_empty() {
+            st.rooms.remove(&(account, room));
+        }
+        self.send(Transition::Depart {
+            account,
+            room,
+            user,
         });
-        if let Some(u) = st.users.get_mut(&(account, user)) {
-            u.rooms_present -= 1;
-            if u.rooms_present == 0 {
-                let _ = persist.send((account, user, Status::Offline, now));
-                if u.conns == 0 {
-                    st.users.remove(&(account, user));
-                }
-            }
-        }
     }
 
     /// `online` or `away`, for the user in every room they are present in.
     pub fn set_status(&self, id: ConnId, status: Status) -> Result<(), Refusal> {
-        let mut events = Vec::new();
-        {
-            let mut st = self.lock();
-            let conn = st.conns.get(&id).ok_or(Refusal::NotJoined)?;
-            let (account, user) = (conn.account, conn.user);
-            let Some(u) = st.users.get_mut(&(account, user)) else {
-                return Ok(());
-            };
-            if u.status == status {
-                return Ok(());
-            }
-            u.status = status;
-            let present = u.rooms_present > 0;
-            let at = time::now();
-            if present {
-                let _ = self.persist.send((account, user, status, at));
-            }
-            for ((a, room), r) in &st.rooms {
-                if *a == account && r.users.contains_key(&user) {
-                    events.push(BusEvent::Presence {
-                        account_id: account,
-                        room_id: *room,
-                        user_id: user,
-                        status,
-                        at: time::format(at),
-                    });
-                }
-            }
+        let mut st = self.lock();
+        let conn = st.conns.get(&id).ok_or(Refusal::NotJoined)?;
+        let (account, user) = (conn.account, conn.user);
+        let Some(u) = st.users.get_mut(&(account, user)) else {
+            return Ok(());
+        };
+        if u.status == status {
+            return Ok(());
         }
-        self.emit(events);
+        u.status = status;
+        let rooms = st
+            .rooms
+            .iter()
+            .filter(|((a, _), r)| *a == account && r.users.contains_key(&user))
+            .map(|((_, room), _)| *room)
+            .collect();
+        self.send(Transition::Status {
+            account,
+            user,
+            status,
+            rooms,
+        });
         Ok(())
-    }
-
-    fn emit(&self, events: Vec<BusEvent>) {
-        for e in events {
-            self.bus.publish(e);
-        }
     }
 
     /// Delivers a bus event to this node's connections.
@@ -457,7 +416,6 @@ impl Hub {
                 let frame: Utf8Bytes = serde_json::json!({ "type": "removed", "room_id": room_id })
                     .to_string()
                     .into();
-                let mut events = Vec::new();
                 {
                     let mut st = self.lock();
                     let conns: Vec<ConnId> = st
@@ -477,18 +435,9 @@ impl Hub {
                             conn.kill.send_replace(Some(close::SLOW_CONSUMER));
                         }
                         let user = conn.user;
-                        self.leave_locked(
-                            &mut st,
-                            id,
-                            *account_id,
-                            user,
-                            *room_id,
-                            true,
-                            &mut events,
-                        );
+                        self.leave_locked(&mut st, id, *account_id, user, *room_id, true);
                     }
                 }
-                self.emit(events);
             }
             BusEvent::Presence {
                 account_id,
@@ -550,5 +499,78 @@ impl Hub {
     /// Open connections on this node.
     pub fn connection_count(&self) -> usize {
         self.lock().conns.len()
+    }
+}
+
+/// The transition worker: settles each change with the registry, in order,
+/// announces what the world must hear, and records status transitions on the
+/// user record. Between changes it beats and reaps dead nodes.
+async fn settle(
+    mut rx: mpsc::UnboundedReceiver<Transition>,
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+    registry: Arc<dyn Registry>,
+) {
+    let persist = |account: Uuid, user: Uuid, status: Status, at: OffsetDateTime| {
+        let store = store.clone();
+        async move {
+            if let Err(e) = store.set_presence(account, user, status, at).await {
+                tracing::warn!(error = %e, "could not record presence");
+            }
+        }
+    };
+    let presence = |account_id, room_id, user_id, status, at: OffsetDateTime| BusEvent::Presence {
+        account_id,
+        room_id,
+        user_id,
+        status,
+        at: time::format(at),
+    };
+    let mut beat = tokio::time::interval(super::registry::HEARTBEAT);
+    loop {
+        tokio::select! {
+            t = rx.recv() => {
+                let Some(t) = t else { return };
+                let now = time::now();
+                match t {
+                    Transition::Arrive { account, room, user, status, done } => {
+                        if registry.arrive(account, room, user, &time::format(now)).await {
+                            bus.publish(presence(account, room, user, status, now));
+                        }
+                        if registry.user_rooms(account, user, 1).await == 1 {
+                            registry.set_status(account, user, status).await;
+                            persist(account, user, status, now).await;
+                        }
+                        let _ = done.send(());
+                    }
+                    Transition::Depart { account, room, user } => {
+                        if registry.depart(account, room, user).await {
+                            bus.publish(presence(account, room, user, Status::Offline, now));
+                        }
+                        if registry.user_rooms(account, user, -1).await <= 0 {
+                            persist(account, user, Status::Offline, now).await;
+                        }
+                    }
+                    Transition::Status { account, user, status, rooms } => {
+                        registry.set_status(account, user, status).await;
+                        for room in rooms {
+                            bus.publish(presence(account, room, user, status, now));
+                        }
+                        persist(account, user, status, now).await;
+                    }
+                }
+            }
+            _ = beat.tick() => {
+                registry.tick().await;
+                let reaped = registry.reap().await;
+                let now = time::now();
+                for (account, room, user) in reaped.gone {
+                    bus.publish(presence(account, room, user, Status::Offline, now));
+                }
+                for (account, user) in reaped.offline {
+                    persist(account, user, Status::Offline, now).await;
+                }
+            }
+        }
     }
 }

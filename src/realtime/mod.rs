@@ -8,6 +8,8 @@
 pub mod bus;
 pub mod gateway;
 pub mod hub;
+pub mod redis;
+pub mod registry;
 
 /// WebSocket close codes Roster uses beyond the standard ones.
 pub mod close {

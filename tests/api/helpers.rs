@@ -56,6 +56,15 @@ impl TestApp {
 
     pub async fn spawn_with(tune: impl FnOnce(&mut Config)) -> Self {
         let (database_url, dir) = fresh_database_url().await;
+        Self::spawn_on(database_url, dir, tune).await
+    }
+
+    /// A server on a given database (several may share one: nodes).
+    pub async fn spawn_on(
+        database_url: String,
+        dir: Option<tempfile::TempDir>,
+        tune: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config {
             listen: "127.0.0.1:0".into(),
             database_url,

@@ -3,6 +3,7 @@
 
 mod access;
 mod accounts;
+mod cluster;
 mod envelope;
 mod helpers;
 mod limits;

@@ -16,9 +16,9 @@ use crate::helpers::{OPERATOR_KEY, fresh_database_url};
 
 const BIN: &str = env!("CARGO_BIN_EXE_roster");
 
-struct Proc {
-    child: Child,
-    base: String,
+pub struct Proc {
+    pub child: Child,
+    pub base: String,
 }
 
 /// Starts `roster serve` on port 0 and waits (with a deadline) for the log
@@ -28,7 +28,17 @@ async fn start(database_url: &str) -> Proc {
 }
 
 async fn start_with(database_url: &str, operator_key: Option<&str>) -> Proc {
+    start_env(database_url, operator_key, &[]).await
+}
+
+/// `roster serve` with extra environment (e.g. `ROSTER_REDIS_URL`).
+pub async fn start_env(
+    database_url: &str,
+    operator_key: Option<&str>,
+    env: &[(&str, &str)],
+) -> Proc {
     let mut cmd = Command::new(BIN);
+    cmd.envs(env.iter().copied());
     cmd.arg("serve")
         .env("ROSTER_LISTEN", "127.0.0.1:0")
         .env("ROSTER_DATABASE_URL", database_url)

@@ -1,0 +1,300 @@
+//! Several nodes on one PostgreSQL database and one Redis: presence,
+//! revocation and invites across nodes. Runs when PostgreSQL is configured
+//! (`ROSTER_TEST_POSTGRES_URL`, always in CI); Redis at
+//! `ROSTER_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). Each test
+//! uses its own database and its own Redis key prefix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, fresh_postgres};
+use crate::realtime::{close_code, connect, send, wait_for};
+
+async fn two_nodes() -> Option<(TestApp, TestApp)> {
+    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
+        && std::env::var("CI").as_deref() != Ok("true")
+    {
+        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+        return None;
+    }
+    let redis =
+        std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let db = fresh_postgres().await;
+    let prefix = format!("roster-test-{}", uuid::Uuid::new_v4().simple());
+    let node = |db: String, redis: String, prefix: String| async move {
+        TestApp::spawn_on(db, None, |c| {
+            c.redis_url = Some(redis);
+            c.redis_prefix = prefix;
+            c.presence_grace_ms = 100;
+        })
+        .await
+    };
+    let a = node(db.clone(), redis.clone(), prefix.clone()).await;
+    let b = node(db, redis, prefix).await;
+    // Both nodes are subscribed before anything is said (deadline-bound).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while a.app.bus.kind() != "redis" || b.app.bus.kind() != "redis" {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("both nodes subscribed to the redis bus");
+    Some((a, b))
+}
+
+#[tokio::test]
+async fn presence_travels_between_nodes() {
+    let Some((n1, n2)) = two_nodes().await else {
+        return;
+    };
+    let a = n1.account("acme").await;
+    let room = n1.room(&a, json!({ "name": "R" })).await;
+    let alice = n1
+        .user(&a, json!({ "name": "Alice", "roomId": room }))
+        .await;
+    let bob = n1.user(&a, json!({ "name": "Bob", "roomId": room })).await;
+    let alice_id = alice["user"]["id"].as_str().unwrap().to_owned();
+    let mut ws_bob = connect(&n2, bob["token"].as_str().unwrap()).await;
+    send(&mut ws_bob, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_bob, "ack", |_| true).await;
+    // Alice joins on node 1; Bob, on node 2, sees her.
+    let mut ws_alice = connect(&n1, alice["token"].as_str().unwrap()).await;
+    send(&mut ws_alice, json!({ "type": "join", "id": 1 })).await;
+    let snap = wait_for(&mut ws_alice, "snapshot", |_| true).await;
+    assert_eq!(
+        snap["members"].as_array().unwrap().len(),
+        2,
+        "the snapshot spans nodes: {snap}"
+    );
+    let p = wait_for(&mut ws_bob, "presence", |v| {
+        v["user_id"] == alice_id.as_str()
+    })
+    .await;
+    assert_eq!(p["status"], "online");
+    // Alice also connects to node 2 and drops node 1: she stays online.
+    let mut ws_alice2 = connect(&n2, alice["token"].as_str().unwrap()).await;
+    send(&mut ws_alice2, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_alice2, "ack", |_| true).await;
+    send(
+        &mut ws_alice,
+        json!({ "type": "leave", "id": 2, "room_id": room }),
+    )
+    .await;
+    wait_for(&mut ws_alice, "ack", |v| v["id"] == 2).await;
+    send(
+        &mut ws_bob,
+        json!({ "type": "set_status", "id": 3, "status": "away" }),
+    )
+    .await;
+    let next = wait_for(&mut ws_alice2, "presence", |_| true).await;
+    assert_eq!(
+        (next["user_id"].as_str(), next["status"].as_str()),
+        (bob["user"]["id"].as_str(), Some("away")),
+        "no offline flicker for Alice: {next}"
+    );
+    // Her last connection leaves: offline everywhere.
+    send(
+        &mut ws_alice2,
+        json!({ "type": "leave", "id": 4, "room_id": room }),
+    )
+    .await;
+    let p = wait_for(&mut ws_bob, "presence", |v| {
+        v["user_id"] == alice_id.as_str() && v["status"] != "online"
+    })
+    .await;
+    assert_eq!(p["status"], "offline");
+}
+
+#[tokio::test]
+async fn deactivating_on_one_node_closes_sockets_on_the_other_within_two_seconds() {
+    let Some((n1, n2)) = two_nodes().await else {
+        return;
+    };
+    let a = n1.account("acme").await;
+    let d = n1.user(&a, json!({ "name": "A" })).await;
+    let id = d["user"]["id"].as_str().unwrap();
+    let mut ws = connect(&n1, d["token"].as_str().unwrap()).await;
+    let (status, _) = n2
+        .post(
+            &a.path(&format!("/users/{id}/deactivate")),
+            &a.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let code = tokio::time::timeout(Duration::from_secs(2), close_code(&mut ws))
+        .await
+        .expect("closed within 2 s");
+    assert_eq!(code, 1008);
+    // And the token is refused on both nodes (the database decides).
+    for n in [&n1, &n2] {
+        assert_eq!(
+            n.get(
+                &a.path(&format!("/users/{id}")),
+                d["token"].as_str().unwrap()
+            )
+            .await
+            .0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_one_use_invite_raced_across_both_nodes_admits_exactly_one() {
+    let Some((n1, n2)) = two_nodes().await else {
+        return;
+    };
+    let (n1, n2) = (Arc::new(n1), Arc::new(n2));
+    let a = n1.account("acme").await;
+    let (_, space) = n1
+        .post(
+            &a.path("/spaces"),
+            &a.key,
+            json!({ "name": "S", "visibility": "private" }),
+        )
+        .await;
+    let space = space["data"]["space"]["id"].as_str().unwrap().to_owned();
+    let (_, invite) = n2
+        .post(
+            &a.path(&format!("/spaces/{space}/invites")),
+            &a.key,
+            json!({ "role": "user" }),
+        )
+        .await;
+    let invite = invite["data"]["invite"]["id"].as_str().unwrap().to_owned();
+    let path = a.path(&format!("/spaces/{space}/invites/{invite}/activate"));
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let token = n1.user(&a, json!({ "uid": format!("u{i}") })).await["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let node = if i % 2 == 0 { n1.clone() } else { n2.clone() };
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            node.post(&path, &token, json!({})).await.0
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            StatusCode::OK => ok += 1,
+            s => assert_eq!(s, StatusCode::GONE),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+/// Two `roster serve` processes; one is killed with SIGKILL. Its users go
+/// offline for the other node's clients once its heartbeat lapses.
+#[tokio::test]
+async fn a_crashed_nodes_users_go_offline_on_the_others() {
+    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
+        && std::env::var("CI").as_deref() != Ok("true")
+    {
+        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+        return;
+    }
+    use crate::helpers::OPERATOR_KEY;
+    use crate::process::start_env;
+    let redis =
+        std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let db = fresh_postgres().await;
+    let prefix = format!("roster-test-{}", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("ROSTER_REDIS_URL", redis.as_str()),
+        ("ROSTER_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let mut doomed = start_env(&db, Some(OPERATOR_KEY), &env).await;
+    let survivor = start_env(&db, Some(OPERATOR_KEY), &env).await;
+    let client = reqwest::Client::new();
+    let acct: serde_json::Value = client
+        .post(format!("{}/v1/accounts", survivor.base))
+        .bearer_auth(OPERATOR_KEY)
+        .json(&json!({ "name": "x" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (account, key) = (
+        acct["data"]["account"]["id"].as_str().unwrap(),
+        acct["data"]["api_key"].as_str().unwrap(),
+    );
+    let mk = |body: serde_json::Value| {
+        let client = client.clone();
+        let url = format!("{}/v1/accounts/{account}/users", survivor.base);
+        async move {
+            let v: serde_json::Value = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["data"].clone()
+        }
+    };
+    let room: serde_json::Value = client
+        .post(format!("{}/v1/accounts/{account}/rooms", survivor.base))
+        .bearer_auth(key)
+        .json(&json!({ "name": "R" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = room["data"]["room"]["id"].as_str().unwrap().to_owned();
+    let gone = mk(json!({ "name": "G", "roomId": room })).await;
+    let watcher = mk(json!({ "name": "W", "roomId": room })).await;
+    let gone_id = gone["user"]["id"].as_str().unwrap().to_owned();
+    let url = |base: &str, token: &str| {
+        format!(
+            "{}/v1/realtime?token={token}",
+            base.replacen("http://", "ws://", 1)
+        )
+    };
+    let (mut ws_w, _) =
+        tokio_tungstenite::connect_async(url(&survivor.base, watcher["token"].as_str().unwrap()))
+            .await
+            .unwrap();
+    let (mut ws_g, _) =
+        tokio_tungstenite::connect_async(url(&doomed.base, gone["token"].as_str().unwrap()))
+            .await
+            .unwrap();
+    send(&mut ws_w, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_w, "ack", |_| true).await;
+    send(&mut ws_g, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_g, "ack", |_| true).await;
+    wait_for(&mut ws_w, "presence", |v| {
+        v["user_id"] == gone_id.as_str() && v["status"] == "online"
+    })
+    .await;
+    doomed.child.start_kill().unwrap();
+    let _ = doomed.child.wait().await;
+    // The node's heartbeat lasts 15 s; reaping runs every 5 s.
+    let p = tokio::time::timeout(Duration::from_secs(40), async {
+        use futures::StreamExt;
+        while let Some(Ok(msg)) = ws_w.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "presence" && v["user_id"] == gone_id.as_str() {
+                    return v;
+                }
+            }
+        }
+        panic!("the survivor closed the connection");
+    })
+    .await
+    .expect("the crashed node's user went offline within 40 s");
+    assert_eq!(p["status"], "offline");
+}
