@@ -298,3 +298,202 @@ async fn a_crashed_nodes_users_go_offline_on_the_others() {
     .expect("the crashed node's user went offline within 40 s");
     assert_eq!(p["status"], "offline");
 }
+
+/// A Redis server of the test's own, on a free port, so that killing it
+/// disturbs no other test.
+struct PrivateRedis {
+    port: u16,
+    child: tokio::process::Child,
+}
+
+impl PrivateRedis {
+    async fn start(port: u16) -> Self {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed");
+        let url = format!("redis://127.0.0.1:{port}");
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(c) = redis::Client::open(url.as_str())
+                    && let Ok(mut conn) = c.get_multiplexed_async_connection().await
+                    && redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("redis-server answered");
+        Self { port, child }
+    }
+
+    async fn kill(mut self) -> u16 {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+        self.port
+    }
+}
+
+async fn readyz(t: &TestApp) -> serde_json::Value {
+    let (status, body) = t.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"].clone()
+}
+
+/// Waits (deadline-bound) until `/readyz` of `t` satisfies `pred`.
+async fn ready_until(t: &TestApp, pred: impl Fn(&serde_json::Value) -> bool) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if pred(&readyz(t).await) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the node reached the expected state");
+}
+
+#[tokio::test]
+async fn redis_down_degrades_to_per_node_presence_and_recovers_by_itself() {
+    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
+        && std::env::var("CI").as_deref() != Ok("true")
+    {
+        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let redis = PrivateRedis::start(port).await;
+    let db = fresh_postgres().await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let node = |db: String, url: String| async move {
+        TestApp::spawn_on(db, None, |c| {
+            c.redis_url = Some(url);
+            c.presence_grace_ms = 100;
+        })
+        .await
+    };
+    let n1 = Arc::new(node(db.clone(), url.clone()).await);
+    let n2 = Arc::new(node(db, url).await);
+    ready_until(&n1, |r| r["bus"] == "redis").await;
+    ready_until(&n2, |r| r["bus"] == "redis").await;
+    let a = n1.account("acme").await;
+    let room = n1.room(&a, json!({ "name": "R" })).await;
+
+    // Mixed load on both nodes through the whole outage.
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let load = {
+        let (n1, n2, a, stop) = (n1.clone(), n2.clone(), a.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                let node = if i % 2 == 0 { &n1 } else { &n2 };
+                let uid = format!("load-{i}");
+                let path = a.path("/users");
+                tokio::select! {
+                    _ = stop.notified() => return acked,
+                    (status, _) = node.post(&path, &a.key, json!({ "uid": uid })) => {
+                        assert_eq!(status, StatusCode::CREATED, "REST keeps working without Redis");
+                        acked.push(uid);
+                    }
+                }
+            }
+            acked
+        })
+    };
+
+    let watcher = n2.user(&a, json!({ "name": "W", "roomId": room })).await;
+    let mut ws_w = connect(&n2, watcher["token"].as_str().unwrap()).await;
+    send(&mut ws_w, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_w, "ack", |_| true).await;
+
+    let port = redis.kill().await;
+    // Per-node presence goes on: someone joining on node 2 is seen there.
+    let local = n2.user(&a, json!({ "name": "L", "roomId": room })).await;
+    let local_id = local["user"]["id"].as_str().unwrap().to_owned();
+    let mut ws_l = connect(&n2, local["token"].as_str().unwrap()).await;
+    send(&mut ws_l, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_w, "presence", |v| v["user_id"] == local_id.as_str()).await;
+    ready_until(&n2, |r| {
+        r["redis"] == "down"
+            && r["presence"]
+                .as_str()
+                .is_some_and(|p| p.contains("degraded"))
+    })
+    .await;
+    // Revocation holds on every node: the database decides.
+    let d = n1.user(&a, json!({ "name": "R" })).await;
+    let id = d["user"]["id"].as_str().unwrap();
+    n1.post(
+        &a.path(&format!("/users/{id}/deactivate")),
+        &a.key,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        n2.get(
+            &a.path(&format!("/users/{id}")),
+            d["token"].as_str().unwrap()
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Redis returns on the same port: both nodes recover by themselves.
+    let _redis = PrivateRedis::start(port).await;
+    for n in [&n1, &n2] {
+        ready_until(n, |r| {
+            r["redis"] == "up" && r["bus"] == "redis" && r["presence"] == "redis"
+        })
+        .await;
+    }
+    let remote = n1.user(&a, json!({ "name": "X", "roomId": room })).await;
+    let remote_id = remote["user"]["id"].as_str().unwrap().to_owned();
+    let mut ws_x = connect(&n1, remote["token"].as_str().unwrap()).await;
+    send(&mut ws_x, json!({ "type": "join", "id": 1 })).await;
+    let snap = wait_for(&mut ws_x, "snapshot", |_| true).await;
+    assert_eq!(
+        snap["members"].as_array().unwrap().len(),
+        3,
+        "node 2's users were put back: {snap}"
+    );
+    wait_for(&mut ws_w, "presence", |v| {
+        v["user_id"] == remote_id.as_str()
+    })
+    .await;
+
+    stop.notify_one();
+    let acked = load.await.unwrap();
+    assert!(!acked.is_empty());
+    let stored = n1.user_count(&a).await;
+    assert!(
+        stored >= acked.len(),
+        "acknowledged writes lost: {} acked, {stored} stored",
+        acked.len()
+    );
+    for uid in acked.iter().step_by(7) {
+        let (_, b) = n2.get(&a.path(&format!("/users?q={uid}")), &a.key).await;
+        assert!(b.to_string().contains(&format!("\"{uid}\"")), "{uid} lost");
+    }
+}
