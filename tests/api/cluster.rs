@@ -497,3 +497,215 @@ async fn redis_down_degrades_to_per_node_presence_and_recovers_by_itself() {
         assert!(b.to_string().contains(&format!("\"{uid}\"")), "{uid} lost");
     }
 }
+
+/// A PostgreSQL cluster of the test's own (initdb in a temp dir, run as the
+/// `postgres` user), so that restarting it disturbs no other test.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn pg_bin(name: &str) -> String {
+    let versions = std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed");
+    let mut v: Vec<_> = versions.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    v.sort();
+    v.last()
+        .unwrap()
+        .join("bin")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn as_postgres(args: &[&str]) -> std::process::ExitStatus {
+    std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("runuser")
+}
+
+impl PrivatePostgres {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::process::Command::new("chown")
+            .args(["-R", "postgres", &dir.path().display().to_string()])
+            .status()
+            .unwrap();
+        let data = dir.path().join("data").display().to_string();
+        assert!(
+            as_postgres(&[
+                &pg_bin("initdb"),
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust"
+            ])
+            .success()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let me = Self { dir, port };
+        me.ctl("start");
+        me
+    }
+
+    fn ctl(&self, action: &str) {
+        let data = self.dir.path().join("data").display().to_string();
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        assert!(
+            as_postgres(&[
+                &pg_bin("pg_ctl"),
+                "-D",
+                &data,
+                "-o",
+                &opts,
+                "-l",
+                &log,
+                "-w",
+                "-m",
+                "fast",
+                action
+            ])
+            .success(),
+            "pg_ctl {action}"
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data").display().to_string();
+        as_postgres(&[&pg_bin("pg_ctl"), "-D", &data, "-m", "immediate", "stop"]);
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart() {
+    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
+        && std::env::var("CI").as_deref() != Ok("true")
+    {
+        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+        return;
+    }
+    let pg = PrivatePostgres::start();
+    let n1 = Arc::new(TestApp::spawn_on(pg.url(), None, |_| {}).await);
+    let n2 = Arc::new(TestApp::spawn_on(pg.url(), None, |_| {}).await);
+    let a = n1.account("acme").await;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let load = {
+        let (n1, n2, a, stop) = (n1.clone(), n2.clone(), a.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut acked, mut refused) = (Vec::new(), 0);
+            for i in 0.. {
+                let node = if i % 2 == 0 { &n1 } else { &n2 };
+                let uid = format!("load-{i}");
+                let path = a.path("/users");
+                tokio::select! {
+                    _ = stop.notified() => return (acked, refused),
+                    (status, body) = node.post(&path, &a.key, json!({ "uid": uid })) => {
+                        match status {
+                            StatusCode::CREATED => acked.push(uid),
+                            StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => {
+                                let text = body.to_string().to_lowercase();
+                                assert!(!text.contains("select") && !text.contains("insert") && !text.contains("sqlx"), "internals leaked: {body}");
+                                refused += 1;
+                            }
+                            other => panic!("unexpected {other}: {body}"),
+                        }
+                    }
+                }
+            }
+            (acked, refused)
+        })
+    };
+    // Let some writes land, restart PostgreSQL under the load, let more land.
+    let before = {
+        let t = n1.clone();
+        let a = a.clone();
+        tokio::time::timeout(Duration::from_secs(30), async move {
+            loop {
+                let n = t.user_count(&a).await;
+                if n >= 20 {
+                    return n;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("writes landed")
+    };
+    let pg = Arc::new(pg);
+    let ctl = |action: &'static str| {
+        let pg = pg.clone();
+        tokio::task::spawn_blocking(move || pg.ctl(action))
+    };
+    ctl("restart").await.unwrap();
+    // Down for a while: requests fail with 503, not hang, and leak nothing.
+    ctl("stop").await.unwrap();
+    let got = tokio::time::timeout(
+        Duration::from_secs(20),
+        n1.post(&a.path("/users"), &a.key, json!({ "uid": "while-down" })),
+    )
+    .await
+    .expect("a request while the database is down is answered");
+    crate::helpers::assert_error(&got, StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", None);
+    assert!(
+        !got.1
+            .to_string()
+            .to_lowercase()
+            .contains("connection refused"),
+        "{}",
+        got.1
+    );
+    let ready = n2.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.0, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.1);
+    ctl("start").await.unwrap();
+    // Both nodes serve again without a restart (deadline-bound).
+    for n in [&n1, &n2] {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if n.post(&a.path("/rooms"), &a.key, json!({ "name": "after" }))
+                    .await
+                    .0
+                    == StatusCode::CREATED
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the node recovered by itself");
+    }
+    stop.notify_one();
+    let (acked, refused) = load.await.unwrap();
+    let stored = n2.user_count(&a).await;
+    eprintln!(
+        "{} acknowledged, {refused} refused during the restart, {stored} stored (from {before})",
+        acked.len()
+    );
+    assert!(stored >= acked.len(), "acknowledged writes lost");
+    for uid in &acked {
+        let (_, b) = n1.get(&a.path(&format!("/users?q={uid}")), &a.key).await;
+        assert!(
+            b.to_string().contains(&format!("\"{uid}\"")),
+            "{uid} was acknowledged but is lost"
+        );
+    }
+}
