@@ -318,3 +318,49 @@ async fn a_generated_operator_key_is_printed_once_and_only_its_hash_kept() {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["data"]["accounts"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_node_refuses_a_schema_newer_than_it_knows() {
+    let (db, _dir) = fresh_database_url().await;
+    let migrate = || {
+        Command::new(BIN)
+            .arg("migrate")
+            .env("ROSTER_DATABASE_URL", &db)
+            .output()
+    };
+    assert!(migrate().await.unwrap().status.success());
+    // A later release applied migration 9999.
+    let insert = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                  VALUES (9999, 'from the future', TRUE, X'00', 1)";
+    if db.starts_with("sqlite") {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        sqlx::query(insert).execute(&mut c).await.unwrap();
+    } else {
+        use sqlx::Connection;
+        let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', TRUE, '\\x00', 1)",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+    }
+    let out = migrate().await.unwrap();
+    assert!(
+        !out.status.success(),
+        "an older node must not serve a newer schema"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("9999"), "{err}");
+    let serve = Command::new(BIN)
+        .arg("serve")
+        .env("ROSTER_LISTEN", "127.0.0.1:0")
+        .env("ROSTER_DATABASE_URL", &db)
+        .env("ROSTER_OPERATOR_KEY", OPERATOR_KEY)
+        .output()
+        .await
+        .unwrap();
+    assert!(!serve.status.success());
+}
