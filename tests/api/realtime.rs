@@ -399,3 +399,81 @@ async fn shutdown_closes_every_connection_with_1001() {
     t.app.realtime_shutdown.cancel();
     assert_eq!(close_code(&mut ws).await, u16::from(CloseCode::Away));
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_dropped_without_slowing_the_others() {
+    let t = TestApp::spawn_with(|c| c.realtime_frames_per_second = 1_000_000).await;
+    let (a, room) = setup(&t).await;
+    let slow = t.user(&a, json!({ "name": "Slow", "roomId": room })).await;
+    let fast = t.user(&a, json!({ "name": "Fast", "roomId": room })).await;
+    let talker = t
+        .user(&a, json!({ "name": "Talker", "roomId": room }))
+        .await;
+    let talker_id = talker["user"]["id"].as_str().unwrap().to_owned();
+    let mut ws_slow = connect(&t, slow["token"].as_str().unwrap()).await;
+    send(&mut ws_slow, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_slow, "ack", |_| true).await;
+    let mut ws_fast = connect(&t, fast["token"].as_str().unwrap()).await;
+    send(&mut ws_fast, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_fast, "ack", |_| true).await;
+    let mut ws_talk = connect(&t, talker["token"].as_str().unwrap()).await;
+    send(&mut ws_talk, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws_talk, "ack", |_| true).await;
+    // From here the slow client never reads. The talker floods the room
+    // with status changes; the fast client reads every one of them.
+    let n = 20_000;
+    // Every toggle is one event, after the talker's own arrival: n + 1.
+    let fast_reader = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        while statuses.len() < n + 1 {
+            let v = next_json(&mut ws_fast).await;
+            if v["type"] == "presence" && v["user_id"] == talker_id.as_str() {
+                statuses.push(v["status"].as_str().unwrap().to_owned());
+            }
+        }
+        statuses
+    });
+    let talk = tokio::spawn(async move {
+        for i in 0..n {
+            let status = if i % 2 == 0 { "away" } else { "online" };
+            ws_talk
+                .send(Message::Text(
+                    json!({ "type": "set_status", "status": status })
+                        .to_string()
+                        .into(),
+                ))
+                .await
+                .unwrap();
+        }
+        // Drain the acks so the talker is not the slow one.
+        let mut acks = 0;
+        while acks < n {
+            if next_json(&mut ws_talk).await["type"] == "ack" {
+                acks += 1;
+            }
+        }
+    });
+    // The slow connection is dropped (its send queue filled).
+    let hub = t.app.hub.clone();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while hub.connection_count() > 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the slow client was dropped");
+    talk.await.unwrap();
+    let statuses = tokio::time::timeout(Duration::from_secs(60), fast_reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(statuses[0], "online");
+    assert!(
+        statuses[1..]
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s == if i % 2 == 0 { "away" } else { "online" }),
+        "the fast client missed or reordered events"
+    );
+    drop(ws_slow);
+}
