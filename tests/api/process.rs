@@ -188,6 +188,24 @@ async fn sigterm_drains_and_exits_zero() {
     let mut server = start(&db).await;
     let client = reqwest::Client::new();
     let (account, key) = create_account(&client, &server.base).await;
+    // A realtime client, which must be told 1001 (going away).
+    let user: Value = client
+        .post(format!("{}/v1/accounts/{account}/users", server.base))
+        .bearer_auth(&key)
+        .json(&json!({ "name": "Listener" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/v1/realtime?token={}",
+        server.base.replacen("http://", "ws://", 1),
+        user["data"]["token"].as_str().unwrap()
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(crate::realtime::next_json(&mut ws).await["type"], "welcome");
     // Requests in flight when SIGTERM lands still get a whole answer.
     let mut inflight = Vec::new();
     for i in 0..16 {
@@ -213,6 +231,7 @@ async fn sigterm_drains_and_exits_zero() {
         .status()
         .unwrap();
     assert!(status.success());
+    assert_eq!(crate::realtime::close_code(&mut ws).await, 1001);
     let exit = wait_exit(&mut server.child).await;
     assert_eq!(exit.code(), Some(0), "roster must exit 0 after SIGTERM");
     for r in inflight {
