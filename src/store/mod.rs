@@ -16,6 +16,7 @@ use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch};
 
 pub mod postgres;
+pub mod sessions;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +235,95 @@ pub trait Store: Send + Sync + 'static {
         jti: Uuid,
         now: OffsetDateTime,
     ) -> Result<TokenCheck>;
+
+    // --- sessions ---------------------------------------------------------------
+    // Login sessions (refresh-token families), per-user auth tokens and their
+    // revocation (issue 4). Types: [`sessions`].
+
+    /// The user a login name names, with their password hash.
+    async fn find_login(
+        &self,
+        account: Uuid,
+        name: &sessions::LoginName,
+    ) -> Result<Option<sessions::LoginCandidate>>;
+    /// The user's password hash, if they have a password.
+    async fn password_hash(&self, account: Uuid, user: Uuid) -> Result<Option<String>>;
+    /// Replaces a password hash as is (an imported hash upgraded on login).
+    async fn set_password_hash(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Records a new session: its first refresh token and access token.
+    async fn create_session(&self, account: Uuid, session: &sessions::NewSession) -> Result<()>;
+    /// Whose refresh token this is (by its hash), used or not.
+    async fn refresh_token_owner(&self, account: Uuid, hash: &[u8]) -> Result<Option<Uuid>>;
+    /// Trades a live refresh token for `next`, atomically. A refresh token
+    /// that was already traded revokes its whole session (the revocation is
+    /// committed and reported as [`sessions::Refreshed::Reused`]).
+    async fn rotate_refresh_token(
+        &self,
+        account: Uuid,
+        presented: &[u8],
+        next: &sessions::NextTokens,
+        now: OffsetDateTime,
+    ) -> Result<sessions::Refreshed>;
+    /// Revokes the session a refresh token or a token belongs to (a token
+    /// outside any session is revoked alone); returns the access/user token
+    /// ids revoked. `NotFound("session")` when nothing matches.
+    async fn end_session(
+        &self,
+        account: Uuid,
+        by: &sessions::SessionRef,
+        at: OffsetDateTime,
+    ) -> Result<sessions::Revoked>;
+    /// Sets a new password hash, clears `require_password_change` and, if
+    /// asked, revokes every other session of the user (all but the one
+    /// `keep_token` belongs to).
+    async fn change_password(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        hash: &str,
+        revoke_others: bool,
+        keep_token: Option<Uuid>,
+        at: OffsetDateTime,
+    ) -> Result<sessions::Revoked>;
+    /// Records a new `user` token and revokes the oldest live ones beyond
+    /// `max_live`, in one transaction; returns the ids revoked.
+    async fn issue_user_token(
+        &self,
+        account: Uuid,
+        token: &TokenRecord,
+        max_live: i64,
+    ) -> Result<sessions::Revoked>;
+    /// The user's live `user` tokens, oldest first.
+    async fn list_user_tokens(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        now: OffsetDateTime,
+        page: Page,
+    ) -> Result<Paged<sessions::TokenInfo>>;
+    /// Revokes one `user` token of the user (again: no change).
+    async fn revoke_user_token(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        token: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<sessions::TokenInfo>;
+    /// Ends every token and session of the user issued until `at`.
+    async fn revoke_tokens_before(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Retires every signing key and adds `key` as the one that signs.
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()>;
 }
 
 /// Everything of a user row, decoded the same way on every backend.

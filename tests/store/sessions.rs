@@ -1,0 +1,456 @@
+//! The sessions part of the contract: login lookups, refresh rotation and
+//! reuse, ending sessions, password changes, the per-user token cap,
+//! revoking everything before a moment, and signing-key rotation.
+
+use std::sync::Arc;
+
+use roster::store::sessions::{LoginName, NewSession, NextTokens, Refreshed, Revoked, SessionRef};
+use roster::store::{Store, TokenCheck, TokenRecord};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::harness::*;
+
+async fn valid(s: &dyn Store, account: Uuid, user: Uuid, jti: Uuid, now: OffsetDateTime) -> bool {
+    matches!(
+        s.check_user_token(account, user, jti, now).await.unwrap(),
+        TokenCheck::Valid(_)
+    )
+}
+
+fn next(user: Uuid, hash: &[u8], issued: OffsetDateTime) -> NextTokens {
+    NextTokens {
+        refresh_hash: hash.to_vec(),
+        refresh_expires_at: issued + Duration::days(30),
+        access: TokenRecord {
+            id: Uuid::now_v7(),
+            user_id: user,
+            kind: "access",
+            room_id: None,
+            created_at: issued,
+            expires_at: issued + Duration::minutes(15),
+        },
+    }
+}
+
+async fn open_session(
+    s: &dyn Store,
+    account: Uuid,
+    user: Uuid,
+    hash: &[u8],
+    at: OffsetDateTime,
+) -> (Uuid, NextTokens) {
+    let tokens = next(user, hash, at);
+    let id = Uuid::now_v7();
+    s.create_session(
+        account,
+        &NewSession {
+            id,
+            user_id: user,
+            created_at: at,
+            tokens: tokens.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    (id, tokens)
+}
+
+pub async fn users_are_found_by_each_login_name_within_their_account(s: Arc<dyn Store>) {
+    let account = new_account(&*s).await;
+    let mut u = new_user();
+    u.username = Some("Ålice".into());
+    u.email = Some("Alice@Example.com".into());
+    u.custom_id = Some("alice-1".into());
+    u.password_hash = Some("$argon2id$fake".into());
+    create(&*s, account, &u).await.unwrap();
+    for name in [
+        LoginName::Username("åLICE".into()),
+        LoginName::Email("alice@example.COM".into()),
+        LoginName::CustomId("alice-1".into()),
+    ] {
+        let found = s.find_login(account, &name).await.unwrap().expect("found");
+        assert_eq!(found.user.id, u.id);
+        assert_eq!(found.password_hash.as_deref(), Some("$argon2id$fake"));
+    }
+    assert!(
+        s.find_login(account, &LoginName::CustomId("ALICE-1".into()))
+            .await
+            .unwrap()
+            .is_none(),
+        "custom ids are case-sensitive"
+    );
+    let other = new_account(&*s).await;
+    assert!(
+        s.find_login(other, &LoginName::Username("ålice".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.set_password_hash(account, u.id, "$argon2id$new", at(20))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.password_hash(account, u.id).await.unwrap().as_deref(),
+        Some("$argon2id$new")
+    );
+    assert_not_found(s.password_hash(other, u.id).await, "user");
+    assert_not_found(s.set_password_hash(other, u.id, "x", at(30)).await, "user");
+}
+
+pub async fn a_refresh_token_is_spent_once_and_its_reuse_revokes_the_session(s: Arc<dyn Store>) {
+    let account = new_account(&*s).await;
+    let u = new_user();
+    create(&*s, account, &u).await.unwrap();
+    let (_, first) = open_session(&*s, account, u.id, b"r1", at(100)).await;
+    let (_, other) = open_session(&*s, account, u.id, b"o1", at(100)).await;
+    assert_eq!(
+        s.refresh_token_owner(account, b"r1").await.unwrap(),
+        Some(u.id)
+    );
+    assert_eq!(
+        s.refresh_token_owner(new_account(&*s).await, b"r1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(valid(&*s, account, u.id, first.access.id, at(200)).await);
+
+    let second = next(u.id, b"r2", at(1_000));
+    match s
+        .rotate_refresh_token(account, b"r1", &second, at(1_000))
+        .await
+        .unwrap()
+    {
+        Refreshed::Rotated(user) => assert_eq!(user.id, u.id),
+        other => panic!("{other:?}"),
+    }
+    assert!(valid(&*s, account, u.id, second.access.id, at(1_100)).await);
+    // A refresh for someone else's token, or an unknown one, changes nothing.
+    let stranger = next(Uuid::now_v7(), b"x", at(1_200));
+    assert!(matches!(
+        s.rotate_refresh_token(account, b"r2", &stranger, at(1_200))
+            .await
+            .unwrap(),
+        Refreshed::Invalid
+    ));
+    assert!(matches!(
+        s.rotate_refresh_token(account, b"nope", &next(u.id, b"y", at(1_200)), at(1_200))
+            .await
+            .unwrap(),
+        Refreshed::Invalid
+    ));
+
+    match s
+        .rotate_refresh_token(account, b"r1", &next(u.id, b"r3", at(2_000)), at(2_000))
+        .await
+        .unwrap()
+    {
+        Refreshed::Reused { user_id, revoked } => {
+            assert_eq!(user_id, u.id);
+            assert_eq!(
+                sorted(revoked.tokens),
+                sorted(vec![first.access.id, second.access.id])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!valid(&*s, account, u.id, first.access.id, at(2_100)).await);
+    assert!(!valid(&*s, account, u.id, second.access.id, at(2_100)).await);
+    assert!(matches!(
+        s.rotate_refresh_token(account, b"r2", &next(u.id, b"r4", at(2_200)), at(2_200))
+            .await
+            .unwrap(),
+        Refreshed::Invalid
+    ));
+    assert_eq!(
+        s.refresh_token_owner(account, b"r3").await.unwrap(),
+        None,
+        "nothing new was recorded"
+    );
+    // The other session lives on.
+    assert!(valid(&*s, account, u.id, other.access.id, at(2_100)).await);
+    assert!(matches!(
+        s.rotate_refresh_token(account, b"o1", &next(u.id, b"o2", at(2_300)), at(2_300))
+            .await
+            .unwrap(),
+        Refreshed::Rotated(_)
+    ));
+}
+
+pub async fn a_refresh_token_expires_and_dies_with_its_user_state(s: Arc<dyn Store>) {
+    let account = new_account(&*s).await;
+    let u = new_user();
+    create(&*s, account, &u).await.unwrap();
+    open_session(&*s, account, u.id, b"r1", at(100)).await;
+    let end = at(100) + Duration::days(30);
+    assert!(matches!(
+        s.rotate_refresh_token(account, b"r1", &next(u.id, b"r2", end), end)
+            .await
+            .unwrap(),
+        Refreshed::Invalid
+    ));
+    open_session(&*s, account, u.id, b"d1", at(200)).await;
+    s.set_user_active(account, u.id, false, at(300))
+        .await
+        .unwrap();
+    s.set_user_active(account, u.id, true, at(400))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.rotate_refresh_token(account, b"d1", &next(u.id, b"d2", at(500)), at(500))
+            .await
+            .unwrap(),
+        Refreshed::Invalid
+    ));
+    // Concurrent rotations of one token: exactly one wins, the other is reuse.
+    open_session(&*s, account, u.id, b"c1", at(600)).await;
+    let (na, nb) = (next(u.id, b"ca", at(700)), next(u.id, b"cb", at(700)));
+    let (a, b) = tokio::join!(
+        s.rotate_refresh_token(account, b"c1", &na, at(700)),
+        s.rotate_refresh_token(account, b"c1", &nb, at(700)),
+    );
+    let outcomes = [a.unwrap(), b.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Refreshed::Rotated(_)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, Refreshed::Reused { .. }))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+}
+
+pub async fn ending_a_session_revokes_its_tokens_and_nothing_else(s: Arc<dyn Store>) {
+    let account = new_account(&*s).await;
+    let u = new_user();
+    let user_token = token_for(&u, t0());
+    s.create_user(account, &u, &user_token, t0()).await.unwrap();
+    let (_, one) = open_session(&*s, account, u.id, b"one", at(100)).await;
+    let (_, two) = open_session(&*s, account, u.id, b"two", at(100)).await;
+    let r = s
+        .end_session(account, &SessionRef::Refresh(b"one".to_vec()), at(200))
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Revoked {
+            user_id: Some(u.id),
+            tokens: vec![one.access.id]
+        }
+    );
+    assert!(!valid(&*s, account, u.id, one.access.id, at(300)).await);
+    assert!(valid(&*s, account, u.id, two.access.id, at(300)).await);
+    s.end_session(account, &SessionRef::Token(two.access.id), at(400))
+        .await
+        .unwrap();
+    assert!(!valid(&*s, account, u.id, two.access.id, at(500)).await);
+    assert!(matches!(
+        s.rotate_refresh_token(account, b"two", &next(u.id, b"t2", at(600)), at(600))
+            .await
+            .unwrap(),
+        Refreshed::Invalid
+    ));
+    // A user token has no session: it is revoked alone.
+    assert!(valid(&*s, account, u.id, user_token.id, at(500)).await);
+    s.end_session(account, &SessionRef::Token(user_token.id), at(600))
+        .await
+        .unwrap();
+    assert!(!valid(&*s, account, u.id, user_token.id, at(700)).await);
+    let other = new_account(&*s).await;
+    assert_not_found(
+        s.end_session(other, &SessionRef::Refresh(b"two".to_vec()), at(800))
+            .await,
+        "session",
+    );
+}
+
+pub async fn a_password_change_keeps_one_session_and_ends_the_others(s: Arc<dyn Store>) {
+    let account = new_account(&*s).await;
+    let mut u = new_user();
+    u.require_password_change = true;
+    u.password_hash = Some("old".into());
+    let user_token = token_for(&u, t0());
+    s.create_user(account, &u, &user_token, t0()).await.unwrap();
+    let (_, keep) = open_session(&*s, account, u.id, b"keep", at(100)).await;
+    let (_, other) = open_session(&*s, account, u.id, b"other", at(100)).await;
+    let r = s
+        .change_password(account, u.id, "new", true, Some(keep.access.id), at(200))
+        .await
+        .unwrap();
+    assert_eq!(r.tokens, vec![other.access.id]);
+    assert!(valid(&*s, account, u.id, keep.access.id, at(300)).await);
+    assert!(!valid(&*s, account, u.id, other.access.id, at(300)).await);
+    assert!(valid(&*s, account, u.id, user_token.id, at(300)).await);
+    let after = s.get_user(account, u.id).await.unwrap();
+    assert!(!after.require_password_change);
+    assert_eq!(
+        s.password_hash(account, u.id).await.unwrap().as_deref(),
+        Some("new")
+    );
+    // Keeping nothing ends every session; not revoking keeps them all.
+    let (_, third) = open_session(&*s, account, u.id, b"third", at(400)).await;
+    s.change_password(account, u.id, "newer", false, None, at(500))
+        .await
+        .unwrap();
+    assert!(valid(&*s, account, u.id, third.access.id, at(600)).await);
+    s.change_password(account, u.id, "newest", true, None, at(700))
+        .await
+        .unwrap();
+    assert!(!valid(&*s, account, u.id, third.access.id, at(800)).await);
+    assert!(!valid(&*s, account, u.id, keep.access.id, at(800)).await);
+    assert_not_found(
+        s.change_password(new_account(&*s).await, u.id, "x", true, None, at(900))
+            .await,
+        "user",
+    );
+}
+
+pub async fn issuing_beyond_the_cap_revokes_the_oldest_live_tokens(s: Arc<dyn Store>) {
+    let account = new_account(&*s).await;
+    let u = new_user();
+    let first = token_for(&u, at(0));
+    s.create_user(account, &u, &first, at(0)).await.unwrap();
+    let mut ids = vec![first.id];
+    for i in 1..3 {
+        let t = token_for(&u, at(i * 10));
+        let r = s.issue_user_token(account, &t, 3).await.unwrap();
+        assert!(r.tokens.is_empty());
+        ids.push(t.id);
+    }
+    let fourth = token_for(&u, at(100));
+    let r = s.issue_user_token(account, &fourth, 3).await.unwrap();
+    assert_eq!(r.tokens, vec![ids[0]]);
+    assert!(!valid(&*s, account, u.id, ids[0], at(200)).await);
+    ids.push(fourth.id);
+    let listed: Vec<Uuid> = s
+        .list_user_tokens(account, u.id, at(200), first_page(10))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(listed, ids[1..].to_vec());
+    // A revoked token does not count.
+    let info = s
+        .revoke_user_token(account, u.id, ids[1], at(300))
+        .await
+        .unwrap();
+    assert_eq!(info.revoked_at, Some(at(300)));
+    let again = s
+        .revoke_user_token(account, u.id, ids[1], at(400))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(at(300)),
+        "revoking again changes nothing"
+    );
+    let fifth = token_for(&u, at(500));
+    assert!(
+        s.issue_user_token(account, &fifth, 3)
+            .await
+            .unwrap()
+            .tokens
+            .is_empty()
+    );
+    // Pages.
+    let p = s
+        .list_user_tokens(account, u.id, at(600), first_page(2))
+        .await
+        .unwrap();
+    assert_eq!(p.items.len(), 2);
+    assert!(p.next.is_some());
+
+    let other = new_account(&*s).await;
+    assert_not_found(
+        s.issue_user_token(other, &token_for(&u, at(1)), 3).await,
+        "user",
+    );
+    assert_not_found(
+        s.revoke_user_token(other, u.id, ids[2], at(1)).await,
+        "token",
+    );
+    assert_not_found(
+        s.list_user_tokens(other, u.id, at(1), first_page(2)).await,
+        "user",
+    );
+}
+
+pub async fn the_token_cap_holds_under_concurrent_issues(s: Arc<dyn Store>) {
+    let account = new_account(&*s).await;
+    let u = new_user();
+    create(&*s, account, &u).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        let t = token_for(&u, at(100 + i));
+        tasks.push(tokio::spawn(async move {
+            s.issue_user_token(account, &t, 5).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let live = s
+        .list_user_tokens(account, u.id, at(1_000), first_page(100))
+        .await
+        .unwrap();
+    assert_eq!(live.items.len(), 5);
+}
+
+pub async fn revoking_everything_before_a_moment_ends_tokens_and_sessions(s: Arc<dyn Store>) {
+    let account = new_account(&*s).await;
+    let u = new_user();
+    let user_token = token_for(&u, t0());
+    s.create_user(account, &u, &user_token, t0()).await.unwrap();
+    let (_, session) = open_session(&*s, account, u.id, b"r1", at(100)).await;
+    s.revoke_tokens_before(account, u.id, at(200))
+        .await
+        .unwrap();
+    assert!(!valid(&*s, account, u.id, user_token.id, at(300)).await);
+    assert!(!valid(&*s, account, u.id, session.access.id, at(300)).await);
+    assert!(matches!(
+        s.rotate_refresh_token(account, b"r1", &next(u.id, b"r2", at(300)), at(300))
+            .await
+            .unwrap(),
+        Refreshed::Invalid
+    ));
+    assert!(
+        s.list_user_tokens(account, u.id, at(300), first_page(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let later = token_for(&u, at(400));
+    s.issue_user_token(account, &later, 100).await.unwrap();
+    assert!(valid(&*s, account, u.id, later.id, at(500)).await);
+    assert_not_found(
+        s.revoke_tokens_before(new_account(&*s).await, u.id, at(600))
+            .await,
+        "user",
+    );
+}
+
+pub async fn rotating_the_signing_key_retires_the_others(s: Arc<dyn Store>) {
+    let first = roster::tokens::generate_key(at(0)).unwrap();
+    s.insert_signing_key(&first).await.unwrap();
+    let second = roster::tokens::generate_key(at(100)).unwrap();
+    s.rotate_signing_key(&second, at(100)).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    let by = |kid: &str| keys.iter().find(|k| k.kid == kid).unwrap().clone();
+    assert_eq!(by(&first.kid).retired_at, Some(at(100)));
+    assert_eq!(by(&second.kid).retired_at, None);
+    assert_eq!(by(&second.kid).private_der, second.private_der);
+    assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
+}
