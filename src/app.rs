@@ -33,6 +33,10 @@ pub struct App {
     pub realtime_shutdown: CancellationToken,
     /// The realtime connection tasks, awaited on shutdown.
     pub realtime_tasks: TaskTracker,
+    /// Login/refresh/sign-up buckets (brute-force defence).
+    pub throttle: Arc<crate::http::throttle::Throttle>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<crate::http::client_ip::Cidr>>,
     operator_key_hash: Arc<Vec<u8>>,
     key_touches: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -92,7 +96,14 @@ impl App {
             Some(k) => (secret::sha256(k.as_bytes()), None),
             None => operator_key_from_store(store.as_ref()).await?,
         };
+        let trusted_proxies = config
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| crate::http::client_ip::Cidr::parse(p))
+            .collect();
         let app = Self {
+            throttle: Arc::default(),
+            trusted_proxies: Arc::new(trusted_proxies),
             passwords: PasswordHasher::new(config.password_hash_concurrency),
             bus,
             hub,

@@ -53,6 +53,18 @@ pub struct Config {
     pub heartbeat_timeout_ms: u64,
     /// Delay before a dropped connection's user is announced offline.
     pub presence_grace_ms: u64,
+    /// Login and refresh answer with cookies too, even when not asked.
+    pub session_cookies: bool,
+    /// Failed logins per account+login name, and per client address, in
+    /// `login_failure_window_secs`, before 429.
+    pub login_failures_per_name: u32,
+    pub login_failures_per_ip: u32,
+    pub login_failure_window_secs: u64,
+    /// Login, refresh and sign-up attempts per client address per minute.
+    pub auth_requests_per_ip_per_minute: u32,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -80,6 +92,12 @@ impl Default for Config {
             heartbeat_ms: 25_000,
             heartbeat_timeout_ms: 60_000,
             presence_grace_ms: 3_000,
+            session_cookies: false,
+            login_failures_per_name: 10,
+            login_failures_per_ip: 100,
+            login_failure_window_secs: 900,
+            auth_requests_per_ip_per_minute: 300,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -129,6 +147,11 @@ impl Config {
             || self.database_url.starts_with("postgresql://"))
         {
             anyhow::bail!("database_url must start with sqlite:, postgres:// or postgresql://");
+        }
+        for p in &self.trusted_proxies {
+            crate::http::client_ip::Cidr::parse(p).ok_or_else(|| {
+                anyhow::anyhow!("trusted_proxies: `{p}` is not an IP address or CIDR range")
+            })?;
         }
         if self.max_body_bytes < 1024 {
             anyhow::bail!("max_body_bytes must be at least 1024");

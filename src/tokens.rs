@@ -22,6 +22,10 @@ use crate::store::{SigningKeyRecord, Store};
 
 /// Lifetime of a `user` token (CollabKit: 90 days).
 pub const USER_TOKEN_TTL: Duration = Duration::days(90);
+/// Lifetime of an `access` token, handed out by login and refresh.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::minutes(15);
+/// Lifetime of a refresh token (opaque, stored hashed, rotated on use).
+pub const REFRESH_TOKEN_TTL: Duration = Duration::days(30);
 
 /// Claims of a `user` token, the realtime connection's credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +130,48 @@ impl Keys {
         jti: Uuid,
         now: OffsetDateTime,
     ) -> anyhow::Result<(String, OffsetDateTime)> {
-        let exp = now + USER_TOKEN_TTL;
+        self.sign(
+            "user",
+            USER_TOKEN_TTL,
+            account_id,
+            user_id,
+            room_id,
+            jti,
+            now,
+        )
+    }
+
+    /// Signs a new `access` token (login, refresh).
+    pub fn issue_access_token(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<(String, OffsetDateTime)> {
+        self.sign(
+            "access",
+            ACCESS_TOKEN_TTL,
+            account_id,
+            user_id,
+            None,
+            jti,
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sign(
+        &self,
+        typ: &str,
+        ttl: Duration,
+        account_id: Uuid,
+        user_id: Uuid,
+        room_id: Option<Uuid>,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<(String, OffsetDateTime)> {
+        let exp = now + ttl;
         let claims = UserClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -138,7 +183,7 @@ impl Keys {
             nbf: now.unix_timestamp(),
             exp: exp.unix_timestamp(),
             jti,
-            typ: "user".into(),
+            typ: typ.into(),
         };
         let set = self.current();
         let mut header = Header::new(Algorithm::EdDSA);
@@ -150,6 +195,16 @@ impl Keys {
 
     /// Verifies signature and claims of a `user` token.
     pub fn verify_user_token(&self, token: &str) -> Result<UserClaims, TokenError> {
+        self.verify(token, &["user"])
+    }
+
+    /// Verifies a token a user may present on account routes and at the
+    /// realtime upgrade: a `user` or an `access` token.
+    pub fn verify_account_token(&self, token: &str) -> Result<UserClaims, TokenError> {
+        self.verify(token, &["user", "access"])
+    }
+
+    fn verify(&self, token: &str, kinds: &[&str]) -> Result<UserClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
@@ -166,7 +221,7 @@ impl Keys {
         let data =
             jsonwebtoken::decode::<UserClaims>(token, key, &v).map_err(|_| TokenError::Invalid)?;
         let c = data.claims;
-        if c.typ != "user" || c.sub != c.user_id.to_string() {
+        if !kinds.contains(&c.typ.as_str()) || c.sub != c.user_id.to_string() {
             return Err(TokenError::Invalid);
         }
         Ok(c)

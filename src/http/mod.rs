@@ -22,11 +22,15 @@ use crate::app::App;
 
 pub mod accounts;
 pub mod api_keys;
+pub mod auth;
+pub mod client_ip;
 pub mod envelope;
 pub mod extract;
 pub mod meta;
 pub mod rooms;
 pub mod settings;
+pub mod throttle;
+pub mod tokens;
 pub mod users;
 
 use envelope::{ApiError, REQUEST_ID};
@@ -75,7 +79,9 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(api_keys::routes())
         .merge(users::routes())
         .merge(rooms::routes())
-        .merge(settings::routes());
+        .merge(settings::routes())
+        .merge(auth::routes())
+        .merge(tokens::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(accounts::routes())
         .merge(account)

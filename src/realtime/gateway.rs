@@ -30,6 +30,7 @@ struct Identity {
     account: Uuid,
     user: Uuid,
     token_room: Option<Uuid>,
+    token: Uuid,
 }
 
 /// Open the realtime connection (WebSocket). The `user` token comes as
@@ -65,7 +66,10 @@ pub async fn realtime(
                 |Extension(ConnectInfo(a))| a.ip(),
             );
             let handle = match app.hub.register(who.account, who.user, ip) {
-                Ok(h) => h,
+                Ok(h) => {
+                    app.hub.bind_token(h.id, who.token);
+                    h
+                }
                 Err(r) => {
                     let msg = match r {
                         Refusal::TooManyForIp => "too many realtime connections from this address",
@@ -120,8 +124,8 @@ async fn authorize(
         })?;
     let claims = app
         .keys
-        .verify_user_token(&token)
-        .map_err(|_| ApiError::unauthorized("the token is not a valid user token"))?;
+        .verify_account_token(&token)
+        .map_err(|_| ApiError::unauthorized("the token is not a valid user or access token"))?;
     match app
         .store
         .check_user_token(
@@ -133,10 +137,14 @@ async fn authorize(
         .await
         .map_err(ApiError::from)?
     {
+        TokenCheck::Valid(user) if claims.typ == "access" && user.require_password_change => Err(
+            ApiError::forbidden("this user must change their password first: POST /auth/password"),
+        ),
         TokenCheck::Valid(_) => Ok(Identity {
             account: claims.account_id,
             user: claims.user_id,
             token_room: claims.room_id,
+            token: claims.jti,
         }),
         TokenCheck::Invalid => Err(ApiError::unauthorized(
             "the token was revoked, or its user is deactivated or deleted",

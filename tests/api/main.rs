@@ -8,5 +8,7 @@ mod limits;
 mod process;
 mod realtime;
 mod rooms;
+mod sessions;
 mod tokens;
+mod user_tokens;
 mod users;
