@@ -86,16 +86,19 @@ impl App {
                 grace: std::time::Duration::from_millis(config.presence_grace_ms),
             },
         );
-        let keys = Keys::load(
+        let keys = Keys::load_sealed(
             store.as_ref(),
             config.token_issuer.clone(),
             config.token_audience.clone(),
+            crate::tokens::KeyCipher::new(config.signing_key_master_key.as_deref()),
         )
         .await?;
         let (operator_key_hash, generated) = match &config.operator_key {
             Some(k) => (secret::sha256(k.as_bytes()), None),
             None => operator_key_from_store(store.as_ref()).await?,
         };
+        let keys = Arc::new(keys);
+        spawn_key_reloads(store.clone(), Arc::downgrade(&keys));
         let trusted_proxies = config
             .trusted_proxies
             .iter()
@@ -110,7 +113,7 @@ impl App {
             realtime_shutdown: CancellationToken::new(),
             realtime_tasks: TaskTracker::new(),
             store,
-            keys: Arc::new(keys),
+            keys,
             config: Arc::new(config),
             operator_key_hash: Arc::new(operator_key_hash),
             key_touches: Arc::default(),
@@ -146,6 +149,22 @@ impl App {
             }
         });
     }
+}
+
+/// Re-reads the signing keys every minute, so a rotation made on another
+/// node or by `roster keys rotate` is picked up.
+fn spawn_key_reloads(store: Arc<dyn Store>, keys: std::sync::Weak<Keys>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(keys) = keys.upgrade() else { return };
+            if let Err(e) = keys.reload(store.as_ref()).await {
+                tracing::warn!(error = %e, "could not reload the signing keys");
+            }
+        }
+    });
 }
 
 async fn operator_key_from_store(store: &dyn Store) -> anyhow::Result<(Vec<u8>, Option<String>)> {

@@ -55,6 +55,9 @@ pub struct Config {
     pub presence_grace_ms: u64,
     /// Login and refresh answer with cookies too, even when not asked.
     pub session_cookies: bool,
+    /// 32+ characters; when set, private signing keys are stored encrypted
+    /// under it (AES-256-GCM). Losing it loses the keys.
+    pub signing_key_master_key: Option<String>,
     /// Failed logins per account+login name, and per client address, in
     /// `login_failure_window_secs`, before 429.
     pub login_failures_per_name: u32,
@@ -93,6 +96,7 @@ impl Default for Config {
             heartbeat_timeout_ms: 60_000,
             presence_grace_ms: 3_000,
             session_cookies: false,
+            signing_key_master_key: None,
             login_failures_per_name: 10,
             login_failures_per_ip: 100,
             login_failure_window_secs: 900,
@@ -148,6 +152,11 @@ impl Config {
         {
             anyhow::bail!("database_url must start with sqlite:, postgres:// or postgresql://");
         }
+        if let Some(k) = &self.signing_key_master_key
+            && k.chars().count() < 32
+        {
+            anyhow::bail!("signing_key_master_key must be at least 32 characters");
+        }
         for p in &self.trusted_proxies {
             crate::http::client_ip::Cidr::parse(p).ok_or_else(|| {
                 anyhow::anyhow!("trusted_proxies: `{p}` is not an IP address or CIDR range")
@@ -164,6 +173,9 @@ impl Config {
         let mut c = self.clone();
         if c.operator_key.is_some() {
             c.operator_key = Some("[redacted]".into());
+        }
+        if c.signing_key_master_key.is_some() {
+            c.signing_key_master_key = Some("[redacted]".into());
         }
         c.database_url = redact_url(&c.database_url);
         c.redis_url = c.redis_url.as_deref().map(redact_url);

@@ -39,6 +39,18 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Manage the token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the signing key in use and sign new tokens with a new one
+    /// (the old one verifies for 90 more days). Prints {"kid": …}.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -109,6 +121,22 @@ async fn run() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "account": account, "api_key": api_key })
             );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            init_logging(&config.log_format);
+            let store = open_store(&config).await?;
+            let keys = roster::tokens::Keys::load_sealed(
+                store.as_ref(),
+                config.token_issuer.clone(),
+                config.token_audience.clone(),
+                roster::tokens::KeyCipher::new(config.signing_key_master_key.as_deref()),
+            )
+            .await?;
+            let kid = keys.rotate(store.as_ref()).await?;
+            println!("{}", serde_json::json!({ "kid": kid }));
             Ok(())
         }
         Command::Serve => {

@@ -1,5 +1,6 @@
 //! Sessions: login, refresh (rotating, with reuse detection), logout and
-//! password change; the session cookies and their CSRF defence.
+//! password change; the session cookies and their CSRF defence; the
+//! operator's signing-key rotation.
 //!
 //! Cookies, when asked for: `roster_access` (the access token, `HttpOnly`,
 //! scoped to the account's routes), `roster_refresh` (`HttpOnly`, scoped to
@@ -23,7 +24,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::envelope::{ApiError, ApiResult, ok};
-use super::extract::{ApiJson, Caller, CallerKind, Ids, parse_json};
+use super::extract::{ApiJson, Caller, CallerKind, Ids, Operator, parse_json};
 use crate::app::App;
 use crate::domain::time;
 use crate::domain::user::{Password, User, UserView, Visibility};
@@ -44,6 +45,10 @@ pub fn routes() -> OpenApiRouter<App> {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(change_password))
+}
+
+pub fn operator_routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new().routes(routes!(rotate_keys))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -92,6 +97,12 @@ pub struct SessionTokens {
     /// Seconds until the access token expires.
     expires_in: i64,
     user: UserView,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyRotated {
+    /// The `kid` new tokens are signed under.
+    kid: String,
 }
 
 fn bad_login() -> ApiError {
@@ -376,6 +387,21 @@ async fn change_password(
         StatusCode::OK,
         "Password changed",
         serde_json::json!({ "user": fresh.view(&settings, Visibility::Own) }),
+    ))
+}
+
+/// Rotate the signing key (operator key). New tokens carry the new `kid`;
+/// the old key keeps verifying, and stays in the JWKS, for 90 days.
+#[utoipa::path(post, path = "/v1/keys/rotate", tag = "operator",
+    security(("operator_key" = [])),
+    responses((status = 200, description = "Key rotated", body = KeyRotated)))]
+async fn rotate_keys(State(app): State<App>, _op: Operator) -> ApiResult {
+    let kid = app.keys.rotate(app.store.as_ref()).await?;
+    tracing::info!(kid = %kid, "signing key rotated");
+    Ok(ok(
+        StatusCode::OK,
+        "Signing key rotated",
+        KeyRotated { kid },
     ))
 }
 

@@ -86,6 +86,7 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(accounts::routes())
         .merge(account)
         .merge(meta::routes())
+        .merge(auth::operator_routes())
         .routes(utoipa_axum::routes!(crate::realtime::gateway::realtime))
         .split_for_parts()
 }

@@ -1,11 +1,24 @@
 //! Per-user auth tokens (CometChat) and revocation through HTTP: issue,
-//! list, revoke one, revoke all, the 100-token cap, live sockets closing.
+//! list, revoke one, revoke all, the 100-token cap, live sockets closing,
+//! and signing-key rotation.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error};
-use crate::sessions::{closed_with, member, session, ws};
+use crate::helpers::{OPERATOR_KEY, TestApp, assert_error};
+use crate::sessions::{PASSWORD, closed_with, member, session, ws};
+
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let h = token.split('.').next().unwrap();
+    let v: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .unwrap(),
+    )
+    .unwrap();
+    v["kid"].as_str().unwrap().to_owned()
+}
 
 #[tokio::test]
 async fn tokens_are_issued_listed_and_revoked_one_or_all() {
@@ -222,4 +235,136 @@ async fn issuing_needs_the_permission_and_reading_others_tokens_too() {
         )
         .await;
     assert_error(&got, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+}
+
+#[tokio::test]
+async fn after_a_key_rotation_old_tokens_verify_and_new_ones_carry_the_new_kid() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let id = member(&t, &a, "alice", json!({})).await;
+    let me = a.path(&format!("/users/{id}"));
+    let (old_access, refresh_token) = session(&t, &a, "alice").await;
+    let old_user = t
+        .post(&a.path(&format!("/users/{id}/tokens")), &a.key, json!({}))
+        .await
+        .1["data"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old_kid = kid(&old_access);
+
+    let got = t.post("/v1/keys/rotate", &a.key, json!({})).await;
+    assert_error(&got, StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None);
+    let (s, b) = t
+        .call(
+            reqwest::Method::POST,
+            "/v1/keys/rotate",
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let new_kid = b["data"]["kid"].as_str().unwrap().to_owned();
+    assert_ne!(new_kid, old_kid);
+
+    let (_, jwks) = t
+        .call(reqwest::Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "{jwks}"
+    );
+    assert!(
+        jwks.to_string().find("\"d\"").is_none(),
+        "no private part is published"
+    );
+
+    for tok in [&old_access, &old_user] {
+        assert_eq!(t.get(&me, tok).await.0, StatusCode::OK);
+    }
+    let (s, b) = t
+        .call(
+            reqwest::Method::POST,
+            &a.path("/auth/refresh"),
+            None,
+            Some(json!({ "refresh_token": refresh_token })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(kid(b["data"]["access_token"].as_str().unwrap()), new_kid);
+    let created = t.user(&a, json!({ "name": "B" })).await;
+    assert_eq!(kid(created["token"].as_str().unwrap()), new_kid);
+    let (access, _) = session(&t, &a, "alice").await;
+    assert_eq!(kid(&access), new_kid);
+    assert_eq!(t.get(&me, &access).await.0, StatusCode::OK);
+    let _ = PASSWORD;
+}
+
+#[tokio::test]
+async fn with_a_master_key_private_keys_are_stored_encrypted() {
+    let t = TestApp::spawn_with(|c| {
+        c.signing_key_master_key = Some("a master key of thirty-two chars or more".into());
+    })
+    .await;
+    let a = t.account("acme").await;
+    let d = t.user(&a, json!({ "name": "A" })).await;
+    let me = a.path(&format!("/users/{}", d["user"]["id"].as_str().unwrap()));
+    assert_eq!(
+        t.get(&me, d["token"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
+    t.call(
+        reqwest::Method::POST,
+        "/v1/keys/rotate",
+        Some(OPERATOR_KEY),
+        None,
+    )
+    .await;
+    let stored = t.app.store.signing_keys().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    for k in stored {
+        assert!(k.private_der.starts_with(b"roster-sealed-v1:"), "{}", k.kid);
+        assert!(k.private_der.len() > 48 + 17);
+    }
+    assert_eq!(
+        t.get(&me, d["token"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_cli_rotates_the_key_and_a_running_server_picks_it_up() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let d = t.user(&a, json!({ "name": "A" })).await;
+    let old = d["token"].as_str().unwrap();
+    let me = a.path(&format!("/users/{}", d["user"]["id"].as_str().unwrap()));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["keys", "rotate"])
+        .env("ROSTER_DATABASE_URL", &t.app.config.database_url)
+        .env("ROSTER_OPERATOR_KEY", OPERATOR_KEY)
+        .env("ROSTER_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let new_kid = printed["kid"].as_str().unwrap();
+    assert_ne!(new_kid, kid(old));
+    // The server re-reads its keys every minute; a test does not wait.
+    t.app.keys.reload(t.app.store.as_ref()).await.unwrap();
+    assert_eq!(t.app.keys.active_kid(), new_kid);
+    assert_eq!(t.get(&me, old).await.0, StatusCode::OK);
+    let fresh = t.user(&a, json!({ "name": "B" })).await;
+    assert_eq!(kid(fresh["token"].as_str().unwrap()), new_kid);
 }
