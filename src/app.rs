@@ -37,6 +37,8 @@ pub struct App {
     pub throttle: Arc<crate::http::throttle::Throttle>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<crate::http::client_ip::Cidr>>,
+    /// Outgoing HTTP (the captcha provider): short timeouts, no redirects.
+    pub http: reqwest::Client,
     operator_key_hash: Arc<Vec<u8>>,
     key_touches: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -104,7 +106,13 @@ impl App {
             .iter()
             .filter_map(|p| crate::http::client_ip::Cidr::parse(p))
             .collect();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         let app = Self {
+            http,
             throttle: Arc::default(),
             trusted_proxies: Arc::new(trusted_proxies),
             passwords: PasswordHasher::new(config.password_hash_concurrency),

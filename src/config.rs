@@ -68,6 +68,12 @@ pub struct Config {
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is
     /// believed; from anyone else the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// The captcha provider's `siteverify` URL (hCaptcha, Turnstile and
+    /// reCAPTCHA speak the same protocol) and the secret sent to it.
+    pub captcha_verify_url: Option<String>,
+    pub captcha_secret: Option<String>,
+    /// Sign-up attempts per client address per hour.
+    pub signups_per_ip_per_hour: u32,
 }
 
 impl Default for Config {
@@ -102,6 +108,9 @@ impl Default for Config {
             login_failure_window_secs: 900,
             auth_requests_per_ip_per_minute: 300,
             trusted_proxies: Vec::new(),
+            captcha_verify_url: None,
+            captcha_secret: None,
+            signups_per_ip_per_hour: 20,
         }
     }
 }
@@ -162,6 +171,11 @@ impl Config {
                 anyhow::anyhow!("trusted_proxies: `{p}` is not an IP address or CIDR range")
             })?;
         }
+        if let Some(u) = &self.captcha_verify_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            anyhow::bail!("captcha_verify_url must be an http(s) URL");
+        }
         if self.max_body_bytes < 1024 {
             anyhow::bail!("max_body_bytes must be at least 1024");
         }
@@ -173,6 +187,9 @@ impl Config {
         let mut c = self.clone();
         if c.operator_key.is_some() {
             c.operator_key = Some("[redacted]".into());
+        }
+        if c.captcha_secret.is_some() {
+            c.captcha_secret = Some("[redacted]".into());
         }
         if c.signing_key_master_key.is_some() {
             c.signing_key_master_key = Some("[redacted]".into());

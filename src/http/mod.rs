@@ -29,6 +29,7 @@ pub mod extract;
 pub mod meta;
 pub mod rooms;
 pub mod settings;
+pub mod signup;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
@@ -81,7 +82,8 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(rooms::routes())
         .merge(settings::routes())
         .merge(auth::routes())
-        .merge(tokens::routes());
+        .merge(tokens::routes())
+        .merge(signup::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(accounts::routes())
         .merge(account)

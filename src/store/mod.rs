@@ -322,6 +322,12 @@ pub trait Store: Send + Sync + 'static {
         user: Uuid,
         at: OffsetDateTime,
     ) -> Result<()>;
+    /// Replaces the account's self sign-up settings; returns all settings.
+    async fn set_signup_settings(
+        &self,
+        account: Uuid,
+        signup: &crate::domain::settings::SignupSettings,
+    ) -> Result<Settings>;
     /// Retires every signing key and adds `key` as the one that signs.
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()>;
 }

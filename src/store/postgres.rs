@@ -1359,6 +1359,23 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(map_err)
     }
 
+    async fn set_signup_settings(
+        &self,
+        account: Uuid,
+        signup: &crate::domain::settings::SignupSettings,
+    ) -> Result<Settings> {
+        let s: Json<Settings> = sqlx::query_scalar(
+            "UPDATE accounts SET settings = jsonb_set(settings, '{signup}', $1) WHERE id = $2 RETURNING settings",
+        )
+        .bind(Json(signup))
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("account"))?;
+        Ok(s.0)
+    }
+
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")

@@ -1486,6 +1486,29 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_signup_settings(
+        &self,
+        account: Uuid,
+        signup: &crate::domain::settings::SignupSettings,
+    ) -> Result<Settings> {
+        let signup = json(signup);
+        self.write(move |c| {
+            Box::pin(async move {
+                let s: String = sqlx::query_scalar(
+                    "UPDATE accounts SET settings = json_set(settings, '$.signup', json(?)) WHERE id = ? RETURNING settings",
+                )
+                .bind(&signup)
+                .bind(account)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("account"))?;
+                serde_json::from_str(&s).map_err(|e| StoreError::Other(e.into()))
+            })
+        })
+        .await
+    }
+
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
         let key = key.clone();
         self.write(move |c| {

@@ -9,6 +9,7 @@ mod process;
 mod realtime;
 mod rooms;
 mod sessions;
+mod signup;
 mod tokens;
 mod user_tokens;
 mod users;

@@ -355,7 +355,8 @@ async fn the_cli_rotates_the_key_and_a_running_server_picks_it_up() {
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     let printed: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");

@@ -78,4 +78,5 @@ contract! {
     sessions::the_token_cap_holds_under_concurrent_issues,
     sessions::revoking_everything_before_a_moment_ends_tokens_and_sessions,
     sessions::rotating_the_signing_key_retires_the_others,
+    sessions::signup_settings_are_replaced_and_leave_the_rest_alone,
 }

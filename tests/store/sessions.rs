@@ -454,3 +454,30 @@ pub async fn rotating_the_signing_key_retires_the_others(s: Arc<dyn Store>) {
     assert_eq!(by(&second.kid).private_der, second.private_der);
     assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
 }
+
+pub async fn signup_settings_are_replaced_and_leave_the_rest_alone(s: Arc<dyn Store>) {
+    use roster::domain::settings::{CustomFieldDef, FieldType, SignupSettings};
+    let account = new_account(&*s).await;
+    let before = s.get_settings(account).await.unwrap();
+    assert_eq!(before.signup, SignupSettings::default());
+    let mut change = std::collections::BTreeMap::new();
+    change.insert(
+        "team".to_owned(),
+        Some(CustomFieldDef {
+            field_type: FieldType::String,
+            required: false,
+            max_length: None,
+            private: false,
+        }),
+    );
+    s.update_custom_fields(account, change).await.unwrap();
+    let on = SignupSettings {
+        enabled: true,
+        captcha: false,
+    };
+    let after = s.set_signup_settings(account, &on).await.unwrap();
+    assert_eq!(after.signup, on);
+    assert!(after.custom_fields.contains_key("team"));
+    assert_eq!(s.get_settings(account).await.unwrap(), after);
+    assert_not_found(s.set_signup_settings(Uuid::now_v7(), &on).await, "account");
+}
