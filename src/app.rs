@@ -159,6 +159,21 @@ impl App {
     }
 }
 
+/// `roster keys rotate`: retires the signing key in use and makes a new one
+/// the signer, against the configured database; returns the new kid.
+/// Running servers pick it up within a minute.
+pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<String> {
+    let store = open_store(config).await?;
+    let keys = Keys::load_sealed(
+        store.as_ref(),
+        config.token_issuer.clone(),
+        config.token_audience.clone(),
+        crate::tokens::KeyCipher::new(config.signing_key_master_key.as_deref()),
+    )
+    .await?;
+    keys.rotate(store.as_ref()).await
+}
+
 /// Re-reads the signing keys every minute, so a rotation made on another
 /// node or by `roster keys rotate` is picked up.
 fn spawn_key_reloads(store: Arc<dyn Store>, keys: std::sync::Weak<Keys>) {

@@ -127,15 +127,7 @@ async fn run() -> anyhow::Result<()> {
             command: KeysCommand::Rotate,
         } => {
             init_logging(&config.log_format);
-            let store = open_store(&config).await?;
-            let keys = roster::tokens::Keys::load_sealed(
-                store.as_ref(),
-                config.token_issuer.clone(),
-                config.token_audience.clone(),
-                roster::tokens::KeyCipher::new(config.signing_key_master_key.as_deref()),
-            )
-            .await?;
-            let kid = keys.rotate(store.as_ref()).await?;
+            let kid = roster::app::rotate_signing_key(&config).await?;
             println!("{}", serde_json::json!({ "kid": kid }));
             Ok(())
         }
