@@ -39,6 +39,9 @@ pub struct App {
     pub trusted_proxies: Arc<Vec<crate::http::client_ip::Cidr>>,
     /// Outgoing HTTP (the captcha provider): short timeouts, no redirects.
     pub http: reqwest::Client,
+    /// Wakes the outbox worker when mail is queued.
+    pub outbox: Arc<tokio::sync::Notify>,
+    pub mailer: Arc<crate::mail::Mailer>,
     operator_key_hash: Arc<Vec<u8>>,
     key_touches: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -111,8 +114,13 @@ impl App {
             .connect_timeout(std::time::Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
+        let mailer = Arc::new(crate::mail::Mailer::from_config(&config)?);
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        crate::mail::spawn_outbox(store.clone(), mailer.clone(), outbox.clone());
         let app = Self {
             http,
+            outbox,
+            mailer,
             throttle: Arc::default(),
             trusted_proxies: Arc::new(trusted_proxies),
             passwords: PasswordHasher::new(config.password_hash_concurrency),

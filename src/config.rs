@@ -74,6 +74,18 @@ pub struct Config {
     pub captcha_secret: Option<String>,
     /// Sign-up attempts per client address per hour.
     pub signups_per_ip_per_hour: u32,
+    /// `smtp://user:pass@host:587?tls=required`, `smtps://…:465`, or unset:
+    /// mail is written as `.eml` files to `mail_outbox_dir`.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    pub mail_outbox_dir: String,
+    /// The operator's templates (`password_reset.txt`: `Subject: …`, a blank
+    /// line, the body; `{name}`, `{link}`, `{minutes}` are filled in).
+    pub mail_templates_dir: Option<String>,
+    /// The reset link mailed to users; `{token}` and `{account_id}` are
+    /// filled in. Default: `{public_url}/reset-password?account_id=…&token=…`.
+    pub password_reset_url: Option<String>,
+    pub password_reset_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -111,6 +123,12 @@ impl Default for Config {
             captcha_verify_url: None,
             captcha_secret: None,
             signups_per_ip_per_hour: 20,
+            smtp_url: None,
+            mail_from: "Roster <roster@localhost>".into(),
+            mail_outbox_dir: "roster-data/outbox".into(),
+            mail_templates_dir: None,
+            password_reset_url: None,
+            password_reset_ttl_secs: 3600,
         }
     }
 }
@@ -196,6 +214,7 @@ impl Config {
         }
         c.database_url = redact_url(&c.database_url);
         c.redis_url = c.redis_url.as_deref().map(redact_url);
+        c.smtp_url = c.smtp_url.as_deref().map(redact_url);
         Ok(toml::to_string(&c)?)
     }
 }

@@ -27,3 +27,31 @@ CREATE TABLE refresh_tokens (
     used_at    TEXT
 );
 CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
+
+-- Mail waits here until the outbox worker has handed it to SMTP (or the
+-- file outbox); written in the same transaction as what caused it.
+CREATE TABLE outbox (
+    id              BLOB PRIMARY KEY NOT NULL,
+    account_id      BLOB,
+    to_addr         TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    claimed_until   TEXT,
+    sent_at         TEXT,
+    last_error      TEXT
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE sent_at IS NULL;
+
+-- Single-use password reset links, stored as SHA-256 of their token.
+CREATE TABLE password_resets (
+    hash       BLOB PRIMARY KEY NOT NULL,
+    account_id BLOB NOT NULL,
+    user_id    BLOB NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at    TEXT
+);
+CREATE INDEX password_resets_user ON password_resets (user_id);

@@ -27,6 +27,7 @@ pub mod client_ip;
 pub mod envelope;
 pub mod extract;
 pub mod meta;
+pub mod password_reset;
 pub mod rooms;
 pub mod settings;
 pub mod signup;
@@ -83,7 +84,8 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(settings::routes())
         .merge(auth::routes())
         .merge(tokens::routes())
-        .merge(signup::routes());
+        .merge(signup::routes())
+        .merge(password_reset::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(accounts::routes())
         .merge(account)

@@ -328,6 +328,39 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         signup: &crate::domain::settings::SignupSettings,
     ) -> Result<Settings>;
+    /// Records a password reset link and queues the mail that carries it.
+    async fn request_password_reset(
+        &self,
+        account: Uuid,
+        reset: &sessions::NewPasswordReset,
+    ) -> Result<()>;
+    /// Spends a live reset link: sets the password, ends every session of
+    /// the user and every other link. `None`: unknown, used or expired.
+    async fn reset_password(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<sessions::Revoked>>;
+    /// Queues a mail on its own.
+    async fn enqueue_mail(&self, mail: &sessions::OutboxMail) -> Result<()>;
+    /// Claims up to `limit` due mails for `lease` (another worker skips them
+    /// meanwhile).
+    async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<sessions::OutboxMail>>;
+    /// Marks a claimed mail delivered, or failed with the next attempt's time
+    /// (`None`: give up).
+    async fn finish_mail(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        failure: Option<(&str, Option<OffsetDateTime>)>,
+    ) -> Result<()>;
     /// Retires every signing key and adds `key` as the one that signs.
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()>;
 }

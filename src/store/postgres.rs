@@ -1376,6 +1376,127 @@ impl Store for PostgresStore {
         Ok(s.0)
     }
 
+    async fn request_password_reset(
+        &self,
+        account: Uuid,
+        r: &sessions::NewPasswordReset,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO password_resets (hash, account_id, user_id, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(&r.hash)
+        .bind(account)
+        .bind(r.user_id)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_mail(&mut tx, &r.mail).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn reset_password(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<sessions::Revoked>> {
+        let mut tx = self.begin().await?;
+        let user: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE password_resets SET used_at = $1 WHERE hash = $2 AND account_id = $3 \
+             AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(user) = user else { return Ok(None) };
+        sqlx::query(
+            "UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, require_password_change = FALSE, updated_at = $2 \
+             WHERE account_id = $3 AND id = $4",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(account)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut revoked = revoke_sessions(&mut tx, "user_id = $2", user, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        revoked.user_id = Some(user);
+        Ok(Some(revoked))
+    }
+
+    async fn enqueue_mail(&self, mail: &sessions::OutboxMail) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        insert_mail(&mut conn, mail).await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<sessions::OutboxMail>> {
+        // SKIP LOCKED: nodes polling together take different mails.
+        let rows: Vec<MailRow> = sqlx::query_as(
+            "UPDATE outbox SET claimed_until = $1 WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL \
+             AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, account_id, to_addr, subject, body, created_at, attempts",
+        )
+        .bind(now + lease)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut mails: Vec<_> = rows.into_iter().map(mail_from_row).collect();
+        mails.sort_by_key(|m: &sessions::OutboxMail| m.id);
+        Ok(mails)
+    }
+
+    async fn finish_mail(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        failure: Option<(&str, Option<OffsetDateTime>)>,
+    ) -> Result<()> {
+        match failure {
+            None => sqlx::query(
+                "UPDATE outbox SET sent_at = $1, attempts = attempts + 1, claimed_until = NULL WHERE id = $2",
+            )
+            .bind(at)
+            .bind(id),
+            Some((error, next)) => sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, claimed_until = NULL, \
+                 next_attempt_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(next.unwrap_or(at + time::Duration::days(36_500)))
+            .bind(id),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
@@ -1475,6 +1596,45 @@ async fn revoke_sessions(
         user_id: None,
         tokens,
     })
+}
+
+type MailRow = (
+    Uuid,
+    Option<Uuid>,
+    String,
+    String,
+    String,
+    OffsetDateTime,
+    i32,
+);
+
+fn mail_from_row(r: MailRow) -> sessions::OutboxMail {
+    sessions::OutboxMail {
+        id: r.0,
+        account_id: r.1,
+        to: r.2,
+        subject: r.3,
+        body: r.4,
+        created_at: r.5,
+        attempts: r.6,
+    }
+}
+
+async fn insert_mail(c: &mut PgConnection, m: &sessions::OutboxMail) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (id, account_id, to_addr, subject, body, created_at, attempts, next_attempt_at, \
+         claimed_until, sent_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, 0, $6, NULL, NULL, NULL)",
+    )
+    .bind(m.id)
+    .bind(m.account_id)
+    .bind(&m.to)
+    .bind(&m.subject)
+    .bind(&m.body)
+    .bind(m.created_at)
+    .execute(&mut *c)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }
 
 #[cfg(test)]

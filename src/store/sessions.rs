@@ -89,3 +89,26 @@ pub struct TokenInfo {
     pub expires_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
 }
+
+/// A mail in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMail {
+    pub id: Uuid,
+    pub account_id: Option<Uuid>,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub created_at: OffsetDateTime,
+    /// Delivery attempts made so far.
+    pub attempts: i32,
+}
+
+/// A password reset link to record (only its hash) with the mail carrying it.
+#[derive(Debug, Clone)]
+pub struct NewPasswordReset {
+    pub hash: Vec<u8>,
+    pub user_id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub mail: OutboxMail,
+}

@@ -1509,6 +1509,140 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn request_password_reset(
+        &self,
+        account: Uuid,
+        reset: &sessions::NewPasswordReset,
+    ) -> Result<()> {
+        let r = reset.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO password_resets (hash, account_id, user_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, NULL)")
+                    .bind(&r.hash)
+                    .bind(account)
+                    .bind(r.user_id)
+                    .bind(r.created_at)
+                    .bind(r.expires_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                insert_mail(c, &r.mail).await
+            })
+        })
+        .await
+    }
+
+    async fn reset_password(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<sessions::Revoked>> {
+        let (hash, phc) = (hash.to_vec(), password_hash.to_owned());
+        self.write(move |c| {
+            Box::pin(async move {
+                let user: Option<Uuid> = sqlx::query_scalar(
+                    "UPDATE password_resets SET used_at = ? WHERE hash = ? AND account_id = ? \
+                     AND used_at IS NULL AND julianday(expires_at) > julianday(?) RETURNING user_id",
+                )
+                .bind(now)
+                .bind(&hash)
+                .bind(account)
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let Some(user) = user else { return Ok(None) };
+                sqlx::query("UPDATE password_resets SET used_at = ? WHERE user_id = ? AND used_at IS NULL")
+                    .bind(now)
+                    .bind(user)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query(
+                    "UPDATE users SET password_hash = ?, require_password_change = 0, updated_at = ? \
+                     WHERE account_id = ? AND id = ?",
+                )
+                .bind(&phc)
+                .bind(now)
+                .bind(account)
+                .bind(user)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let mut revoked = revoke_sessions(c, "user_id = ?", user, now).await?;
+                revoked.user_id = Some(user);
+                Ok(Some(revoked))
+            })
+        })
+        .await
+    }
+
+    async fn enqueue_mail(&self, mail: &sessions::OutboxMail) -> Result<()> {
+        let mail = mail.clone();
+        self.write(move |c| Box::pin(async move { insert_mail(c, &mail).await }))
+            .await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<sessions::OutboxMail>> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let rows: Vec<MailRow> = sqlx::query_as(
+                    "UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL \
+                     AND julianday(next_attempt_at) <= julianday(?) \
+                     AND (claimed_until IS NULL OR julianday(claimed_until) <= julianday(?)) ORDER BY id LIMIT ?) \
+                     RETURNING id, account_id, to_addr, subject, body, created_at, attempts",
+                )
+                .bind(now + lease)
+                .bind(now)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let mut mails: Vec<_> = rows.into_iter().map(mail_from_row).collect();
+                mails.sort_by_key(|m: &sessions::OutboxMail| m.id);
+                Ok(mails)
+            })
+        })
+        .await
+    }
+
+    async fn finish_mail(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        failure: Option<(&str, Option<OffsetDateTime>)>,
+    ) -> Result<()> {
+        let failure = failure.map(|(e, next)| (e.to_owned(), next));
+        self.write(move |c| {
+            Box::pin(async move {
+                match failure {
+                    None => sqlx::query("UPDATE outbox SET sent_at = ?, attempts = attempts + 1, claimed_until = NULL WHERE id = ?")
+                        .bind(at)
+                        .bind(id),
+                    Some((error, next)) => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?, claimed_until = NULL, next_attempt_at = ? WHERE id = ?",
+                    )
+                    .bind(error)
+                    .bind(next.unwrap_or(at + time::Duration::days(36_500)))
+                    .bind(id),
+                }
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
         let key = key.clone();
         self.write(move |c| {
@@ -1630,4 +1764,41 @@ async fn revoke_sessions(
         user_id: None,
         tokens,
     })
+}
+
+type MailRow = (
+    Uuid,
+    Option<Uuid>,
+    String,
+    String,
+    String,
+    OffsetDateTime,
+    i32,
+);
+
+fn mail_from_row(r: MailRow) -> sessions::OutboxMail {
+    sessions::OutboxMail {
+        id: r.0,
+        account_id: r.1,
+        to: r.2,
+        subject: r.3,
+        body: r.4,
+        created_at: r.5,
+        attempts: r.6,
+    }
+}
+
+async fn insert_mail(c: &mut SqliteConnection, m: &sessions::OutboxMail) -> Result<()> {
+    sqlx::query("INSERT INTO outbox (id, account_id, to_addr, subject, body, created_at, attempts, next_attempt_at, claimed_until, sent_at, last_error) VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, NULL, NULL)")
+        .bind(m.id)
+        .bind(m.account_id)
+        .bind(&m.to)
+        .bind(&m.subject)
+        .bind(&m.body)
+        .bind(m.created_at)
+        .bind(m.created_at)
+        .execute(&mut *c)
+        .await
+        .map_err(map_err)?;
+    Ok(())
 }

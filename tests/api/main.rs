@@ -5,6 +5,7 @@ mod accounts;
 mod envelope;
 mod helpers;
 mod limits;
+mod mail;
 mod process;
 mod realtime;
 mod rooms;

@@ -79,4 +79,6 @@ contract! {
     sessions::revoking_everything_before_a_moment_ends_tokens_and_sessions,
     sessions::rotating_the_signing_key_retires_the_others,
     sessions::signup_settings_are_replaced_and_leave_the_rest_alone,
+    sessions::the_outbox_is_claimed_once_retried_and_finished,
+    sessions::a_reset_link_works_once_before_it_expires_and_ends_the_sessions,
 }

@@ -481,3 +481,135 @@ pub async fn signup_settings_are_replaced_and_leave_the_rest_alone(s: Arc<dyn St
     assert_eq!(s.get_settings(account).await.unwrap(), after);
     assert_not_found(s.set_signup_settings(Uuid::now_v7(), &on).await, "account");
 }
+
+fn mail(to: &str, at: OffsetDateTime) -> roster::store::sessions::OutboxMail {
+    roster::store::sessions::OutboxMail {
+        id: Uuid::now_v7(),
+        account_id: None,
+        to: to.into(),
+        subject: "Hi".into(),
+        body: "Hello".into(),
+        created_at: at,
+        attempts: 0,
+    }
+}
+
+pub async fn the_outbox_is_claimed_once_retried_and_finished(s: Arc<dyn Store>) {
+    let lease = Duration::minutes(2);
+    let first = mail("a@example.com", at(0));
+    let second = mail("b@example.com", at(10));
+    s.enqueue_mail(&first).await.unwrap();
+    s.enqueue_mail(&second).await.unwrap();
+    assert!(
+        s.claim_mail(at(-1), lease, 10).await.unwrap().is_empty(),
+        "not yet due"
+    );
+    let claimed = s.claim_mail(at(100), lease, 1).await.unwrap();
+    assert_eq!(claimed, vec![first.clone()]);
+    // Claimed mail is not handed out again while its lease runs.
+    let rest = s.claim_mail(at(200), lease, 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![second.id]
+    );
+    s.finish_mail(first.id, at(300), Some(("refused", Some(at(10_000)))))
+        .await
+        .unwrap();
+    s.finish_mail(second.id, at(300), None).await.unwrap();
+    assert!(s.claim_mail(at(9_999), lease, 10).await.unwrap().is_empty());
+    let retried = s.claim_mail(at(10_000), lease, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!((retried[0].id, retried[0].attempts), (first.id, 1));
+    // Given up: never again; an expired lease hands the mail out again.
+    s.finish_mail(first.id, at(10_100), Some(("refused", None)))
+        .await
+        .unwrap();
+    assert!(
+        s.claim_mail(at(10_000) + Duration::days(365), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let third = mail("c@example.com", at(20_000));
+    s.enqueue_mail(&third).await.unwrap();
+    assert_eq!(s.claim_mail(at(20_000), lease, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        s.claim_mail(at(20_000) + lease, lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+pub async fn a_reset_link_works_once_before_it_expires_and_ends_the_sessions(s: Arc<dyn Store>) {
+    use roster::store::sessions::NewPasswordReset;
+    let account = new_account(&*s).await;
+    let mut u = new_user();
+    u.password_hash = Some("old".into());
+    u.require_password_change = true;
+    create(&*s, account, &u).await.unwrap();
+    let (_, session) = open_session(&*s, account, u.id, b"r1", at(100)).await;
+    let reset = |hash: &[u8], created: OffsetDateTime| NewPasswordReset {
+        hash: hash.to_vec(),
+        user_id: u.id,
+        created_at: created,
+        expires_at: created + Duration::hours(1),
+        mail: mail("u@example.com", created),
+    };
+    s.request_password_reset(account, &reset(b"one", at(200)))
+        .await
+        .unwrap();
+    s.request_password_reset(account, &reset(b"two", at(200)))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.claim_mail(at(300), Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let other = new_account(&*s).await;
+    assert_eq!(
+        s.reset_password(other, b"one", "x", at(300)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.reset_password(account, b"one", "new", at(200) + Duration::hours(1))
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    let revoked = s
+        .reset_password(account, b"one", "new", at(400))
+        .await
+        .unwrap()
+        .expect("a live link");
+    assert_eq!(revoked.tokens, vec![session.access.id]);
+    assert!(!valid(&*s, account, u.id, session.access.id, at(500)).await);
+    assert_eq!(
+        s.password_hash(account, u.id).await.unwrap().as_deref(),
+        Some("new")
+    );
+    assert!(
+        !s.get_user(account, u.id)
+            .await
+            .unwrap()
+            .require_password_change
+    );
+    assert_eq!(
+        s.reset_password(account, b"one", "again", at(500))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        s.reset_password(account, b"two", "again", at(500))
+            .await
+            .unwrap(),
+        None,
+        "a reset spends every other link of the user"
+    );
+}
