@@ -708,3 +708,73 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_bucket() {
     );
     assert_eq!(attempt("203.0.113.2", PASSWORD).await, StatusCode::OK);
 }
+
+/// Measures reads during a burst of logins (argon2 work is bounded by a
+/// semaphore on the blocking pool, so it must not stall other requests).
+/// `cargo nextest run --test api --run-ignored only logins_burst` prints the
+/// numbers recorded in docs/sessions.md.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, run by hand"]
+async fn reads_stay_fast_during_a_burst_of_fifty_concurrent_logins() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let id = member(&t, &a, "alice", json!({})).await;
+    let me = a.path(&format!("/users/{id}"));
+    let sample = |n: usize| {
+        let (t, me, key) = (&t, me.clone(), a.key.clone());
+        async move {
+            let mut times = Vec::with_capacity(n);
+            for _ in 0..n {
+                let started = Instant::now();
+                assert_eq!(t.get(&me, &key).await.0, StatusCode::OK);
+                times.push(started.elapsed());
+            }
+            times.sort();
+            times
+        }
+    };
+    let quiet = sample(300).await;
+    let mut logins = Vec::new();
+    let started = Instant::now();
+    for _ in 0..50 {
+        let (client, url) = (
+            t.client.clone(),
+            format!("{}{}", t.base, a.path("/auth/login")),
+        );
+        logins.push(tokio::spawn(async move {
+            for _ in 0..4 {
+                let res = client
+                    .post(&url)
+                    .json(&json!({ "username": "alice", "password": PASSWORD }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::OK);
+            }
+        }));
+    }
+    let mut busy = Vec::new();
+    while logins.iter().any(|l| !l.is_finished()) {
+        let started = Instant::now();
+        assert_eq!(t.get(&me, &a.key).await.0, StatusCode::OK);
+        busy.push(started.elapsed());
+    }
+    let burst = started.elapsed();
+    for l in logins {
+        l.await.unwrap();
+    }
+    busy.sort();
+    let p = |v: &[Duration], q: f64| v[((v.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "quiet GET /users/{{id}}: p50 {:?} p99 {:?} (n={}); during 200 logins by 50 clients ({burst:?}, {:.0} logins/s): p50 {:?} p99 {:?} max {:?} (n={})",
+        p(&quiet, 0.5),
+        p(&quiet, 0.99),
+        quiet.len(),
+        200.0 / burst.as_secs_f64(),
+        p(&busy, 0.5),
+        p(&busy, 0.99),
+        busy.last().unwrap(),
+        busy.len()
+    );
+    assert!(p(&busy, 0.99) < Duration::from_millis(500));
+}
