@@ -33,15 +33,32 @@ pub struct Mailer {
     templates: Option<PathBuf>,
 }
 
-const BUILT_IN: &[(&str, &str)] = &[(
-    "password_reset",
-    "Subject: Reset your password\n\n\
-     Hello {name},\n\n\
-     Someone asked to reset the password of your account. To choose a new one, open:\n\n\
-     {link}\n\n\
-     The link works once, for {minutes} minutes. If it was not you, ignore this mail:\n\
-     your password stays as it is.\n",
-)];
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "password_reset",
+        "Subject: Reset your password\n\n\
+         Hello {name},\n\n\
+         Someone asked to reset the password of your account. To choose a new one, open:\n\n\
+         {link}\n\n\
+         The link works once, for {minutes} minutes. If it was not you, ignore this mail:\n\
+         your password stays as it is.\n",
+    ),
+    (
+        "welcome",
+        "Subject: Welcome\n\n\
+         Hello {name},\n\n\
+         Your account is ready. You log in as {login}.\n\
+         {password_note}",
+    ),
+    (
+        "verify_email",
+        "Subject: Confirm your email address\n\n\
+         Hello {name},\n\n\
+         To confirm that this address is yours, open:\n\n\
+         {link}\n\n\
+         The link works once, for 7 days.\n",
+    ),
+];
 
 impl Mailer {
     pub fn from_config(c: &Config) -> anyhow::Result<Self> {

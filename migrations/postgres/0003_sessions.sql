@@ -55,3 +55,15 @@ CREATE TABLE password_resets (
     used_at    TIMESTAMPTZ
 );
 CREATE INDEX password_resets_user ON password_resets (user_id);
+
+-- Single-use links that confirm a user's email address (SHA-256 of the token).
+CREATE TABLE email_verifications (
+    hash       BYTEA PRIMARY KEY NOT NULL,
+    account_id UUID NOT NULL,
+    user_id    UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    email      TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    used_at    TIMESTAMPTZ
+);
+CREATE INDEX email_verifications_user ON email_verifications (user_id);

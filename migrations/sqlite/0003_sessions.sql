@@ -55,3 +55,15 @@ CREATE TABLE password_resets (
     used_at    TEXT
 );
 CREATE INDEX password_resets_user ON password_resets (user_id);
+
+-- Single-use links that confirm a user's email address (SHA-256 of the token).
+CREATE TABLE email_verifications (
+    hash       BLOB PRIMARY KEY NOT NULL,
+    account_id BLOB NOT NULL,
+    user_id    BLOB NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    email      TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at    TEXT
+);
+CREATE INDEX email_verifications_user ON email_verifications (user_id);

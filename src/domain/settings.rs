@@ -40,6 +40,17 @@ pub struct Settings {
     /// Self sign-up (`POST /signup`).
     #[serde(default)]
     pub signup: SignupSettings,
+    /// Mail sent to users.
+    #[serde(default)]
+    pub email: EmailSettings,
+}
+
+/// `verify`: new users with an unverified address get a link confirming it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// Whether people may sign themselves up, and whether they must solve a

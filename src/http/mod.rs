@@ -33,6 +33,7 @@ pub mod settings;
 pub mod signup;
 pub mod throttle;
 pub mod tokens;
+pub mod user_mail;
 pub mod users;
 
 use envelope::{ApiError, REQUEST_ID};
@@ -85,7 +86,8 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(auth::routes())
         .merge(tokens::routes())
         .merge(signup::routes())
-        .merge(password_reset::routes());
+        .merge(password_reset::routes())
+        .merge(user_mail::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(accounts::routes())
         .merge(account)

@@ -11,7 +11,7 @@ use super::envelope::{ApiResult, ok};
 use super::extract::{ApiJson, Caller};
 use crate::app::App;
 use crate::domain::permission::Permission;
-use crate::domain::settings::{CustomFieldDef, Settings, SignupSettings};
+use crate::domain::settings::{CustomFieldDef, EmailSettings, Settings, SignupSettings};
 
 pub fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::new().routes(routes!(get_settings, update_settings))
@@ -27,6 +27,9 @@ pub struct UpdateSettings {
     /// Self sign-up: `{"enabled": true, "captcha": true}`.
     #[serde(alias = "selfSignup", alias = "self_signup")]
     signup: Option<SignupSettings>,
+    /// Mail to users: `{"verify": true}` mails new users a link confirming
+    /// their address.
+    email: Option<EmailSettings>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -68,6 +71,14 @@ async fn update_settings(
         Some(signup) => {
             app.store
                 .set_signup_settings(caller.account_id, &signup)
+                .await?
+        }
+        None => settings,
+    };
+    let settings = match body.email {
+        Some(email) => {
+            app.store
+                .set_email_settings(caller.account_id, &email)
                 .await?
         }
         None => settings,

@@ -132,15 +132,27 @@ async fn signup(
         created_at: now,
         expires_at,
     };
-    let user = app
-        .store
-        .create_user(account, &parsed.user, &record, now)
-        .await
-        .inspect_err(|e| {
-            if matches!(e, StoreError::Conflict { .. }) {
-                app.throttle.record(&name_key, window);
-            }
-        })?;
+    let mail = super::user_mail::for_new_user(&app, account, &settings, &parsed.user, false, None);
+    let created = match &mail {
+        Some(m) => {
+            app.store
+                .create_user_with_mail(account, &parsed.user, &record, now, m)
+                .await
+        }
+        None => {
+            app.store
+                .create_user(account, &parsed.user, &record, now)
+                .await
+        }
+    };
+    if mail.is_some() && created.is_ok() {
+        app.outbox.notify_one();
+    }
+    let user = created.inspect_err(|e| {
+        if matches!(e, StoreError::Conflict { .. }) {
+            app.throttle.record(&name_key, window);
+        }
+    })?;
     let access_jti = Uuid::now_v7();
     let (access_token, access_expires) = app
         .keys

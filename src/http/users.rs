@@ -81,11 +81,23 @@ async fn create_user(
     if parsed.user.roles != ["user"] {
         caller.require(Permission::AssignRoles)?;
     }
+    let mut random = None;
     parsed.user.password_hash = match parsed.password {
         PasswordSource::None => None,
         PasswordSource::Given(p) => Some(app.passwords.hash(p.expose().to_owned()).await?),
-        PasswordSource::Random => Some(app.passwords.hash(secret::random_password()).await?),
+        PasswordSource::Random => {
+            let p = random.insert(secret::random_password()).clone();
+            Some(app.passwords.hash(p).await?)
+        }
     };
+    let mail = super::user_mail::for_new_user(
+        &app,
+        caller.account_id,
+        &settings,
+        &parsed.user,
+        parsed.send_welcome_email,
+        random.as_deref(),
+    );
     let now = time::now();
     let jti = Uuid::now_v7();
     let (token, expires_at) = app.keys.issue_user_token(
@@ -104,16 +116,27 @@ async fn create_user(
         expires_at,
     };
     debug_assert_eq!(expires_at, now + USER_TOKEN_TTL);
-    let user = app
-        .store
-        .create_user(caller.account_id, &parsed.user, &record, now)
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound("room") => {
-                ApiError::not_found("room").with_field("room_id")
-            }
-            other => other.into(),
-        })?;
+    let created = match &mail {
+        Some(m) => {
+            app.store
+                .create_user_with_mail(caller.account_id, &parsed.user, &record, now, m)
+                .await
+        }
+        None => {
+            app.store
+                .create_user(caller.account_id, &parsed.user, &record, now)
+                .await
+        }
+    };
+    if mail.is_some() && created.is_ok() {
+        app.outbox.notify_one();
+    }
+    let user = created.map_err(|e| match e {
+        crate::store::StoreError::NotFound("room") => {
+            ApiError::not_found("room").with_field("room_id")
+        }
+        other => other.into(),
+    })?;
     let view = user.view(&settings, caller.sees(user.id));
     Ok(ok(
         StatusCode::CREATED,

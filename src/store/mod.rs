@@ -361,6 +361,30 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
         failure: Option<(&str, Option<OffsetDateTime>)>,
     ) -> Result<()>;
+    /// `create_user`, queueing `mail` (and recording its verification link)
+    /// in the same transaction.
+    async fn create_user_with_mail(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+        mail: &sessions::UserMail,
+    ) -> Result<User>;
+    /// Spends a live verification link: the address it was sent to becomes
+    /// verified (if it is still the user's). `None`: unknown, used, expired.
+    async fn verify_email(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<User>>;
+    /// Replaces the account's email settings; returns all settings.
+    async fn set_email_settings(
+        &self,
+        account: Uuid,
+        email: &crate::domain::settings::EmailSettings,
+    ) -> Result<Settings>;
     /// Retires every signing key and adds `key` as the one that signs.
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()>;
 }

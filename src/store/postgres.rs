@@ -1497,6 +1497,93 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn create_user_with_mail(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+        mail: &sessions::UserMail,
+    ) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let created = insert_user(&mut tx, account, user, token, at).await?;
+        if let (Some((hash, expires_at)), Some(email)) = (&mail.verification, &user.email) {
+            sqlx::query(
+                "INSERT INTO email_verifications (hash, account_id, user_id, email, created_at, expires_at, used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            )
+            .bind(hash)
+            .bind(account)
+            .bind(user.id)
+            .bind(email)
+            .bind(at)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        for m in &mail.mails {
+            insert_mail(&mut tx, m).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn verify_email(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<User>> {
+        let mut tx = self.begin().await?;
+        let found: Option<(Uuid, String)> = sqlx::query_as(
+            "UPDATE email_verifications SET used_at = $1 WHERE hash = $2 AND account_id = $3 \
+             AND used_at IS NULL AND expires_at > $1 RETURNING user_id, email",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((user, email)) = found else {
+            return Ok(None);
+        };
+        let r = sqlx::query(
+            "UPDATE users SET email_verified = TRUE, updated_at = $1 WHERE account_id = $2 AND id = $3 AND email = $4",
+        )
+        .bind(now)
+        .bind(account)
+        .bind(user)
+        .bind(&email)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let verified = select_user(&mut tx, account, user, false).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(verified))
+    }
+
+    async fn set_email_settings(
+        &self,
+        account: Uuid,
+        email: &crate::domain::settings::EmailSettings,
+    ) -> Result<Settings> {
+        let s: Json<Settings> = sqlx::query_scalar(
+            "UPDATE accounts SET settings = jsonb_set(settings, '{email}', $1) WHERE id = $2 RETURNING settings",
+        )
+        .bind(Json(email))
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("account"))?;
+        Ok(s.0)
+    }
+
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")

@@ -112,3 +112,12 @@ pub struct NewPasswordReset {
     pub expires_at: OffsetDateTime,
     pub mail: OutboxMail,
 }
+
+/// What goes out with a new user: mails (welcome, verification) and the
+/// verification link to record, in the user's own transaction.
+#[derive(Debug, Clone, Default)]
+pub struct UserMail {
+    pub mails: Vec<OutboxMail>,
+    /// SHA-256 of the verification token, and when it expires.
+    pub verification: Option<(Vec<u8>, OffsetDateTime)>,
+}

@@ -1643,6 +1643,102 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn create_user_with_mail(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+        mail: &sessions::UserMail,
+    ) -> Result<User> {
+        let (user, token, mail) = (user.clone(), token.clone(), mail.clone());
+        self.write(move |c| {
+            Box::pin(async move {
+                let created = insert_user(c, account, &user, &token, at).await?;
+                if let (Some((hash, expires_at)), Some(email)) = (&mail.verification, &user.email) {
+                    sqlx::query("INSERT INTO email_verifications (hash, account_id, user_id, email, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, NULL)")
+                        .bind(hash)
+                        .bind(account)
+                        .bind(user.id)
+                        .bind(email)
+                        .bind(at)
+                        .bind(expires_at)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(map_err)?;
+                }
+                for m in &mail.mails {
+                    insert_mail(c, m).await?;
+                }
+                Ok(created)
+            })
+        })
+        .await
+    }
+
+    async fn verify_email(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<User>> {
+        let hash = hash.to_vec();
+        self.write(move |c| {
+            Box::pin(async move {
+                let found: Option<(Uuid, String)> = sqlx::query_as(
+                    "UPDATE email_verifications SET used_at = ? WHERE hash = ? AND account_id = ? \
+                     AND used_at IS NULL AND julianday(expires_at) > julianday(?) RETURNING user_id, email",
+                )
+                .bind(now)
+                .bind(&hash)
+                .bind(account)
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let Some((user, email)) = found else { return Ok(None) };
+                let r = sqlx::query(
+                    "UPDATE users SET email_verified = 1, updated_at = ? WHERE account_id = ? AND id = ? AND email = ?",
+                )
+                .bind(now)
+                .bind(account)
+                .bind(user)
+                .bind(&email)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(select_user(c, account, user).await?))
+            })
+        })
+        .await
+    }
+
+    async fn set_email_settings(
+        &self,
+        account: Uuid,
+        email: &crate::domain::settings::EmailSettings,
+    ) -> Result<Settings> {
+        let email = json(email);
+        self.write(move |c| {
+            Box::pin(async move {
+                let s: String = sqlx::query_scalar(
+                    "UPDATE accounts SET settings = json_set(settings, '$.email', json(?)) WHERE id = ? RETURNING settings",
+                )
+                .bind(&email)
+                .bind(account)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("account"))?;
+                serde_json::from_str(&s).map_err(|e| StoreError::Other(e.into()))
+            })
+        })
+        .await
+    }
+
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
         let key = key.clone();
         self.write(move |c| {

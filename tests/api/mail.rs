@@ -215,3 +215,104 @@ async fn without_smtp_mail_lands_in_the_file_outbox_with_the_operators_link() {
     );
     // Expiry is the storage contract's to show (no sleeping here).
 }
+
+/// The value after `label` on its line, in a mail's text.
+fn line_value(mail: &str, label: &str) -> String {
+    let flat = mail.replace("=\r\n", "").replace("=\n", "");
+    let at = flat
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label} in {mail}"))
+        + label.len();
+    flat[at..].lines().next().unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_welcome_mail_carries_the_random_password_and_verification_links_confirm_addresses() {
+    let smtp = Smtp::start().await;
+    let port = smtp.port;
+    let t =
+        TestApp::spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let a = t.account("acme").await;
+
+    // Rocket.Chat: sendWelcomeEmail + setRandomPassword.
+    let d = t
+        .user(
+            &a,
+            json!({ "name": "Bob", "username": "bob", "email": "bob@example.com",
+                    "setRandomPassword": true, "sendWelcomeEmail": true, "verified": true }),
+        )
+        .await;
+    let welcome = smtp.next_message(0).await;
+    assert!(welcome.contains("To: bob@example.com"), "{welcome}");
+    assert!(welcome.contains("Subject: Welcome"), "{welcome}");
+    let password = line_value(&welcome, "Your password: ");
+    assert_eq!(password.chars().count(), 20, "{welcome}");
+    let (s, b) = t
+        .call(
+            reqwest::Method::POST,
+            &a.path("/auth/login"),
+            None,
+            Some(json!({ "username": "bob", "password": password })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["user"]["id"], d["user"]["id"]);
+
+    // Verification, once the account asks for it.
+    let (s, _) = t
+        .patch(
+            &a.path("/settings"),
+            &a.key,
+            json!({ "email": { "verify": true } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let d = t
+        .user(&a, json!({ "name": "Cy", "email": "cy@example.com" }))
+        .await;
+    assert_eq!(d["user"]["email_verified"], false);
+    let mail = smtp.next_message(1).await;
+    assert!(
+        mail.contains("To: cy@example.com") && mail.contains("Subject: Confirm your email address"),
+        "{mail}"
+    );
+    let token = token_in(&mail);
+    assert!(token.starts_with("ev_"), "{token}");
+    let link = format!("{}?token={token}", a.path("/auth/verify-email"));
+    let (s, b) = t.call(reqwest::Method::GET, &link, None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["user"]["email_verified"], true);
+    let id = d["user"]["id"].as_str().unwrap();
+    let (_, u) = t.get(&a.path(&format!("/users/{id}")), &a.key).await;
+    assert_eq!(u["data"]["user"]["email_verified"], true);
+    let got = t.call(reqwest::Method::GET, &link, None, None).await;
+    assert_error(&got, StatusCode::GONE, "GONE", Some("token"));
+    // Already verified addresses, and users without one, get no link.
+    t.user(
+        &a,
+        json!({ "name": "Di", "email": "di@example.com", "verified": true }),
+    )
+    .await;
+    t.user(&a, json!({ "name": "Ed" })).await;
+    // Sign-ups are verified too.
+    let (s, _) = t
+        .patch(
+            &a.path("/settings"),
+            &a.key,
+            json!({ "signup": { "enabled": true, "captcha": false } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = t
+        .call(
+            reqwest::Method::POST,
+            &a.path("/signup"),
+            None,
+            Some(json!({ "email": "fay@example.com", "username": "fay", "password": "a long password" })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let mail = smtp.next_message(2).await;
+    assert!(mail.contains("To: fay@example.com"), "{mail}");
+    assert_eq!(count(&smtp.maildir.path().join("box/new")), 3);
+}

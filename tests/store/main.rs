@@ -81,4 +81,6 @@ contract! {
     sessions::signup_settings_are_replaced_and_leave_the_rest_alone,
     sessions::the_outbox_is_claimed_once_retried_and_finished,
     sessions::a_reset_link_works_once_before_it_expires_and_ends_the_sessions,
+    sessions::mail_and_verification_links_are_written_with_the_user,
+    sessions::email_settings_are_replaced_and_leave_the_rest_alone,
 }

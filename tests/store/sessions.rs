@@ -613,3 +613,112 @@ pub async fn a_reset_link_works_once_before_it_expires_and_ends_the_sessions(s: 
         "a reset spends every other link of the user"
     );
 }
+
+pub async fn mail_and_verification_links_are_written_with_the_user(s: Arc<dyn Store>) {
+    use roster::store::sessions::UserMail;
+    let account = new_account(&*s).await;
+    let mut u = new_user();
+    u.email = Some("v@example.com".into());
+    let with = UserMail {
+        mails: vec![mail("v@example.com", at(10))],
+        verification: Some((b"v1".to_vec(), at(10) + Duration::days(7))),
+    };
+    let created = s
+        .create_user_with_mail(account, &u, &token_for(&u, at(10)), at(10), &with)
+        .await
+        .unwrap();
+    assert_eq!(created.id, u.id);
+    assert_eq!(
+        s.claim_mail(at(20), Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A refused user writes no mail either.
+    let mut clash = new_user();
+    clash.email = Some("V@example.com".into());
+    let other = UserMail {
+        mails: vec![mail("x@example.com", at(30))],
+        verification: Some((b"v2".to_vec(), at(30) + Duration::days(7))),
+    };
+    assert_conflict(
+        s.create_user_with_mail(account, &clash, &token_for(&clash, at(30)), at(30), &other)
+            .await,
+        "email",
+    );
+    assert!(
+        s.claim_mail(at(40), Duration::minutes(1), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.verify_email(account, b"v2", at(40))
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        None
+    );
+
+    assert_eq!(
+        s.verify_email(new_account(&*s).await, b"v1", at(40))
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        None
+    );
+    let verified = s
+        .verify_email(account, b"v1", at(40))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(verified.email_verified);
+    assert!(
+        s.verify_email(account, b"v1", at(50))
+            .await
+            .unwrap()
+            .is_none(),
+        "once"
+    );
+
+    // A link for an address the user no longer has verifies nothing.
+    let mut w = new_user();
+    w.email = Some("w@example.com".into());
+    let link = UserMail {
+        mails: vec![],
+        verification: Some((b"w1".to_vec(), at(10) + Duration::days(7))),
+    };
+    s.create_user_with_mail(account, &w, &token_for(&w, at(10)), at(10), &link)
+        .await
+        .unwrap();
+    let patch = roster::domain::user::UserPatch {
+        email: Some(Some("w2@example.com".into())),
+        ..Default::default()
+    };
+    s.update_user(account, w.id, &patch, at(20)).await.unwrap();
+    assert!(
+        s.verify_email(account, b"w1", at(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!s.get_user(account, w.id).await.unwrap().email_verified);
+}
+
+pub async fn email_settings_are_replaced_and_leave_the_rest_alone(s: Arc<dyn Store>) {
+    use roster::domain::settings::{EmailSettings, SignupSettings};
+    let account = new_account(&*s).await;
+    let signup = SignupSettings {
+        enabled: true,
+        captcha: true,
+    };
+    s.set_signup_settings(account, &signup).await.unwrap();
+    let after = s
+        .set_email_settings(account, &EmailSettings { verify: true })
+        .await
+        .unwrap();
+    assert!(after.email.verify);
+    assert_eq!(after.signup, signup);
+    assert_eq!(s.get_settings(account).await.unwrap(), after);
+}
