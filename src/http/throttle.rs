@@ -19,9 +19,13 @@ use super::envelope::ApiError;
 /// Keys tracked before stale ones are swept.
 const SWEEP_AT: usize = 100_000;
 
+/// Entries of one key, and the window they count in (so that a sweep keeps
+/// a long-window bucket that a short-window one would call stale).
+type Bucket = (Duration, VecDeque<Instant>);
+
 #[derive(Default)]
 pub struct Throttle {
-    buckets: Mutex<HashMap<String, VecDeque<Instant>>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl Throttle {
@@ -29,7 +33,7 @@ impl Throttle {
     pub fn check(&self, key: &str, limit: u32, window: Duration) -> Result<(), ApiError> {
         let now = Instant::now();
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(q) = b.get_mut(key) else {
+        let Some((_, q)) = b.get_mut(key) else {
             return Ok(());
         };
         while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
@@ -54,9 +58,13 @@ impl Throttle {
         let now = Instant::now();
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if b.len() >= SWEEP_AT {
-            b.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+            b.retain(|_, (w, q)| q.back().is_some_and(|t| now.duration_since(*t) < *w));
         }
-        b.entry(key.to_owned()).or_default().push_back(now);
+        let (w, q) = b
+            .entry(key.to_owned())
+            .or_insert_with(|| (window, VecDeque::new()));
+        *w = (*w).max(window);
+        q.push_back(now);
     }
 
     /// Checks and counts in one step (a request rate).
@@ -83,5 +91,22 @@ mod tests {
         assert!(e.retry_after.is_some_and(|s| (1..=60).contains(&s)));
         assert!(t.check("other", 3, w).is_ok());
         assert!(t.check("k", 3, Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn a_sweep_keeps_buckets_whose_own_window_is_still_open() {
+        let t = Throttle::default();
+        let long = Duration::from_secs(900);
+        for _ in 0..3 {
+            t.record("failures", long);
+        }
+        for i in 0..SWEEP_AT {
+            t.record(&format!("k{i}"), Duration::ZERO);
+        }
+        assert!(
+            t.check("failures", 3, long).is_err(),
+            "the failures survive the sweep"
+        );
+        assert!(t.buckets.lock().unwrap().len() < SWEEP_AT);
     }
 }
