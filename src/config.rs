@@ -247,6 +247,37 @@ mod tests {
     }
 
     #[test]
+    fn print_config_hides_every_secret() {
+        let c = Config {
+            signing_key_master_key: Some("master-key-master-key-master-key-1".into()),
+            captcha_secret: Some("captcha-secret-value".into()),
+            smtp_url: Some("smtp://mailer:smtp-pass@mail.example:587".into()),
+            ..Config::default()
+        };
+        let text = c.redacted_toml().unwrap();
+        for secret in ["master-key-master", "captcha-secret-value", "smtp-pass"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("mail.example"));
+        assert!(
+            Config {
+                signing_key_master_key: Some("short".into()),
+                ..Config::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Config {
+                trusted_proxies: vec!["10.0.0.0/99".into()],
+                ..Config::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
     fn short_operator_keys_are_refused() {
         let c = Config {
             operator_key: Some("short".into()),
