@@ -39,6 +39,15 @@ pub struct App {
     pub realtime_shutdown: CancellationToken,
     /// The realtime connection tasks, awaited on shutdown.
     pub realtime_tasks: TaskTracker,
+    /// Login/refresh/sign-up buckets (brute-force defence).
+    pub throttle: Arc<crate::http::throttle::Throttle>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<Vec<crate::http::client_ip::Cidr>>,
+    /// Outgoing HTTP (the captcha provider): short timeouts, no redirects.
+    pub http: reqwest::Client,
+    /// Wakes the outbox worker when mail is queued.
+    pub outbox: Arc<tokio::sync::Notify>,
+    pub mailer: Arc<crate::mail::Mailer>,
     operator_key_hash: Arc<Vec<u8>>,
     key_touches: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -105,17 +114,38 @@ impl App {
                 grace: std::time::Duration::from_millis(config.presence_grace_ms),
             },
         );
-        let keys = Keys::load(
+        let keys = Keys::load_sealed(
             store.as_ref(),
             config.token_issuer.clone(),
             config.token_audience.clone(),
+            crate::tokens::KeyCipher::new(config.signing_key_master_key.as_deref()),
         )
         .await?;
         let (operator_key_hash, generated) = match &config.operator_key {
             Some(k) => (secret::sha256(k.as_bytes()), None),
             None => operator_key_from_store(store.as_ref()).await?,
         };
+        let keys = Arc::new(keys);
+        spawn_key_reloads(store.clone(), Arc::downgrade(&keys));
+        let trusted_proxies = config
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| crate::http::client_ip::Cidr::parse(p))
+            .collect();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let mailer = Arc::new(crate::mail::Mailer::from_config(&config)?);
+        let outbox = Arc::new(tokio::sync::Notify::new());
+        crate::mail::spawn_outbox(store.clone(), mailer.clone(), outbox.clone());
         let app = Self {
+            http,
+            outbox,
+            mailer,
+            throttle: Arc::default(),
+            trusted_proxies: Arc::new(trusted_proxies),
             passwords: PasswordHasher::new(config.password_hash_concurrency),
             bus,
             hub,
@@ -124,7 +154,7 @@ impl App {
             realtime_shutdown: CancellationToken::new(),
             realtime_tasks: TaskTracker::new(),
             store,
-            keys: Arc::new(keys),
+            keys,
             config: Arc::new(config),
             operator_key_hash: Arc::new(operator_key_hash),
             key_touches: Arc::default(),
@@ -160,6 +190,37 @@ impl App {
             }
         });
     }
+}
+
+/// `roster keys rotate`: retires the signing key in use and makes a new one
+/// the signer, against the configured database; returns the new kid.
+/// Running servers pick it up within a minute.
+pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<String> {
+    let store = open_store(config).await?;
+    let keys = Keys::load_sealed(
+        store.as_ref(),
+        config.token_issuer.clone(),
+        config.token_audience.clone(),
+        crate::tokens::KeyCipher::new(config.signing_key_master_key.as_deref()),
+    )
+    .await?;
+    keys.rotate(store.as_ref()).await
+}
+
+/// Re-reads the signing keys every minute, so a rotation made on another
+/// node or by `roster keys rotate` is picked up.
+fn spawn_key_reloads(store: Arc<dyn Store>, keys: std::sync::Weak<Keys>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(keys) = keys.upgrade() else { return };
+            if let Err(e) = keys.reload(store.as_ref()).await {
+                tracing::warn!(error = %e, "could not reload the signing keys");
+            }
+        }
+    });
 }
 
 async fn operator_key_from_store(store: &dyn Store) -> anyhow::Result<(Vec<u8>, Option<String>)> {

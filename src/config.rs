@@ -55,6 +55,39 @@ pub struct Config {
     pub heartbeat_timeout_ms: u64,
     /// Delay before a dropped connection's user is announced offline.
     pub presence_grace_ms: u64,
+    /// Login and refresh answer with cookies too, even when not asked.
+    pub session_cookies: bool,
+    /// 32+ characters; when set, private signing keys are stored encrypted
+    /// under it (AES-256-GCM). Losing it loses the keys.
+    pub signing_key_master_key: Option<String>,
+    /// Failed logins per account+login name, and per client address, in
+    /// `login_failure_window_secs`, before 429.
+    pub login_failures_per_name: u32,
+    pub login_failures_per_ip: u32,
+    pub login_failure_window_secs: u64,
+    /// Login, refresh and sign-up attempts per client address per minute.
+    pub auth_requests_per_ip_per_minute: u32,
+    /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// The captcha provider's `siteverify` URL (hCaptcha, Turnstile and
+    /// reCAPTCHA speak the same protocol) and the secret sent to it.
+    pub captcha_verify_url: Option<String>,
+    pub captcha_secret: Option<String>,
+    /// Sign-up attempts per client address per hour.
+    pub signups_per_ip_per_hour: u32,
+    /// `smtp://user:pass@host:587?tls=required`, `smtps://…:465`, or unset:
+    /// mail is written as `.eml` files to `mail_outbox_dir`.
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    pub mail_outbox_dir: String,
+    /// The operator's templates (`password_reset.txt`: `Subject: …`, a blank
+    /// line, the body; `{name}`, `{link}`, `{minutes}` are filled in).
+    pub mail_templates_dir: Option<String>,
+    /// The reset link mailed to users; `{token}` and `{account_id}` are
+    /// filled in. Default: `{public_url}/reset-password?account_id=…&token=…`.
+    pub password_reset_url: Option<String>,
+    pub password_reset_ttl_secs: u64,
 }
 
 impl Default for Config {
@@ -83,6 +116,22 @@ impl Default for Config {
             heartbeat_ms: 25_000,
             heartbeat_timeout_ms: 60_000,
             presence_grace_ms: 3_000,
+            session_cookies: false,
+            signing_key_master_key: None,
+            login_failures_per_name: 10,
+            login_failures_per_ip: 100,
+            login_failure_window_secs: 900,
+            auth_requests_per_ip_per_minute: 300,
+            trusted_proxies: Vec::new(),
+            captcha_verify_url: None,
+            captcha_secret: None,
+            signups_per_ip_per_hour: 20,
+            smtp_url: None,
+            mail_from: "Roster <roster@localhost>".into(),
+            mail_outbox_dir: "roster-data/outbox".into(),
+            mail_templates_dir: None,
+            password_reset_url: None,
+            password_reset_ttl_secs: 3600,
         }
     }
 }
@@ -133,6 +182,21 @@ impl Config {
         {
             anyhow::bail!("database_url must start with sqlite:, postgres:// or postgresql://");
         }
+        if let Some(k) = &self.signing_key_master_key
+            && k.chars().count() < 32
+        {
+            anyhow::bail!("signing_key_master_key must be at least 32 characters");
+        }
+        for p in &self.trusted_proxies {
+            crate::http::client_ip::Cidr::parse(p).ok_or_else(|| {
+                anyhow::anyhow!("trusted_proxies: `{p}` is not an IP address or CIDR range")
+            })?;
+        }
+        if let Some(u) = &self.captcha_verify_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            anyhow::bail!("captcha_verify_url must be an http(s) URL");
+        }
         if self.max_body_bytes < 1024 {
             anyhow::bail!("max_body_bytes must be at least 1024");
         }
@@ -145,8 +209,15 @@ impl Config {
         if c.operator_key.is_some() {
             c.operator_key = Some("[redacted]".into());
         }
+        if c.captcha_secret.is_some() {
+            c.captcha_secret = Some("[redacted]".into());
+        }
+        if c.signing_key_master_key.is_some() {
+            c.signing_key_master_key = Some("[redacted]".into());
+        }
         c.database_url = redact_url(&c.database_url);
         c.redis_url = c.redis_url.as_deref().map(redact_url);
+        c.smtp_url = c.smtp_url.as_deref().map(redact_url);
         Ok(toml::to_string(&c)?)
     }
 }
@@ -175,6 +246,37 @@ mod tests {
         assert_eq!(
             redact_url("sqlite://roster-data/roster.db"),
             "sqlite://roster-data/roster.db"
+        );
+    }
+
+    #[test]
+    fn print_config_hides_every_secret() {
+        let c = Config {
+            signing_key_master_key: Some("master-key-master-key-master-key-1".into()),
+            captcha_secret: Some("captcha-secret-value".into()),
+            smtp_url: Some("smtp://mailer:smtp-pass@mail.example:587".into()),
+            ..Config::default()
+        };
+        let text = c.redacted_toml().unwrap();
+        for secret in ["master-key-master", "captcha-secret-value", "smtp-pass"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        assert!(text.contains("mail.example"));
+        assert!(
+            Config {
+                signing_key_master_key: Some("short".into()),
+                ..Config::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Config {
+                trusted_proxies: vec!["10.0.0.0/99".into()],
+                ..Config::default()
+            }
+            .validate()
+            .is_err()
         );
     }
 

@@ -14,6 +14,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod mail;
 pub mod realtime;
 pub mod secret;
 pub mod server;

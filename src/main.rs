@@ -39,6 +39,18 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Manage the token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the signing key in use and sign new tokens with a new one
+    /// (the old one verifies for 90 more days). Prints {"kid": …}.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -109,6 +121,14 @@ async fn run() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "account": account, "api_key": api_key })
             );
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            init_logging(&config.log_format);
+            let kid = roster::app::rotate_signing_key(&config).await?;
+            println!("{}", serde_json::json!({ "kid": kid }));
             Ok(())
         }
         Command::Serve => {

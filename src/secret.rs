@@ -76,10 +76,30 @@ pub fn random_password() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<15>())
 }
 
+/// A refresh token: `rt_<43 characters>`, 256 random bits. Only its
+/// SHA-256 is stored.
+pub fn generate_refresh_token() -> (String, Vec<u8>) {
+    let token = format!("rt_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
+    let hash = sha256(token.as_bytes());
+    (token, hash)
+}
+
 /// argon2id (m=19456 KiB, t=2, p=1) on the blocking pool, bounded.
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// A real hash of nothing anyone knows, verified when there is no user
+    /// (or no password) so that the answer takes as long as a real check.
+    dummy: Arc<tokio::sync::OnceCell<String>>,
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    No,
+    Yes,
+    /// It matched an imported (bcrypt) hash, which should be replaced.
+    YesRehash,
 }
 
 impl PasswordHasher {
@@ -91,6 +111,7 @@ impl PasswordHasher {
         };
         Self {
             permits: Arc::new(Semaphore::new(n)),
+            dummy: Arc::default(),
         }
     }
 
@@ -131,6 +152,44 @@ impl PasswordHasher {
             )
         })
         .await?
+    }
+}
+
+impl PasswordHasher {
+    /// Checks `password` against an argon2 PHC string or an imported bcrypt
+    /// hash (`$2a$`, `$2b$`, `$2y$`).
+    pub async fn verify_any(&self, password: String, stored: String) -> anyhow::Result<Verified> {
+        if !stored.starts_with("$2") {
+            return Ok(if self.verify(password, stored).await? {
+                Verified::Yes
+            } else {
+                Verified::No
+            });
+        }
+        let _permit = self.permits.acquire().await?;
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            // bcrypt reads at most 72 bytes: longer passwords are refused
+            // rather than silently truncated.
+            Ok(match bcrypt::verify(password.as_bytes(), &stored) {
+                Ok(true) if password.len() <= 72 => Verified::YesRehash,
+                _ => Verified::No,
+            })
+        })
+        .await?
+    }
+
+    /// Spends the time of one real verification, for a login that has no
+    /// user or no password to check against.
+    pub async fn verify_dummy(&self, password: String) -> anyhow::Result<()> {
+        let phc = self
+            .dummy
+            .get_or_try_init(|| self.hash(random_password()))
+            .await?
+            .clone();
+        self.verify(password, phc).await?;
+        Ok(())
     }
 }
 

@@ -23,6 +23,13 @@ use crate::store::{SigningKeyRecord, Store};
 
 /// Lifetime of a `user` token (CollabKit: 90 days).
 pub const USER_TOKEN_TTL: Duration = Duration::days(90);
+/// Lifetime of an `access` token, handed out by login and refresh.
+pub const ACCESS_TOKEN_TTL: Duration = Duration::minutes(15);
+/// Lifetime of a refresh token (opaque, stored hashed, rotated on use).
+pub const REFRESH_TOKEN_TTL: Duration = Duration::days(30);
+/// How long a retired signing key keeps verifying and being published: the
+/// longest lifetime of a token it may have signed.
+pub const RETIRED_KEY_KEPT: Duration = USER_TOKEN_TTL;
 
 /// Claims of a `user` token, the realtime connection's credential.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +88,88 @@ pub struct Keys {
     set: RwLock<Arc<KeySet>>,
     issuer: String,
     audience: String,
+    cipher: KeyCipher,
+}
+
+/// Protects private signing keys at rest: AES-256-GCM under a key derived
+/// (SHA-256) from the configured `signing_key_master_key`, with the `kid` as
+/// associated data. Without a master key they are stored as they are, and
+/// the database must be guarded like the key itself (see docs/sessions.md).
+#[derive(Clone)]
+pub struct KeyCipher {
+    key: Option<Vec<u8>>,
+}
+
+const SEALED: &[u8] = b"roster-sealed-v1:";
+
+impl KeyCipher {
+    pub fn new(master: Option<&str>) -> Self {
+        Self {
+            key: master.map(|m| crate::secret::sha256(m.as_bytes())),
+        }
+    }
+
+    fn aead(key: &[u8]) -> anyhow::Result<aws_lc_rs::aead::LessSafeKey> {
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key)
+            .map_err(|_| anyhow::anyhow!("bad master key"))?;
+        Ok(aws_lc_rs::aead::LessSafeKey::new(unbound))
+    }
+
+    /// The record with its private key encrypted (as is without a master key).
+    pub fn seal(&self, r: &SigningKeyRecord) -> anyhow::Result<SigningKeyRecord> {
+        let Some(key) = &self.key else {
+            return Ok(r.clone());
+        };
+        let nonce = crate::secret::random_bytes::<12>();
+        let mut data = r.private_der.clone();
+        Self::aead(key)?
+            .seal_in_place_append_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(r.kid.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| anyhow::anyhow!("sealing a signing key failed"))?;
+        let mut out = SEALED.to_vec();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&data);
+        Ok(SigningKeyRecord {
+            private_der: out,
+            ..r.clone()
+        })
+    }
+
+    /// The record with its private key in the clear.
+    pub fn open(&self, r: SigningKeyRecord) -> anyhow::Result<SigningKeyRecord> {
+        let Some(sealed) = r.private_der.strip_prefix(SEALED) else {
+            return Ok(r);
+        };
+        let key = self.key.as_ref().context(
+            "the stored signing keys are encrypted: set signing_key_master_key (ROSTER_SIGNING_KEY_MASTER_KEY)",
+        )?;
+        let (nonce, data) = sealed
+            .split_at_checked(12)
+            .context("truncated sealed key")?;
+        let nonce: [u8; 12] = nonce.try_into().context("bad nonce")?;
+        let mut data = data.to_vec();
+        let plain = Self::aead(key)?
+            .open_in_place(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::from(r.kid.as_bytes()),
+                &mut data,
+            )
+            .map_err(|_| {
+                anyhow::anyhow!("signing key {} does not open with this master key", r.kid)
+            })?
+            .to_vec();
+        Ok(SigningKeyRecord {
+            private_der: plain,
+            ..r
+        })
+    }
+
+    fn open_all(&self, records: Vec<SigningKeyRecord>) -> anyhow::Result<Vec<SigningKeyRecord>> {
+        records.into_iter().map(|r| self.open(r)).collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,20 +195,31 @@ pub fn generate_key(now: OffsetDateTime) -> anyhow::Result<SigningKeyRecord> {
 }
 
 impl Keys {
-    /// Loads the keys from storage, generating the first one if there is none.
+    /// Loads the keys from storage, generating the first one if there is
+    /// none; private keys stored as they are (no master key).
     pub async fn load(store: &dyn Store, issuer: String, audience: String) -> anyhow::Result<Self> {
+        Self::load_sealed(store, issuer, audience, KeyCipher::new(None)).await
+    }
+
+    /// Loads the keys, opening (and sealing new) private keys with `cipher`.
+    pub async fn load_sealed(
+        store: &dyn Store,
+        issuer: String,
+        audience: String,
+        cipher: KeyCipher,
+    ) -> anyhow::Result<Self> {
         let mut records = store.signing_keys().await?;
         if records.iter().all(|r| r.retired_at.is_some()) {
-            store
-                .insert_signing_key(&generate_key(crate::domain::time::now())?)
-                .await?;
+            let key = generate_key(crate::domain::time::now())?;
+            store.insert_signing_key(&cipher.seal(&key)?).await?;
             records = store.signing_keys().await?;
         }
-        let set = build_set(&records)?;
+        let set = build_set(&cipher.open_all(records)?, crate::domain::time::now())?;
         Ok(Self {
             set: RwLock::new(Arc::new(set)),
             issuer,
             audience,
+            cipher,
         })
     }
 
@@ -148,7 +248,48 @@ impl Keys {
         jti: Uuid,
         now: OffsetDateTime,
     ) -> anyhow::Result<(String, OffsetDateTime)> {
-        let exp = now + USER_TOKEN_TTL;
+        self.issue(
+            "user",
+            USER_TOKEN_TTL,
+            account_id,
+            user_id,
+            room_id,
+            jti,
+            now,
+        )
+    }
+
+    /// Signs a new `access` token (login, refresh).
+    pub fn issue_access_token(
+        &self,
+        account_id: Uuid,
+        user_id: Uuid,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<(String, OffsetDateTime)> {
+        self.issue(
+            "access",
+            ACCESS_TOKEN_TTL,
+            account_id,
+            user_id,
+            None,
+            jti,
+            now,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issue(
+        &self,
+        typ: &str,
+        ttl: Duration,
+        account_id: Uuid,
+        user_id: Uuid,
+        room_id: Option<Uuid>,
+        jti: Uuid,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<(String, OffsetDateTime)> {
+        let exp = now + ttl;
         let claims = UserClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -160,7 +301,7 @@ impl Keys {
             nbf: now.unix_timestamp(),
             exp: exp.unix_timestamp(),
             jti,
-            typ: "user".into(),
+            typ: typ.into(),
         };
         let token = self.sign(&claims)?;
         Ok((token, exp))
@@ -168,8 +309,18 @@ impl Keys {
 
     /// Verifies signature and claims of a `user` token.
     pub fn verify_user_token(&self, token: &str) -> Result<UserClaims, TokenError> {
+        self.verify_user_kinds(token, &["user"])
+    }
+
+    /// Verifies a token a user may present on account routes and at the
+    /// realtime upgrade: a `user` or an `access` token.
+    pub fn verify_account_token(&self, token: &str) -> Result<UserClaims, TokenError> {
+        self.verify_user_kinds(token, &["user", "access"])
+    }
+
+    fn verify_user_kinds(&self, token: &str, kinds: &[&str]) -> Result<UserClaims, TokenError> {
         let c: UserClaims = self.verify(token)?;
-        if c.typ != "user" || c.sub != c.user_id.to_string() {
+        if !kinds.contains(&c.typ.as_str()) || c.sub != c.user_id.to_string() {
             return Err(TokenError::Invalid);
         }
         Ok(c)
@@ -234,9 +385,35 @@ impl Keys {
             .map(|d| d.claims)
             .map_err(|_| TokenError::Invalid)
     }
+
+    /// The `kid` new tokens are signed under.
+    pub fn active_kid(&self) -> String {
+        self.current().active.kid.clone()
+    }
+
+    /// Re-reads the keys from storage (after a rotation, here or on
+    /// another node).
+    pub async fn reload(&self, store: &dyn Store) -> anyhow::Result<()> {
+        let records = self.cipher.open_all(store.signing_keys().await?)?;
+        let set = build_set(&records, crate::domain::time::now())?;
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        Ok(())
+    }
+
+    /// Retires the signing key(s) in use and makes a new one the signer;
+    /// the old ones keep verifying for [`RETIRED_KEY_KEPT`]. Returns the new kid.
+    pub async fn rotate(&self, store: &dyn Store) -> anyhow::Result<String> {
+        let now = crate::domain::time::now();
+        let key = generate_key(now)?;
+        store
+            .rotate_signing_key(&self.cipher.seal(&key)?, now)
+            .await?;
+        self.reload(store).await?;
+        Ok(key.kid)
+    }
 }
 
-fn build_set(records: &[SigningKeyRecord]) -> anyhow::Result<KeySet> {
+fn build_set(records: &[SigningKeyRecord], now: OffsetDateTime) -> anyhow::Result<KeySet> {
     let newest = records
         .iter()
         .filter(|r| r.retired_at.is_none())
@@ -244,7 +421,11 @@ fn build_set(records: &[SigningKeyRecord]) -> anyhow::Result<KeySet> {
         .context("no active signing key")?;
     let mut verify = HashMap::new();
     let mut keys = Vec::new();
-    for r in records {
+    // A retired key verifies until every token it signed has expired.
+    for r in records
+        .iter()
+        .filter(|r| r.retired_at.is_none_or(|t| t + RETIRED_KEY_KEPT > now))
+    {
         verify.insert(r.kid.clone(), DecodingKey::from_ed_components(&r.public_x)?);
         keys.push(serde_json::json!({
             "kty": "OKP",
@@ -263,4 +444,58 @@ fn build_set(records: &[SigningKeyRecord]) -> anyhow::Result<KeySet> {
         verify,
         jwks: serde_json::json!({ "keys": keys }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_with_their_master_key() {
+        let key = generate_key(crate::domain::time::now()).unwrap();
+        let cipher = KeyCipher::new(Some("master key number one, long enough"));
+        let sealed = cipher.seal(&key).unwrap();
+        assert!(sealed.private_der.starts_with(SEALED));
+        assert_ne!(sealed.private_der, key.private_der);
+        assert_eq!(
+            cipher.open(sealed.clone()).unwrap().private_der,
+            key.private_der
+        );
+        let other = KeyCipher::new(Some("master key number two, long enough"));
+        assert!(other.open(sealed.clone()).is_err());
+        assert!(KeyCipher::new(None).open(sealed.clone()).is_err());
+        // Bound to its kid: moved under another kid, it does not open.
+        let moved = SigningKeyRecord {
+            kid: "another".into(),
+            ..sealed
+        };
+        assert!(cipher.open(moved).is_err());
+        // Keys stored before a master key was configured still load.
+        assert_eq!(
+            cipher.open(key.clone()).unwrap().private_der,
+            key.private_der
+        );
+    }
+
+    #[test]
+    fn a_retired_key_is_published_until_its_last_token_expires() {
+        let now = crate::domain::time::now();
+        let active = generate_key(now).unwrap();
+        let mut recent = generate_key(now - Duration::days(100)).unwrap();
+        recent.retired_at = Some(now - RETIRED_KEY_KEPT + Duration::minutes(1));
+        let mut old = generate_key(now - Duration::days(200)).unwrap();
+        old.retired_at = Some(now - RETIRED_KEY_KEPT - Duration::minutes(1));
+        let set = build_set(&[old.clone(), recent.clone(), active.clone()], now).unwrap();
+        assert_eq!(set.active.kid, active.kid);
+        assert!(set.verify.contains_key(&recent.kid));
+        assert!(!set.verify.contains_key(&old.kid));
+        let kids: Vec<&str> = set.jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 2);
+        assert!(!kids.contains(&old.kid.as_str()));
+    }
 }

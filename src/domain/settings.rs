@@ -37,6 +37,44 @@ pub struct CustomFieldDef {
 pub struct Settings {
     #[serde(default)]
     pub custom_fields: BTreeMap<String, CustomFieldDef>,
+    /// Self sign-up (`POST /signup`).
+    #[serde(default)]
+    pub signup: SignupSettings,
+    /// Mail sent to users.
+    #[serde(default)]
+    pub email: EmailSettings,
+}
+
+/// `verify`: new users with an unverified address get a link confirming it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    #[serde(default)]
+    pub verify: bool,
+}
+
+/// Whether people may sign themselves up, and whether they must solve a
+/// captcha first (verified by the server at its configured siteverify URL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupSettings {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "yes")]
+    pub captcha: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for SignupSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            captcha: true,
+        }
+    }
 }
 
 pub const MAX_CUSTOM_FIELDS: usize = 50;

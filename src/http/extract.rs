@@ -357,7 +357,10 @@ impl FromRequestParts<App> for Caller {
             .get("accountId")
             .and_then(|s| Uuid::try_parse(s).ok())
             .ok_or_else(|| ApiError::not_found("account"))?;
-        let presented = credential(parts).ok_or_else(missing_credential)?;
+        let presented = match credential(parts) {
+            Some(p) => p,
+            None => super::auth::access_cookie(parts)?.ok_or_else(missing_credential)?,
+        };
         if presented.starts_with("rk_") {
             let (id, hash) = ApiKeySecret::parse(presented)
                 .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
@@ -382,7 +385,7 @@ impl FromRequestParts<App> for Caller {
         if presented.split('.').count() == 3 {
             let claims = app
                 .keys
-                .verify_user_token(presented)
+                .verify_account_token(presented)
                 .map_err(|e| ApiError::unauthorized(e.to_string()))?;
             if claims.account_id != account {
                 return Err(ApiError::not_found("account"));
@@ -397,14 +400,17 @@ impl FromRequestParts<App> for Caller {
                 )
                 .await?
             {
-                TokenCheck::Valid(user) => Ok(Caller {
-                    account_id: account,
-                    kind: CallerKind::User {
-                        permissions: role_permissions(app, account, &user.roles).await?,
-                        user,
-                        token_id: claims.jti,
-                    },
-                }),
+                TokenCheck::Valid(user) => {
+                    super::auth::password_change_gate(&claims.typ, &user, parts)?;
+                    Ok(Caller {
+                        account_id: account,
+                        kind: CallerKind::User {
+                            permissions: role_permissions(app, account, &user.roles).await?,
+                            user,
+                            token_id: claims.jti,
+                        },
+                    })
+                }
                 TokenCheck::Invalid => Err(ApiError::unauthorized(
                     "the token was revoked, or its user is deactivated or deleted",
                 )),

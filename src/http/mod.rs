@@ -23,13 +23,20 @@ use crate::app::App;
 pub mod access;
 pub mod accounts;
 pub mod api_keys;
+pub mod auth;
+pub mod client_ip;
 pub mod envelope;
 pub mod extract;
 pub mod meta;
+pub mod password_reset;
 pub mod roles;
 pub mod rooms;
 pub mod settings;
+pub mod signup;
 pub mod spaces;
+pub mod throttle;
+pub mod tokens;
+pub mod user_mail;
 pub mod users;
 
 use envelope::{ApiError, REQUEST_ID};
@@ -80,11 +87,17 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(rooms::routes())
         .merge(spaces::routes())
         .merge(roles::routes())
-        .merge(settings::routes());
+        .merge(settings::routes())
+        .merge(auth::routes())
+        .merge(tokens::routes())
+        .merge(signup::routes())
+        .merge(password_reset::routes())
+        .merge(user_mail::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(accounts::routes())
         .merge(account)
         .merge(meta::routes())
+        .merge(auth::operator_routes())
         .routes(utoipa_axum::routes!(crate::realtime::gateway::realtime))
         .split_for_parts()
 }

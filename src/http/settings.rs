@@ -11,7 +11,7 @@ use super::envelope::{ApiResult, ok};
 use super::extract::{ApiJson, Caller};
 use crate::app::App;
 use crate::domain::permission::Permission;
-use crate::domain::settings::{CustomFieldDef, Settings};
+use crate::domain::settings::{CustomFieldDef, EmailSettings, Settings, SignupSettings};
 
 pub fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::new().routes(routes!(get_settings, update_settings))
@@ -24,6 +24,12 @@ pub struct UpdateSettings {
     #[serde(alias = "customFields")]
     #[schema(value_type = Object)]
     custom_fields: Option<BTreeMap<String, Option<CustomFieldDef>>>,
+    /// Self sign-up: `{"enabled": true, "captcha": true}`.
+    #[serde(alias = "selfSignup", alias = "self_signup")]
+    signup: Option<SignupSettings>,
+    /// Mail to users: `{"verify": true}` mails new users a link confirming
+    /// their address.
+    email: Option<EmailSettings>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -60,6 +66,22 @@ async fn update_settings(
                 .await?
         }
         None => app.store.get_settings(caller.account_id).await?,
+    };
+    let settings = match body.signup {
+        Some(signup) => {
+            app.store
+                .set_signup_settings(caller.account_id, &signup)
+                .await?
+        }
+        None => settings,
+    };
+    let settings = match body.email {
+        Some(email) => {
+            app.store
+                .set_email_settings(caller.account_id, &email)
+                .await?
+        }
+        None => settings,
     };
     Ok(ok(
         StatusCode::OK,

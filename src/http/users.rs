@@ -82,11 +82,23 @@ async fn create_user(
         caller.require(Permission::AssignRoles)?;
         caller.may_grant_roles(&app, &parsed.user.roles).await?;
     }
+    let mut random = None;
     parsed.user.password_hash = match parsed.password {
         PasswordSource::None => None,
         PasswordSource::Given(p) => Some(app.passwords.hash(p.expose().to_owned()).await?),
-        PasswordSource::Random => Some(app.passwords.hash(secret::random_password()).await?),
+        PasswordSource::Random => {
+            let p = random.insert(secret::random_password()).clone();
+            Some(app.passwords.hash(p).await?)
+        }
     };
+    let mail = super::user_mail::for_new_user(
+        &app,
+        caller.account_id,
+        &settings,
+        &parsed.user,
+        parsed.send_welcome_email,
+        random.as_deref(),
+    );
     let now = time::now();
     let jti = Uuid::now_v7();
     let (token, expires_at) = app.keys.issue_user_token(
@@ -105,11 +117,22 @@ async fn create_user(
         expires_at,
     };
     debug_assert_eq!(expires_at, now + USER_TOKEN_TTL);
-    let user = app
-        .store
-        .create_user(caller.account_id, &parsed.user, &record, now)
-        .await
-        .map_err(body_ids)?;
+    let created = match &mail {
+        Some(m) => {
+            app.store
+                .create_user_with_mail(caller.account_id, &parsed.user, &record, now, m)
+                .await
+        }
+        None => {
+            app.store
+                .create_user(caller.account_id, &parsed.user, &record, now)
+                .await
+        }
+    };
+    if mail.is_some() && created.is_ok() {
+        app.outbox.notify_one();
+    }
+    let user = created.map_err(body_ids)?;
     let view = user.view(&settings, caller.sees(user.id));
     Ok(ok(
         StatusCode::CREATED,

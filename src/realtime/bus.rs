@@ -31,6 +31,13 @@ pub enum BusEvent {
         user_id: Uuid,
         reason: String,
     },
+    /// Close the connections opened with one token (revoked, logged out).
+    KickToken {
+        account_id: Uuid,
+        user_id: Uuid,
+        token_id: Uuid,
+        reason: String,
+    },
 }
 
 pub trait Bus: Send + Sync + 'static {

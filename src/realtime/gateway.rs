@@ -33,6 +33,8 @@ struct Identity {
     token_room: Option<Uuid>,
     /// A guest (access-link token) may join only its room.
     guest: bool,
+    /// The token's id (a guest's: its link's), for per-token kicks.
+    token: Uuid,
 }
 
 /// Open the realtime connection (WebSocket). The `user` token comes as
@@ -68,7 +70,10 @@ pub async fn realtime(
                 |Extension(ConnectInfo(a))| a.ip(),
             );
             let handle = match app.hub.register(who.account, who.user, ip) {
-                Ok(h) => h,
+                Ok(h) => {
+                    app.hub.bind_token(h.id, who.token);
+                    h
+                }
                 Err(r) => {
                     let msg = match r {
                         Refusal::TooManyForIp => "too many realtime connections from this address",
@@ -121,7 +126,7 @@ async fn authorize(
         .ok_or_else(|| {
             ApiError::unauthorized("send the user token as `Authorization: Bearer …` or `?token=`")
         })?;
-    let claims = match app.keys.verify_user_token(&token) {
+    let claims = match app.keys.verify_account_token(&token) {
         Ok(c) => c,
         Err(_) => return authorize_guest(app, &token).await,
     };
@@ -136,11 +141,15 @@ async fn authorize(
         .await
         .map_err(ApiError::from)?
     {
+        TokenCheck::Valid(user) if claims.typ == "access" && user.require_password_change => Err(
+            ApiError::forbidden("this user must change their password first: POST /auth/password"),
+        ),
         TokenCheck::Valid(_) => Ok(Identity {
             account: claims.account_id,
             user: claims.user_id,
             token_room: claims.room_id,
             guest: false,
+            token: claims.jti,
         }),
         TokenCheck::Invalid => Err(ApiError::unauthorized(
             "the token was revoked, or its user is deactivated or deleted",
@@ -169,6 +178,7 @@ async fn authorize_guest(app: &App, token: &str) -> Result<Identity, ApiError> {
             user: link.id,
             token_room: Some(link.room_id),
             guest: true,
+            token: link.id,
         }),
         Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::Gone(..)) => Err(
             ApiError::unauthorized("this guest link was used, has expired or was revoked"),

@@ -63,6 +63,8 @@ struct Conn {
     tx: mpsc::Sender<Utf8Bytes>,
     kill: watch::Sender<Option<u16>>,
     rooms: HashSet<Uuid>,
+    /// The token the connection was opened with, for per-token kicks.
+    token: Option<Uuid>,
 }
 
 /// One user's presence in one room, on this node.
@@ -208,6 +210,7 @@ impl Hub {
                 tx,
                 kill: kill_tx,
                 rooms: HashSet::new(),
+                token: None,
             },
         );
         st.users
@@ -469,6 +472,23 @@ impl Hub {
                 }
                 metrics::counter!("roster_presence_events_total").increment(1);
             }
+            BusEvent::KickToken {
+                account_id,
+                user_id,
+                token_id,
+                reason,
+            } => {
+                let st = self.lock();
+                for conn in st.conns.values() {
+                    if conn.account == *account_id
+                        && conn.user == *user_id
+                        && conn.token == Some(*token_id)
+                    {
+                        conn.kill.send_replace(Some(close::POLICY));
+                        tracing::info!(user_id = %user_id, reason = %reason, "closing a revoked token's connection");
+                    }
+                }
+            }
             BusEvent::Kick {
                 account_id,
                 user_id,
@@ -486,6 +506,13 @@ impl Hub {
                     tracing::info!(user_id = %user_id, connections = n, reason = %reason, "closing a user's connections");
                 }
             }
+        }
+    }
+
+    /// Records the token connection `id` was opened with.
+    pub fn bind_token(&self, id: ConnId, token: Uuid) {
+        if let Some(conn) = self.lock().conns.get_mut(&id) {
+            conn.token = Some(token);
         }
     }
 

@@ -18,6 +18,7 @@ use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch};
 
 pub mod postgres;
+pub mod sessions;
 pub mod sqlite;
 
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +363,158 @@ pub trait Store: Send + Sync + 'static {
         jti: Uuid,
         now: OffsetDateTime,
     ) -> Result<TokenCheck>;
+
+    // --- sessions ---------------------------------------------------------------
+    // Login sessions (refresh-token families), per-user auth tokens and their
+    // revocation (issue 4). Types: [`sessions`].
+
+    /// The user a login name names, with their password hash.
+    async fn find_login(
+        &self,
+        account: Uuid,
+        name: &sessions::LoginName,
+    ) -> Result<Option<sessions::LoginCandidate>>;
+    /// The user's password hash, if they have a password.
+    async fn password_hash(&self, account: Uuid, user: Uuid) -> Result<Option<String>>;
+    /// Replaces a password hash as is (an imported hash upgraded on login).
+    async fn set_password_hash(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Records a new session: its first refresh token and access token.
+    async fn create_session(&self, account: Uuid, session: &sessions::NewSession) -> Result<()>;
+    /// Whose refresh token this is (by its hash), used or not.
+    async fn refresh_token_owner(&self, account: Uuid, hash: &[u8]) -> Result<Option<Uuid>>;
+    /// Trades a live refresh token for `next`, atomically. A refresh token
+    /// that was already traded revokes its whole session (the revocation is
+    /// committed and reported as [`sessions::Refreshed::Reused`]).
+    async fn rotate_refresh_token(
+        &self,
+        account: Uuid,
+        presented: &[u8],
+        next: &sessions::NextTokens,
+        now: OffsetDateTime,
+    ) -> Result<sessions::Refreshed>;
+    /// Revokes the session a refresh token or a token belongs to (a token
+    /// outside any session is revoked alone); returns the access/user token
+    /// ids revoked. `NotFound("session")` when nothing matches.
+    async fn end_session(
+        &self,
+        account: Uuid,
+        by: &sessions::SessionRef,
+        at: OffsetDateTime,
+    ) -> Result<sessions::Revoked>;
+    /// Sets a new password hash, clears `require_password_change` and, if
+    /// asked, revokes every other session of the user (all but the one
+    /// `keep_token` belongs to).
+    async fn change_password(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        hash: &str,
+        revoke_others: bool,
+        keep_token: Option<Uuid>,
+        at: OffsetDateTime,
+    ) -> Result<sessions::Revoked>;
+    /// Records a new `user` token and revokes the oldest live ones beyond
+    /// `max_live`, in one transaction; returns the ids revoked.
+    async fn issue_user_token(
+        &self,
+        account: Uuid,
+        token: &TokenRecord,
+        max_live: i64,
+    ) -> Result<sessions::Revoked>;
+    /// The user's live `user` tokens, oldest first.
+    async fn list_user_tokens(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        now: OffsetDateTime,
+        page: Page,
+    ) -> Result<Paged<sessions::TokenInfo>>;
+    /// Revokes one `user` token of the user (again: no change).
+    async fn revoke_user_token(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        token: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<sessions::TokenInfo>;
+    /// Ends every token and session of the user issued until `at`.
+    async fn revoke_tokens_before(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Replaces the account's self sign-up settings; returns all settings.
+    async fn set_signup_settings(
+        &self,
+        account: Uuid,
+        signup: &crate::domain::settings::SignupSettings,
+    ) -> Result<Settings>;
+    /// Records a password reset link and queues the mail that carries it.
+    async fn request_password_reset(
+        &self,
+        account: Uuid,
+        reset: &sessions::NewPasswordReset,
+    ) -> Result<()>;
+    /// Spends a live reset link: sets the password, ends every session of
+    /// the user and every other link. `None`: unknown, used or expired.
+    async fn reset_password(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<sessions::Revoked>>;
+    /// Queues a mail on its own.
+    async fn enqueue_mail(&self, mail: &sessions::OutboxMail) -> Result<()>;
+    /// Claims up to `limit` due mails for `lease` (another worker skips them
+    /// meanwhile).
+    async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<sessions::OutboxMail>>;
+    /// Marks a claimed mail delivered, or failed with the next attempt's time
+    /// (`None`: give up).
+    async fn finish_mail(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        failure: Option<(&str, Option<OffsetDateTime>)>,
+    ) -> Result<()>;
+    /// `create_user`, queueing `mail` (and recording its verification link)
+    /// in the same transaction.
+    async fn create_user_with_mail(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+        mail: &sessions::UserMail,
+    ) -> Result<User>;
+    /// Spends a live verification link: the address it was sent to becomes
+    /// verified (if it is still the user's). `None`: unknown, used, expired.
+    async fn verify_email(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<User>>;
+    /// Replaces the account's email settings; returns all settings.
+    async fn set_email_settings(
+        &self,
+        account: Uuid,
+        email: &crate::domain::settings::EmailSettings,
+    ) -> Result<Settings>;
+    /// Retires every signing key and adds `key` as the one that signs.
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()>;
 }
 
 /// Everything of a user row, decoded the same way on every backend.

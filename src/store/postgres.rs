@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::{
     INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, Result, SPACE_COLUMNS,
     SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord, USER_COLUMNS, invite_from_row,
-    link_from_row, member_from_row, role_from_row, space_from_row, user_from_row,
+    link_from_row, member_from_row, role_from_row, sessions, space_from_row, user_from_row,
 };
 use crate::domain::access::{AccessLink, Invite, Member, Role, RoomRole, Space, SpaceRole};
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
@@ -61,6 +61,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 2,
                 "access",
                 include_str!("../../migrations/postgres/0002_access.sql"),
+            ),
+            (
+                3,
+                "sessions",
+                include_str!("../../migrations/postgres/0003_sessions.sql"),
             ),
         ]
         .into_iter()
@@ -1730,6 +1735,758 @@ impl Store for PostgresStore {
             ))),
         }
     }
+
+    // --- sessions ---------------------------------------------------------------
+
+    async fn find_login(
+        &self,
+        account: Uuid,
+        name: &sessions::LoginName,
+    ) -> Result<Option<sessions::LoginCandidate>> {
+        let (column, value) = name.column_and_value();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE account_id = $1 AND {column} = $2"
+        )))
+        .bind(account)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(sessions::LoginCandidate {
+                user: user_from_row(&r)?,
+                password_hash: r.try_get(26)?,
+            })
+        })
+        .transpose()
+        .map_err(map_err)
+    }
+
+    async fn password_hash(&self, account: Uuid, user: Uuid) -> Result<Option<String>> {
+        let found: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE account_id = $1 AND id = $2")
+                .bind(account)
+                .bind(user)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        found.ok_or(StoreError::NotFound("user"))
+    }
+
+    async fn set_password_hash(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let r = sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE account_id = $3 AND id = $4",
+        )
+        .bind(hash)
+        .bind(at)
+        .bind(account)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    async fn create_session(&self, account: Uuid, s: &sessions::NewSession) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, account_id, user_id, created_at, revoked_at) VALUES ($1, $2, $3, $4, NULL)",
+        )
+        .bind(s.id)
+        .bind(account)
+        .bind(s.user_id)
+        .bind(s.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_next_tokens(&mut tx, account, s.id, s.user_id, &s.tokens).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn refresh_token_owner(&self, account: Uuid, hash: &[u8]) -> Result<Option<Uuid>> {
+        sqlx::query_scalar("SELECT user_id FROM refresh_tokens WHERE hash = $1 AND account_id = $2")
+            .bind(hash)
+            .bind(account)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        account: Uuid,
+        presented: &[u8],
+        next: &sessions::NextTokens,
+        now: OffsetDateTime,
+    ) -> Result<sessions::Refreshed> {
+        let mut tx = self.begin().await?;
+        // Spending the token and finding it already spent are one row lock
+        // apart: of two concurrent refreshes, exactly one wins and the other
+        // is reuse.
+        let spent: Option<(Uuid, Uuid, OffsetDateTime)> = sqlx::query_as(
+            "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND account_id = $3 \
+             AND used_at IS NULL AND expires_at > $1 RETURNING session_id, user_id, created_at",
+        )
+        .bind(now)
+        .bind(presented)
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((session, user, issued)) = spent else {
+            let used: Option<(Uuid, Uuid)> = sqlx::query_as(
+                "SELECT session_id, user_id FROM refresh_tokens WHERE hash = $1 AND account_id = $2 AND used_at IS NOT NULL",
+            )
+            .bind(presented)
+            .bind(account)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            return match used {
+                None => Ok(sessions::Refreshed::Invalid),
+                Some((session, user)) => {
+                    let mut revoked = revoke_sessions(&mut tx, "id = $2", session, now).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    revoked.user_id = Some(user);
+                    Ok(sessions::Refreshed::Reused {
+                        user_id: user,
+                        revoked,
+                    })
+                }
+            };
+        };
+        let ok: Option<bool> = sqlx::query_scalar(
+            "SELECT s.revoked_at IS NULL AND u.active \
+             AND (u.tokens_valid_after IS NULL OR u.tokens_valid_after <= $3) \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND u.id = $2 FOR SHARE OF s",
+        )
+        .bind(session)
+        .bind(user)
+        .bind(issued)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if ok != Some(true) || next.access.user_id != user {
+            return Ok(sessions::Refreshed::Invalid);
+        }
+        insert_next_tokens(&mut tx, account, session, user, next).await?;
+        let fresh = select_user(&mut tx, account, user, false).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(sessions::Refreshed::Rotated(Box::new(fresh)))
+    }
+
+    async fn end_session(
+        &self,
+        account: Uuid,
+        by: &sessions::SessionRef,
+        at: OffsetDateTime,
+    ) -> Result<sessions::Revoked> {
+        let mut tx = self.begin().await?;
+        let found: Option<(Option<Uuid>, Uuid, Uuid)> = match by {
+            sessions::SessionRef::Refresh(hash) => sqlx::query_as(
+                "SELECT session_id, user_id, user_id FROM refresh_tokens WHERE hash = $1 AND account_id = $2",
+            )
+            .bind(hash.clone()),
+            sessions::SessionRef::Token(id) => sqlx::query_as(
+                "SELECT session_id, id, user_id FROM tokens WHERE id = $1 AND account_id = $2",
+            )
+            .bind(*id),
+        }
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let (session, token, user) = found.ok_or(StoreError::NotFound("session"))?;
+        let mut revoked = match session {
+            Some(session) => revoke_sessions(&mut tx, "id = $2", session, at).await?,
+            None => {
+                sqlx::query(
+                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+                )
+                .bind(at)
+                .bind(token)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                sessions::Revoked {
+                    user_id: None,
+                    tokens: vec![token],
+                }
+            }
+        };
+        tx.commit().await.map_err(map_err)?;
+        revoked.user_id = Some(user);
+        Ok(revoked)
+    }
+
+    async fn change_password(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        hash: &str,
+        revoke_others: bool,
+        keep_token: Option<Uuid>,
+        at: OffsetDateTime,
+    ) -> Result<sessions::Revoked> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE users SET password_hash = $1, require_password_change = FALSE, updated_at = $2 \
+             WHERE account_id = $3 AND id = $4",
+        )
+        .bind(hash)
+        .bind(at)
+        .bind(account)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        let mut revoked = sessions::Revoked {
+            user_id: Some(user),
+            tokens: vec![],
+        };
+        if revoke_others {
+            let keep: Option<Uuid> =
+                sqlx::query_scalar("SELECT session_id FROM tokens WHERE id = $1")
+                    .bind(keep_token)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .flatten();
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND id IS DISTINCT FROM $3",
+            )
+            .bind(at)
+            .bind(user)
+            .bind(keep)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            revoked.tokens = sqlx::query_scalar(
+                "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'access' \
+                 AND revoked_at IS NULL AND session_id IS DISTINCT FROM $3 RETURNING id",
+            )
+            .bind(at)
+            .bind(user)
+            .bind(keep)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(revoked)
+    }
+
+    async fn issue_user_token(
+        &self,
+        account: Uuid,
+        token: &TokenRecord,
+        max_live: i64,
+    ) -> Result<sessions::Revoked> {
+        let mut tx = self.begin().await?;
+        // The user's row lock serializes the cap: concurrent issues for one
+        // user count one after another.
+        let found: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM users WHERE account_id = $1 AND id = $2 FOR NO KEY UPDATE",
+        )
+        .bind(account)
+        .bind(token.user_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("user"));
+        }
+        sqlx::query(
+            "INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, 'user', $4, $5, $6, NULL)",
+        )
+        .bind(token.id)
+        .bind(account)
+        .bind(token.user_id)
+        .bind(token.room_id)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        // Ids are UUIDv7: their order is the order of issue.
+        let tokens = sqlx::query_scalar(
+            "UPDATE tokens SET revoked_at = $1 WHERE id IN (SELECT t.id FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.account_id = $2 AND t.user_id = $3 AND t.kind = 'user' AND t.revoked_at IS NULL \
+             AND t.expires_at > $1 AND (u.tokens_valid_after IS NULL OR u.tokens_valid_after <= t.created_at) \
+             ORDER BY t.id DESC OFFSET $4) RETURNING id",
+        )
+        .bind(token.created_at)
+        .bind(account)
+        .bind(token.user_id)
+        .bind(max_live)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(sessions::Revoked {
+            user_id: Some(token.user_id),
+            tokens,
+        })
+    }
+
+    async fn list_user_tokens(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        now: OffsetDateTime,
+        page: Page,
+    ) -> Result<Paged<sessions::TokenInfo>> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        select_user(&mut conn, account, user, false).await?;
+        let rows: Vec<TokenInfoRow> = sqlx::query_as(
+            "SELECT t.id, t.room_id, t.created_at, t.expires_at, t.revoked_at FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.account_id = $1 AND t.user_id = $2 AND t.kind = 'user' AND t.revoked_at IS NULL \
+             AND t.expires_at > $3 AND (u.tokens_valid_after IS NULL OR u.tokens_valid_after <= t.created_at) \
+             AND ($4::uuid IS NULL OR t.id > $4) ORDER BY t.id LIMIT $5",
+        )
+        .bind(account)
+        .bind(user)
+        .bind(now)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        let items = rows.into_iter().map(token_info).collect();
+        Ok(Paged::from_rows(
+            items,
+            page.limit,
+            |t: &sessions::TokenInfo| t.id,
+        ))
+    }
+
+    async fn revoke_user_token(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        token: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<sessions::TokenInfo> {
+        let row: Option<TokenInfoRow> = sqlx::query_as(
+            "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) \
+             WHERE account_id = $2 AND user_id = $3 AND id = $4 AND kind = 'user' \
+             RETURNING id, room_id, created_at, expires_at, revoked_at",
+        )
+        .bind(at)
+        .bind(account)
+        .bind(user)
+        .bind(token)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(token_info).ok_or(StoreError::NotFound("token"))
+    }
+
+    async fn revoke_tokens_before(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE users SET tokens_valid_after = $1 WHERE account_id = $2 AND id = $3",
+        )
+        .bind(at)
+        .bind(account)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL")
+            .bind(at)
+            .bind(user)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        revoke_sessions(&mut tx, "user_id = $2", user, at).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn set_signup_settings(
+        &self,
+        account: Uuid,
+        signup: &crate::domain::settings::SignupSettings,
+    ) -> Result<Settings> {
+        let s: Json<Settings> = sqlx::query_scalar(
+            "UPDATE accounts SET settings = jsonb_set(settings, '{signup}', $1) WHERE id = $2 RETURNING settings",
+        )
+        .bind(Json(signup))
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("account"))?;
+        Ok(s.0)
+    }
+
+    async fn request_password_reset(
+        &self,
+        account: Uuid,
+        r: &sessions::NewPasswordReset,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO password_resets (hash, account_id, user_id, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(&r.hash)
+        .bind(account)
+        .bind(r.user_id)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        insert_mail(&mut tx, &r.mail).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn reset_password(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<sessions::Revoked>> {
+        let mut tx = self.begin().await?;
+        let user: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE password_resets SET used_at = $1 WHERE hash = $2 AND account_id = $3 \
+             AND used_at IS NULL AND expires_at > $1 RETURNING user_id",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some(user) = user else { return Ok(None) };
+        sqlx::query(
+            "UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, require_password_change = FALSE, updated_at = $2 \
+             WHERE account_id = $3 AND id = $4",
+        )
+        .bind(password_hash)
+        .bind(now)
+        .bind(account)
+        .bind(user)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let mut revoked = revoke_sessions(&mut tx, "user_id = $2", user, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        revoked.user_id = Some(user);
+        Ok(Some(revoked))
+    }
+
+    async fn enqueue_mail(&self, mail: &sessions::OutboxMail) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        insert_mail(&mut conn, mail).await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<sessions::OutboxMail>> {
+        // SKIP LOCKED: nodes polling together take different mails.
+        let rows: Vec<MailRow> = sqlx::query_as(
+            "UPDATE outbox SET claimed_until = $1 WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL \
+             AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, account_id, to_addr, subject, body, created_at, attempts",
+        )
+        .bind(now + lease)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut mails: Vec<_> = rows.into_iter().map(mail_from_row).collect();
+        mails.sort_by_key(|m: &sessions::OutboxMail| m.id);
+        Ok(mails)
+    }
+
+    async fn finish_mail(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        failure: Option<(&str, Option<OffsetDateTime>)>,
+    ) -> Result<()> {
+        match failure {
+            None => sqlx::query(
+                "UPDATE outbox SET sent_at = $1, attempts = attempts + 1, claimed_until = NULL WHERE id = $2",
+            )
+            .bind(at)
+            .bind(id),
+            Some((error, next)) => sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $1, claimed_until = NULL, \
+                 next_attempt_at = $2 WHERE id = $3",
+            )
+            .bind(error)
+            .bind(next.unwrap_or(at + time::Duration::days(36_500)))
+            .bind(id),
+        }
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_user_with_mail(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+        mail: &sessions::UserMail,
+    ) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let created = insert_user(&mut tx, account, user, token, at).await?;
+        if let (Some((hash, expires_at)), Some(email)) = (&mail.verification, &user.email) {
+            sqlx::query(
+                "INSERT INTO email_verifications (hash, account_id, user_id, email, created_at, expires_at, used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            )
+            .bind(hash)
+            .bind(account)
+            .bind(user.id)
+            .bind(email)
+            .bind(at)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        for m in &mail.mails {
+            insert_mail(&mut tx, m).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(created)
+    }
+
+    async fn verify_email(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<User>> {
+        let mut tx = self.begin().await?;
+        let found: Option<(Uuid, String)> = sqlx::query_as(
+            "UPDATE email_verifications SET used_at = $1 WHERE hash = $2 AND account_id = $3 \
+             AND used_at IS NULL AND expires_at > $1 RETURNING user_id, email",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let Some((user, email)) = found else {
+            return Ok(None);
+        };
+        let r = sqlx::query(
+            "UPDATE users SET email_verified = TRUE, updated_at = $1 WHERE account_id = $2 AND id = $3 AND email = $4",
+        )
+        .bind(now)
+        .bind(account)
+        .bind(user)
+        .bind(&email)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let verified = select_user(&mut tx, account, user, false).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some(verified))
+    }
+
+    async fn set_email_settings(
+        &self,
+        account: Uuid,
+        email: &crate::domain::settings::EmailSettings,
+    ) -> Result<Settings> {
+        let s: Json<Settings> = sqlx::query_scalar(
+            "UPDATE accounts SET settings = jsonb_set(settings, '{email}', $1) WHERE id = $2 RETURNING settings",
+        )
+        .bind(Json(email))
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("account"))?;
+        Ok(s.0)
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, private_der, public_x, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)",
+        )
+        .bind(&key.kid)
+        .bind(&key.private_der)
+        .bind(&key.public_x)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+// --- sessions ---------------------------------------------------------------
+
+type TokenInfoRow = (
+    Uuid,
+    Option<Uuid>,
+    OffsetDateTime,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+);
+
+fn token_info(r: TokenInfoRow) -> sessions::TokenInfo {
+    sessions::TokenInfo {
+        id: r.0,
+        room_id: r.1,
+        created_at: r.2,
+        expires_at: r.3,
+        revoked_at: r.4,
+    }
+}
+
+/// Records a refresh token and its access token in session `session`.
+async fn insert_next_tokens(
+    c: &mut PgConnection,
+    account: Uuid,
+    session: Uuid,
+    user: Uuid,
+    t: &sessions::NextTokens,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (hash, session_id, account_id, user_id, created_at, expires_at, used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+    )
+    .bind(&t.refresh_hash)
+    .bind(session)
+    .bind(account)
+    .bind(user)
+    .bind(t.access.created_at)
+    .bind(t.refresh_expires_at)
+    .execute(&mut *c)
+    .await
+    .map_err(map_err)?;
+    sqlx::query(
+        "INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at, session_id) \
+         VALUES ($1, $2, $3, 'access', NULL, $4, $5, NULL, $6)",
+    )
+    .bind(t.access.id)
+    .bind(account)
+    .bind(user)
+    .bind(t.access.created_at)
+    .bind(t.access.expires_at)
+    .bind(session)
+    .execute(&mut *c)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Revokes the sessions matching `filter` (`id = $2` or `user_id = $2`) and
+/// every access token they produced; returns those tokens.
+async fn revoke_sessions(
+    c: &mut PgConnection,
+    filter: &'static str,
+    value: Uuid,
+    at: OffsetDateTime,
+) -> Result<sessions::Revoked> {
+    let tokens = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "WITH s AS (UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE {filter} RETURNING id) \
+         UPDATE tokens SET revoked_at = $1 WHERE session_id IN (SELECT id FROM s) AND revoked_at IS NULL RETURNING id"
+    )))
+    .bind(at)
+    .bind(value)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(map_err)?;
+    Ok(sessions::Revoked {
+        user_id: None,
+        tokens,
+    })
+}
+
+type MailRow = (
+    Uuid,
+    Option<Uuid>,
+    String,
+    String,
+    String,
+    OffsetDateTime,
+    i32,
+);
+
+fn mail_from_row(r: MailRow) -> sessions::OutboxMail {
+    sessions::OutboxMail {
+        id: r.0,
+        account_id: r.1,
+        to: r.2,
+        subject: r.3,
+        body: r.4,
+        created_at: r.5,
+        attempts: r.6,
+    }
+}
+
+async fn insert_mail(c: &mut PgConnection, m: &sessions::OutboxMail) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox (id, account_id, to_addr, subject, body, created_at, attempts, next_attempt_at, \
+         claimed_until, sent_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, 0, $6, NULL, NULL, NULL)",
+    )
+    .bind(m.id)
+    .bind(m.account_id)
+    .bind(&m.to)
+    .bind(&m.subject)
+    .bind(&m.body)
+    .bind(m.created_at)
+    .execute(&mut *c)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }
 
 /// `NotFound(what)` unless `sql` (taking account and id) finds a row.

@@ -27,7 +27,7 @@ use uuid::Uuid;
 use super::{
     INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, Result, SPACE_COLUMNS,
     SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord, USER_COLUMNS, invite_from_row,
-    link_from_row, member_from_row, role_from_row, space_from_row, user_from_row,
+    link_from_row, member_from_row, role_from_row, sessions, space_from_row, user_from_row,
 };
 use crate::domain::access::{AccessLink, Invite, Member, Role, RoomRole, Space, SpaceRole};
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
@@ -64,6 +64,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 2,
                 "access",
                 include_str!("../../migrations/sqlite/0002_access.sql"),
+            ),
+            (
+                3,
+                "sessions",
+                include_str!("../../migrations/sqlite/0003_sessions.sql"),
             ),
         ]
         .into_iter()
@@ -1877,6 +1882,676 @@ impl Store for SqliteStore {
             select_user(&mut conn, account, user).await?,
         )))
     }
+
+    // --- sessions ---------------------------------------------------------------
+
+    async fn find_login(
+        &self,
+        account: Uuid,
+        name: &sessions::LoginName,
+    ) -> Result<Option<sessions::LoginCandidate>> {
+        let (column, value) = name.column_and_value();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE account_id = ? AND {column} = ?"
+        )))
+        .bind(account)
+        .bind(value)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(sessions::LoginCandidate {
+                user: user_from_row(&r)?,
+                password_hash: r.try_get(26)?,
+            })
+        })
+        .transpose()
+        .map_err(map_err)
+    }
+
+    async fn password_hash(&self, account: Uuid, user: Uuid) -> Result<Option<String>> {
+        let found: Option<Option<String>> =
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE account_id = ? AND id = ?")
+                .bind(account)
+                .bind(user)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(map_err)?;
+        found.ok_or(StoreError::NotFound("user"))
+    }
+
+    async fn set_password_hash(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let hash = hash.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE users SET password_hash = ?, updated_at = ? WHERE account_id = ? AND id = ?",
+                )
+                .bind(&hash)
+                .bind(at)
+                .bind(account)
+                .bind(user)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_session(&self, account: Uuid, session: &sessions::NewSession) -> Result<()> {
+        let s = session.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO sessions (id, account_id, user_id, created_at, revoked_at) VALUES (?, ?, ?, ?, NULL)")
+                    .bind(s.id)
+                    .bind(account)
+                    .bind(s.user_id)
+                    .bind(s.created_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                insert_next_tokens(c, account, s.id, s.user_id, &s.tokens).await
+            })
+        })
+        .await
+    }
+
+    async fn refresh_token_owner(&self, account: Uuid, hash: &[u8]) -> Result<Option<Uuid>> {
+        sqlx::query_scalar("SELECT user_id FROM refresh_tokens WHERE hash = ? AND account_id = ?")
+            .bind(hash)
+            .bind(account)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        account: Uuid,
+        presented: &[u8],
+        next: &sessions::NextTokens,
+        now: OffsetDateTime,
+    ) -> Result<sessions::Refreshed> {
+        let (presented, next) = (presented.to_vec(), next.clone());
+        self.write(move |c| {
+            Box::pin(async move {
+                let row = sqlx::query(
+                    "SELECT r.session_id, r.user_id, r.used_at IS NOT NULL AS used, \
+                     julianday(r.expires_at) > julianday(?) AS fresh, s.revoked_at IS NULL AS live, \
+                     u.active AND (u.tokens_valid_after IS NULL OR julianday(u.tokens_valid_after) <= julianday(r.created_at)) AS user_ok \
+                     FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = r.user_id \
+                     WHERE r.hash = ? AND r.account_id = ?",
+                )
+                .bind(now)
+                .bind(&presented)
+                .bind(account)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let Some(row) = row else {
+                    return Ok(sessions::Refreshed::Invalid);
+                };
+                let get = |r: &SqliteRow| -> std::result::Result<(Uuid, Uuid, bool, bool, bool, bool), sqlx::Error> {
+                    Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?))
+                };
+                let (session, user, used, fresh, live, user_ok) = get(&row).map_err(map_err)?;
+                if used {
+                    let mut revoked = revoke_sessions(c, "id = ?", session, now).await?;
+                    revoked.user_id = Some(user);
+                    return Ok(sessions::Refreshed::Reused { user_id: user, revoked });
+                }
+                if !(fresh && live && user_ok) || next.access.user_id != user {
+                    return Ok(sessions::Refreshed::Invalid);
+                }
+                sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE hash = ?")
+                    .bind(now)
+                    .bind(&presented)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                insert_next_tokens(c, account, session, user, &next).await?;
+                Ok(sessions::Refreshed::Rotated(Box::new(
+                    select_user(c, account, user).await?,
+                )))
+            })
+        })
+        .await
+    }
+
+    async fn end_session(
+        &self,
+        account: Uuid,
+        by: &sessions::SessionRef,
+        at: OffsetDateTime,
+    ) -> Result<sessions::Revoked> {
+        let by = by.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                let found: Option<(Option<Uuid>, Uuid, Uuid)> = match &by {
+                    sessions::SessionRef::Refresh(hash) => sqlx::query_as(
+                        "SELECT session_id, user_id, user_id FROM refresh_tokens WHERE hash = ? AND account_id = ?",
+                    )
+                    .bind(hash),
+                    sessions::SessionRef::Token(id) => sqlx::query_as(
+                        "SELECT session_id, id, user_id FROM tokens WHERE id = ? AND account_id = ?",
+                    )
+                    .bind(id),
+                }
+                .bind(account)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let (session, token, user) = found.ok_or(StoreError::NotFound("session"))?;
+                let mut revoked = match session {
+                    Some(session) => revoke_sessions(c, "id = ?", session, at).await?,
+                    None => {
+                        sqlx::query("UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+                            .bind(at)
+                            .bind(token)
+                            .execute(&mut *c)
+                            .await
+                            .map_err(map_err)?;
+                        sessions::Revoked { user_id: None, tokens: vec![token] }
+                    }
+                };
+                revoked.user_id = Some(user);
+                Ok(revoked)
+            })
+        })
+        .await
+    }
+
+    async fn change_password(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        hash: &str,
+        revoke_others: bool,
+        keep_token: Option<Uuid>,
+        at: OffsetDateTime,
+    ) -> Result<sessions::Revoked> {
+        let hash = hash.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE users SET password_hash = ?, require_password_change = 0, updated_at = ? \
+                     WHERE account_id = ? AND id = ?",
+                )
+                .bind(&hash)
+                .bind(at)
+                .bind(account)
+                .bind(user)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                let mut revoked = sessions::Revoked { user_id: Some(user), tokens: vec![] };
+                if revoke_others {
+                    let keep: Option<Uuid> = sqlx::query_scalar("SELECT session_id FROM tokens WHERE id = ?")
+                        .bind(keep_token)
+                        .fetch_optional(&mut *c)
+                        .await
+                        .map_err(map_err)?
+                        .flatten();
+                    sqlx::query(
+                        "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL AND id IS NOT ?",
+                    )
+                    .bind(at)
+                    .bind(user)
+                    .bind(keep)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                    revoked.tokens = sqlx::query_scalar(
+                        "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND kind = 'access' \
+                         AND revoked_at IS NULL AND session_id IS NOT ? RETURNING id",
+                    )
+                    .bind(at)
+                    .bind(user)
+                    .bind(keep)
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                }
+                Ok(revoked)
+            })
+        })
+        .await
+    }
+
+    async fn issue_user_token(
+        &self,
+        account: Uuid,
+        token: &TokenRecord,
+        max_live: i64,
+    ) -> Result<sessions::Revoked> {
+        let token = token.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE account_id = ? AND id = ?")
+                    .bind(account)
+                    .bind(token.user_id)
+                    .fetch_optional(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                if found.is_none() {
+                    return Err(StoreError::NotFound("user"));
+                }
+                sqlx::query("INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, 'user', ?, ?, ?, NULL)")
+                    .bind(token.id)
+                    .bind(account)
+                    .bind(token.user_id)
+                    .bind(token.room_id)
+                    .bind(token.created_at)
+                    .bind(token.expires_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                // Ids are UUIDv7: their order is the order of issue.
+                let tokens = sqlx::query_scalar(
+                    "UPDATE tokens SET revoked_at = ? WHERE id IN (SELECT id FROM tokens \
+                     WHERE account_id = ? AND user_id = ? AND kind = 'user' AND revoked_at IS NULL \
+                     AND julianday(expires_at) > julianday(?) AND NOT EXISTS (SELECT 1 FROM users u \
+                     WHERE u.id = tokens.user_id AND julianday(u.tokens_valid_after) > julianday(tokens.created_at)) \
+                     ORDER BY id DESC LIMIT -1 OFFSET ?) RETURNING id",
+                )
+                .bind(token.created_at)
+                .bind(account)
+                .bind(token.user_id)
+                .bind(token.created_at)
+                .bind(max_live)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(map_err)?;
+                Ok(sessions::Revoked { user_id: Some(token.user_id), tokens })
+            })
+        })
+        .await
+    }
+
+    async fn list_user_tokens(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        now: OffsetDateTime,
+        page: Page,
+    ) -> Result<Paged<sessions::TokenInfo>> {
+        let mut conn = self.read.acquire().await.map_err(map_err)?;
+        select_user(&mut conn, account, user).await?;
+        let rows: Vec<TokenInfoRow> = sqlx::query_as(
+            "SELECT t.id, t.room_id, t.created_at, t.expires_at, t.revoked_at FROM tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.account_id = ? AND t.user_id = ? AND t.kind = 'user' AND t.revoked_at IS NULL \
+             AND julianday(t.expires_at) > julianday(?) \
+             AND (u.tokens_valid_after IS NULL OR julianday(u.tokens_valid_after) <= julianday(t.created_at)) \
+             AND (? IS NULL OR t.id > ?) ORDER BY t.id LIMIT ?",
+        )
+        .bind(account)
+        .bind(user)
+        .bind(now)
+        .bind(page.after)
+        .bind(page.after)
+        .bind(i64::from(page.limit) + 1)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        let items = rows.into_iter().map(token_info).collect();
+        Ok(Paged::from_rows(
+            items,
+            page.limit,
+            |t: &sessions::TokenInfo| t.id,
+        ))
+    }
+
+    async fn revoke_user_token(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        token: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<sessions::TokenInfo> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let row: Option<TokenInfoRow> = sqlx::query_as(
+                    "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) \
+                     WHERE account_id = ? AND user_id = ? AND id = ? AND kind = 'user' \
+                     RETURNING id, room_id, created_at, expires_at, revoked_at",
+                )
+                .bind(at)
+                .bind(account)
+                .bind(user)
+                .bind(token)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+                row.map(token_info).ok_or(StoreError::NotFound("token"))
+            })
+        })
+        .await
+    }
+
+    async fn revoke_tokens_before(
+        &self,
+        account: Uuid,
+        user: Uuid,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let r = sqlx::query(
+                    "UPDATE users SET tokens_valid_after = ? WHERE account_id = ? AND id = ?",
+                )
+                .bind(at)
+                .bind(account)
+                .bind(user)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Err(StoreError::NotFound("user"));
+                }
+                sqlx::query(
+                    "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                )
+                .bind(at)
+                .bind(user)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                revoke_sessions(c, "user_id = ?", user, at).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn set_signup_settings(
+        &self,
+        account: Uuid,
+        signup: &crate::domain::settings::SignupSettings,
+    ) -> Result<Settings> {
+        let signup = json(signup);
+        self.write(move |c| {
+            Box::pin(async move {
+                let s: String = sqlx::query_scalar(
+                    "UPDATE accounts SET settings = json_set(settings, '$.signup', json(?)) WHERE id = ? RETURNING settings",
+                )
+                .bind(&signup)
+                .bind(account)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("account"))?;
+                serde_json::from_str(&s).map_err(|e| StoreError::Other(e.into()))
+            })
+        })
+        .await
+    }
+
+    async fn request_password_reset(
+        &self,
+        account: Uuid,
+        reset: &sessions::NewPasswordReset,
+    ) -> Result<()> {
+        let r = reset.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO password_resets (hash, account_id, user_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, NULL)")
+                    .bind(&r.hash)
+                    .bind(account)
+                    .bind(r.user_id)
+                    .bind(r.created_at)
+                    .bind(r.expires_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                insert_mail(c, &r.mail).await
+            })
+        })
+        .await
+    }
+
+    async fn reset_password(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<sessions::Revoked>> {
+        let (hash, phc) = (hash.to_vec(), password_hash.to_owned());
+        self.write(move |c| {
+            Box::pin(async move {
+                let user: Option<Uuid> = sqlx::query_scalar(
+                    "UPDATE password_resets SET used_at = ? WHERE hash = ? AND account_id = ? \
+                     AND used_at IS NULL AND julianday(expires_at) > julianday(?) RETURNING user_id",
+                )
+                .bind(now)
+                .bind(&hash)
+                .bind(account)
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let Some(user) = user else { return Ok(None) };
+                sqlx::query("UPDATE password_resets SET used_at = ? WHERE user_id = ? AND used_at IS NULL")
+                    .bind(now)
+                    .bind(user)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query(
+                    "UPDATE users SET password_hash = ?, require_password_change = 0, updated_at = ? \
+                     WHERE account_id = ? AND id = ?",
+                )
+                .bind(&phc)
+                .bind(now)
+                .bind(account)
+                .bind(user)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let mut revoked = revoke_sessions(c, "user_id = ?", user, now).await?;
+                revoked.user_id = Some(user);
+                Ok(Some(revoked))
+            })
+        })
+        .await
+    }
+
+    async fn enqueue_mail(&self, mail: &sessions::OutboxMail) -> Result<()> {
+        let mail = mail.clone();
+        self.write(move |c| Box::pin(async move { insert_mail(c, &mail).await }))
+            .await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<sessions::OutboxMail>> {
+        self.write(move |c| {
+            Box::pin(async move {
+                let rows: Vec<MailRow> = sqlx::query_as(
+                    "UPDATE outbox SET claimed_until = ? WHERE id IN (SELECT id FROM outbox WHERE sent_at IS NULL \
+                     AND julianday(next_attempt_at) <= julianday(?) \
+                     AND (claimed_until IS NULL OR julianday(claimed_until) <= julianday(?)) ORDER BY id LIMIT ?) \
+                     RETURNING id, account_id, to_addr, subject, body, created_at, attempts",
+                )
+                .bind(now + lease)
+                .bind(now)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let mut mails: Vec<_> = rows.into_iter().map(mail_from_row).collect();
+                mails.sort_by_key(|m: &sessions::OutboxMail| m.id);
+                Ok(mails)
+            })
+        })
+        .await
+    }
+
+    async fn finish_mail(
+        &self,
+        id: Uuid,
+        at: OffsetDateTime,
+        failure: Option<(&str, Option<OffsetDateTime>)>,
+    ) -> Result<()> {
+        let failure = failure.map(|(e, next)| (e.to_owned(), next));
+        self.write(move |c| {
+            Box::pin(async move {
+                match failure {
+                    None => sqlx::query("UPDATE outbox SET sent_at = ?, attempts = attempts + 1, claimed_until = NULL WHERE id = ?")
+                        .bind(at)
+                        .bind(id),
+                    Some((error, next)) => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = ?, claimed_until = NULL, next_attempt_at = ? WHERE id = ?",
+                    )
+                    .bind(error)
+                    .bind(next.unwrap_or(at + time::Duration::days(36_500)))
+                    .bind(id),
+                }
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn create_user_with_mail(
+        &self,
+        account: Uuid,
+        user: &NewUser,
+        token: &TokenRecord,
+        at: OffsetDateTime,
+        mail: &sessions::UserMail,
+    ) -> Result<User> {
+        let (user, token, mail) = (user.clone(), token.clone(), mail.clone());
+        self.write(move |c| {
+            Box::pin(async move {
+                let created = insert_user(c, account, &user, &token, at).await?;
+                if let (Some((hash, expires_at)), Some(email)) = (&mail.verification, &user.email) {
+                    sqlx::query("INSERT INTO email_verifications (hash, account_id, user_id, email, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, NULL)")
+                        .bind(hash)
+                        .bind(account)
+                        .bind(user.id)
+                        .bind(email)
+                        .bind(at)
+                        .bind(expires_at)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(map_err)?;
+                }
+                for m in &mail.mails {
+                    insert_mail(c, m).await?;
+                }
+                Ok(created)
+            })
+        })
+        .await
+    }
+
+    async fn verify_email(
+        &self,
+        account: Uuid,
+        hash: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<User>> {
+        let hash = hash.to_vec();
+        self.write(move |c| {
+            Box::pin(async move {
+                let found: Option<(Uuid, String)> = sqlx::query_as(
+                    "UPDATE email_verifications SET used_at = ? WHERE hash = ? AND account_id = ? \
+                     AND used_at IS NULL AND julianday(expires_at) > julianday(?) RETURNING user_id, email",
+                )
+                .bind(now)
+                .bind(&hash)
+                .bind(account)
+                .bind(now)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?;
+                let Some((user, email)) = found else { return Ok(None) };
+                let r = sqlx::query(
+                    "UPDATE users SET email_verified = 1, updated_at = ? WHERE account_id = ? AND id = ? AND email = ?",
+                )
+                .bind(now)
+                .bind(account)
+                .bind(user)
+                .bind(&email)
+                .execute(&mut *c)
+                .await
+                .map_err(map_err)?;
+                if r.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(select_user(c, account, user).await?))
+            })
+        })
+        .await
+    }
+
+    async fn set_email_settings(
+        &self,
+        account: Uuid,
+        email: &crate::domain::settings::EmailSettings,
+    ) -> Result<Settings> {
+        let email = json(email);
+        self.write(move |c| {
+            Box::pin(async move {
+                let s: String = sqlx::query_scalar(
+                    "UPDATE accounts SET settings = json_set(settings, '$.email', json(?)) WHERE id = ? RETURNING settings",
+                )
+                .bind(&email)
+                .bind(account)
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("account"))?;
+                serde_json::from_str(&s).map_err(|e| StoreError::Other(e.into()))
+            })
+        })
+        .await
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
+        let key = key.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+                    .bind(at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query("INSERT INTO signing_keys (kid, private_der, public_x, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)")
+                    .bind(&key.kid)
+                    .bind(&key.private_der)
+                    .bind(&key.public_x)
+                    .bind(key.created_at)
+                    .execute(&mut *c)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            })
+        })
+        .await
+    }
 }
 
 /// Every role id must name a built-in role or a custom role of the account.
@@ -1923,6 +2598,128 @@ async fn insert_api_key(c: &mut SqliteConnection, account: Uuid, key: &NewApiKey
         .bind(key.scope.as_str())
         .bind(&key.secret_hash)
         .bind(key.created_at)
+        .execute(&mut *c)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+// --- sessions ---------------------------------------------------------------
+
+type TokenInfoRow = (
+    Uuid,
+    Option<Uuid>,
+    OffsetDateTime,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+);
+
+fn token_info(r: TokenInfoRow) -> sessions::TokenInfo {
+    sessions::TokenInfo {
+        id: r.0,
+        room_id: r.1,
+        created_at: r.2,
+        expires_at: r.3,
+        revoked_at: r.4,
+    }
+}
+
+/// Records a refresh token and its access token in session `session`.
+async fn insert_next_tokens(
+    c: &mut SqliteConnection,
+    account: Uuid,
+    session: Uuid,
+    user: Uuid,
+    t: &sessions::NextTokens,
+) -> Result<()> {
+    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, account_id, user_id, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, NULL)")
+        .bind(&t.refresh_hash)
+        .bind(session)
+        .bind(account)
+        .bind(user)
+        .bind(t.access.created_at)
+        .bind(t.refresh_expires_at)
+        .execute(&mut *c)
+        .await
+        .map_err(map_err)?;
+    sqlx::query("INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at, session_id) VALUES (?, ?, ?, 'access', NULL, ?, ?, NULL, ?)")
+        .bind(t.access.id)
+        .bind(account)
+        .bind(user)
+        .bind(t.access.created_at)
+        .bind(t.access.expires_at)
+        .bind(session)
+        .execute(&mut *c)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+/// Revokes the sessions matching `filter` (`id = ?` or `user_id = ?`) and
+/// every access token they produced; returns those tokens.
+async fn revoke_sessions(
+    c: &mut SqliteConnection,
+    filter: &'static str,
+    value: Uuid,
+    at: OffsetDateTime,
+) -> Result<sessions::Revoked> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "UPDATE sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE {filter} RETURNING id"
+    )))
+    .bind(at)
+    .bind(value)
+    .fetch_all(&mut *c)
+    .await
+    .map_err(map_err)?;
+    let mut tokens = Vec::new();
+    for id in ids {
+        let mut t: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE tokens SET revoked_at = ? WHERE session_id = ? AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(at)
+        .bind(id)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(map_err)?;
+        tokens.append(&mut t);
+    }
+    Ok(sessions::Revoked {
+        user_id: None,
+        tokens,
+    })
+}
+
+type MailRow = (
+    Uuid,
+    Option<Uuid>,
+    String,
+    String,
+    String,
+    OffsetDateTime,
+    i32,
+);
+
+fn mail_from_row(r: MailRow) -> sessions::OutboxMail {
+    sessions::OutboxMail {
+        id: r.0,
+        account_id: r.1,
+        to: r.2,
+        subject: r.3,
+        body: r.4,
+        created_at: r.5,
+        attempts: r.6,
+    }
+}
+
+async fn insert_mail(c: &mut SqliteConnection, m: &sessions::OutboxMail) -> Result<()> {
+    sqlx::query("INSERT INTO outbox (id, account_id, to_addr, subject, body, created_at, attempts, next_attempt_at, claimed_until, sent_at, last_error) VALUES (?, ?, ?, ?, ?, ?, 0, ?, NULL, NULL, NULL)")
+        .bind(m.id)
+        .bind(m.account_id)
+        .bind(&m.to)
+        .bind(&m.subject)
+        .bind(&m.body)
+        .bind(m.created_at)
+        .bind(m.created_at)
         .execute(&mut *c)
         .await
         .map_err(map_err)?;

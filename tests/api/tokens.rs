@@ -34,7 +34,31 @@ async fn forged_and_altered_tokens_are_refused() {
     let token = d["token"].as_str().unwrap();
     let id = d["user"]["id"].as_str().unwrap();
     let me = a.path(&format!("/users/{id}"));
-    assert_eq!(t.get(&me, token).await.0, StatusCode::OK);
+    refuse_forgeries_of(&t, &me, token).await;
+}
+
+#[tokio::test]
+async fn forged_and_altered_access_tokens_and_refresh_tokens_as_bearer_are_refused() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let id = crate::sessions::member(&t, &a, "alice", json!({})).await;
+    let me = a.path(&format!("/users/{id}"));
+    let (access, refresh) = crate::sessions::session(&t, &a, "alice").await;
+    refuse_forgeries_of(&t, &me, &access).await;
+    for bad in [refresh.as_str(), "rt_", "Bearer", "a.b.c"] {
+        let got = t.get(&me, bad).await;
+        assert_error(&got, StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None);
+    }
+    assert_eq!(crate::sessions::ws(&t, &refresh).await.err(), Some(401));
+    // The access token of another account's user names nothing here.
+    let b = t.account("other").await;
+    let got = t.get(&b.path(&format!("/users/{id}")), &access).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+}
+
+/// Checks the forged-token catalogue against a genuine `token` that reads `me`.
+async fn refuse_forgeries_of(t: &TestApp, me: &str, token: &str) {
+    assert_eq!(t.get(me, token).await.0, StatusCode::OK);
     let (header, claims) = parts(token);
     let sig = token.rsplit('.').next().unwrap();
     let foreign = SigningKey::from_bytes(&[7u8; 32]);
@@ -83,7 +107,7 @@ async fn forged_and_altered_tokens_are_refused() {
         .unwrap();
     let ours = SigningKey::from_bytes(&seed);
     assert_eq!(
-        t.get(&me, &sign_with(&ours, &header, &claims)).await.0,
+        t.get(me, &sign_with(&ours, &header, &claims)).await.0,
         StatusCode::OK,
         "re-signing the genuine claims must work"
     );
@@ -92,6 +116,18 @@ async fn forged_and_altered_tokens_are_refused() {
         with(&|c| c["aud"] = json!("someone-else")),
         with(&|c| c["iss"] = json!("someone-else")),
         with(&|c| c["typ"] = json!("refresh")),
+        with(&|c| c["typ"] = json!("guest")),
+        with(&|c| c["sub"] = json!("someone")),
+        with(&|c| {
+            c.as_object_mut().unwrap().remove("typ");
+        }),
+        with(&|c| {
+            c.as_object_mut().unwrap().remove("iat");
+        }),
+        with(&|c| {
+            c.as_object_mut().unwrap().remove("aud");
+        }),
+        with(&|c| c["jti"] = json!("0199c0de-0000-7000-8000-000000000000")),
         with(&|c| {
             c.as_object_mut()
                 .unwrap()
@@ -105,11 +141,12 @@ async fn forged_and_altered_tokens_are_refused() {
         forged.push(sign_with(&ours, &header, &bad));
     }
     for f in &forged {
-        let got = t.get(&me, f).await;
+        let got = t.get(me, f).await;
         assert_error(&got, StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None);
+        assert_eq!(crate::sessions::ws(t, f).await.err(), Some(401), "{f}");
     }
     // The genuine token still works.
-    assert_eq!(t.get(&me, token).await.0, StatusCode::OK);
+    assert_eq!(t.get(me, token).await.0, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod isolation;
 mod nodes;
 mod presence;
 mod rooms;
+mod sessions;
 mod tokens;
 mod users;
 
@@ -72,4 +73,18 @@ contract! {
     tokens::deactivation_ends_tokens_and_reactivation_does_not_revive_them,
     tokens::a_token_is_good_only_until_it_expires_and_only_for_its_user,
     isolation::another_accounts_ids_are_not_found_everywhere,
+    sessions::users_are_found_by_each_login_name_within_their_account,
+    sessions::a_refresh_token_is_spent_once_and_its_reuse_revokes_the_session,
+    sessions::a_refresh_token_expires_and_dies_with_its_user_state,
+    sessions::ending_a_session_revokes_its_tokens_and_nothing_else,
+    sessions::a_password_change_keeps_one_session_and_ends_the_others,
+    sessions::issuing_beyond_the_cap_revokes_the_oldest_live_tokens,
+    sessions::the_token_cap_holds_under_concurrent_issues,
+    sessions::revoking_everything_before_a_moment_ends_tokens_and_sessions,
+    sessions::rotating_the_signing_key_retires_the_others,
+    sessions::signup_settings_are_replaced_and_leave_the_rest_alone,
+    sessions::the_outbox_is_claimed_once_retried_and_finished,
+    sessions::a_reset_link_works_once_before_it_expires_and_ends_the_sessions,
+    sessions::mail_and_verification_links_are_written_with_the_user,
+    sessions::email_settings_are_replaced_and_leave_the_rest_alone,
 }

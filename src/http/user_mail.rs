@@ -1,0 +1,134 @@
+//! Mail that comes with a new user — the welcome mail (Rocket.Chat's
+//! `sendWelcomeEmail`, with the password when `setRandomPassword` chose it)
+//! and the address verification link (when the account asks for
+//! verification) — and the route that link leads to.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::envelope::{ApiError, ApiResult, ok};
+use super::extract::{ApiQuery, Ids};
+use crate::app::App;
+use crate::domain::settings::Settings;
+use crate::domain::time;
+use crate::domain::user::{NewUser, Visibility};
+use crate::secret;
+use crate::store::sessions::{OutboxMail, UserMail};
+
+/// How long a verification link works.
+pub const VERIFICATION_TTL: ::time::Duration = ::time::Duration::days(7);
+
+pub fn routes() -> OpenApiRouter<App> {
+    OpenApiRouter::new().routes(routes!(verify_email))
+}
+
+/// The mail to queue with `user`, if any.
+pub fn for_new_user(
+    app: &App,
+    account: Uuid,
+    settings: &Settings,
+    user: &NewUser,
+    welcome: bool,
+    random_password: Option<&str>,
+) -> Option<UserMail> {
+    let to = user.email.clone()?;
+    let name = user
+        .name
+        .clone()
+        .or(user.username.clone())
+        .unwrap_or_default();
+    let now = time::now();
+    let mail = |(subject, body): (String, String)| OutboxMail {
+        id: Uuid::now_v7(),
+        account_id: Some(account),
+        to: to.clone(),
+        subject,
+        body,
+        created_at: now,
+        attempts: 0,
+    };
+    let mut out = UserMail::default();
+    if welcome {
+        let note = match random_password {
+            Some(p) => format!(
+                "\nYour password: {p}\nYou will be asked to change it when you first log in.\n"
+            ),
+            None => String::new(),
+        };
+        let login = user
+            .username
+            .clone()
+            .or(user.email.clone())
+            .unwrap_or_default();
+        out.mails.push(mail(app.mailer.render(
+            "welcome",
+            &[("name", &name), ("login", &login), ("password_note", &note)],
+        )));
+    }
+    if settings.email.verify && !user.email_verified {
+        let token = format!(
+            "ev_{}",
+            URL_SAFE_NO_PAD.encode(secret::random_bytes::<32>())
+        );
+        let base = app
+            .config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", app.config.listen));
+        let link = format!(
+            "{}/v1/accounts/{account}/auth/verify-email?token={token}",
+            base.trim_end_matches('/')
+        );
+        out.mails.push(mail(
+            app.mailer
+                .render("verify_email", &[("name", &name), ("link", &link)]),
+        ));
+        out.verification = Some((secret::sha256(token.as_bytes()), now + VERIFICATION_TTL));
+    }
+    (!out.mails.is_empty()).then_some(out)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyParams {
+    /// The `token` of the mailed link.
+    token: String,
+}
+
+/// Confirm an email address by following the mailed link (no credential:
+/// the link is one). Works once, for 7 days, and only while the address is
+/// still the user's.
+#[utoipa::path(get, path = "/v1/accounts/{accountId}/auth/verify-email", tag = "sessions",
+    params(("accountId" = Uuid, Path), VerifyParams), security(()),
+    responses((status = 200, description = "Address verified"),
+        (status = 410, description = "The link was used, expired or is unknown")))]
+async fn verify_email(
+    State(app): State<App>,
+    ids: Ids,
+    ApiQuery(q): ApiQuery<VerifyParams>,
+) -> ApiResult {
+    let account = ids.get("accountId");
+    let user = app
+        .store
+        .verify_email(account, &secret::sha256(q.token.as_bytes()), time::now())
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::GONE,
+                "GONE",
+                "this verification link was already used, has expired or is unknown",
+            )
+            .with_field("token")
+        })?;
+    let settings = app.store.get_settings(account).await?;
+    Ok(ok(
+        StatusCode::OK,
+        "Email address verified",
+        serde_json::json!({ "user": user.view(&settings, Visibility::Own) }),
+    ))
+}
