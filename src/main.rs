@@ -39,6 +39,9 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Copy an embedded (SQLite) install into an empty PostgreSQL database;
+    /// prints rows per table as JSON.
+    MigrateSqliteToPostgres(roster::transfer::Args),
 }
 
 #[derive(Subcommand)]
@@ -109,6 +112,12 @@ async fn run() -> anyhow::Result<()> {
                 "{}",
                 serde_json::json!({ "account": account, "api_key": api_key })
             );
+            Ok(())
+        }
+        Command::MigrateSqliteToPostgres(args) => {
+            init_logging(&config.log_format);
+            let report = roster::transfer::sqlite_to_postgres(&args.from, &args.to).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Serve => {

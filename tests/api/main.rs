@@ -11,4 +11,5 @@ mod process;
 mod realtime;
 mod rooms;
 mod tokens;
+mod transfer;
 mod users;
