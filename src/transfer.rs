@@ -193,6 +193,11 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Report> 
     plan.sort_by_key(|(t, _)| position.get(t.as_str()).copied().unwrap_or(usize::MAX));
 
     let mut tx = dst.begin().await?;
+    // A node already serving on the target would hold its tables: fail
+    // clearly rather than wait for it forever.
+    sqlx::query("SET LOCAL lock_timeout = '30s'")
+        .execute(&mut *tx)
+        .await?;
     // Nobody writes to the target while it is checked and filled.
     let all: Vec<String> = target.keys().map(|t| quote(t)).collect();
     if !all.is_empty() {
@@ -201,7 +206,8 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Report> 
             all.join(", ")
         )))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .context("locking the target's tables (is a Roster node running on it?)")?;
     }
     let mut occupied = Vec::new();
     for table in target.keys() {
