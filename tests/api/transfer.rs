@@ -434,3 +434,114 @@ async fn a_target_that_already_holds_data_is_refused_and_left_alone() {
     assert!(!ok);
     assert!(stderr.contains("no SQLite database"), "{stderr}");
 }
+
+/// `notes` as read back: id, `at` as text, done, doc, score, n, raw, price,
+/// labels, gone.
+type NoteRow = (
+    uuid::Uuid,
+    String,
+    bool,
+    Value,
+    f64,
+    i32,
+    Vec<u8>,
+    String,
+    Vec<String>,
+    Option<time::OffsetDateTime>,
+);
+
+#[tokio::test]
+async fn tables_added_later_come_along_with_their_types() {
+    if !postgres_available() {
+        return;
+    }
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/roster.db", dir.path().display());
+    let (_, a) = first_start(&sqlite).await;
+    // A table a later migration might add, in each backend's flavour, with
+    // a foreign key to a table the command already knows.
+    let note = uuid::Uuid::now_v7();
+    let blob = vec![0u8, 159, 146, 150, 255];
+    {
+        let mut lite = sqlx::SqliteConnection::connect(&sqlite).await.unwrap();
+        sqlx::query(
+            "CREATE TABLE notes (id BLOB PRIMARY KEY, account_id BLOB NOT NULL REFERENCES accounts(id), \
+             at TEXT NOT NULL, done INTEGER NOT NULL, doc TEXT NOT NULL, score REAL, n INTEGER, \
+             raw BLOB, price TEXT, labels TEXT, gone TEXT)",
+        )
+        .execute(&mut lite)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO notes VALUES (?, ?, ?, 1, ?, 2.5, 7, ?, '12.50', '{a,b}', NULL)")
+            .bind(note)
+            .bind(uuid::Uuid::parse_str(&a.id).unwrap())
+            .bind("2026-05-29T10:05:00.123Z")
+            .bind(r#"{"k":[1,2,{"x":null}],"s":"ünï"}"#)
+            .bind(&blob)
+            .execute(&mut lite)
+            .await
+            .unwrap();
+    }
+    let pg = fresh_postgres().await;
+    let mut conn = sqlx::PgConnection::connect(&pg).await.unwrap();
+    // The command migrates first; a table made beforehand stands in for the
+    // later migration.
+    roster::store::postgres::migrator()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE notes (id UUID PRIMARY KEY, account_id UUID NOT NULL REFERENCES accounts(id), \
+         at TIMESTAMPTZ NOT NULL, done BOOLEAN NOT NULL, doc JSONB NOT NULL, score DOUBLE PRECISION, \
+         n SERIAL, raw BYTEA, price NUMERIC(10,2), labels TEXT[], gone TIMESTAMPTZ, \
+         seq BIGSERIAL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let (ok, report, stderr) = migrate(&sqlite, &pg).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(report["tables"]["notes"], 1, "{report}");
+    let order: Vec<&str> = report["order"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let pos = |t: &str| order.iter().position(|o| *o == t).unwrap();
+    assert!(pos("accounts") < pos("notes"), "{order:?}");
+    let row: NoteRow = sqlx::query_as(
+        "SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), done, doc, \
+         score, n, raw, price::text, labels, gone FROM notes",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(row.0, note);
+    assert_eq!(row.1, "2026-05-29T10:05:00.123Z");
+    assert!(row.2);
+    assert_eq!(row.3, json!({ "k": [1, 2, { "x": null }], "s": "ünï" }));
+    assert_eq!(row.4, 2.5);
+    assert_eq!(row.5, 7);
+    assert_eq!(row.6, blob);
+    assert_eq!(row.7, "12.50");
+    assert_eq!(row.8, vec!["a".to_owned(), "b".to_owned()]);
+    assert_eq!(row.9, None);
+    // A serial column SQLite does not have is filled by PostgreSQL.
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM notes")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(seq, 1);
+    // A serial column that was copied continues after the copied values.
+    let n: i32 = sqlx::query_scalar(
+        "INSERT INTO notes (id, account_id, at, done, doc) \
+         SELECT $1, account_id, now(), false, '{}' FROM notes RETURNING n",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(n, 8);
+}
