@@ -20,3 +20,4 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod tokens;
+pub mod transfer;

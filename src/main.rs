@@ -39,6 +39,9 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Copy an embedded (SQLite) install into an empty PostgreSQL database;
+    /// prints rows per table as JSON.
+    MigrateSqliteToPostgres(roster::transfer::Args),
     /// Manage the token signing keys.
     Keys {
         #[command(subcommand)]
@@ -129,6 +132,12 @@ async fn run() -> anyhow::Result<()> {
             init_logging(&config.log_format);
             let kid = roster::app::rotate_signing_key(&config).await?;
             println!("{}", serde_json::json!({ "kid": kid }));
+            Ok(())
+        }
+        Command::MigrateSqliteToPostgres(args) => {
+            init_logging(&config.log_format);
+            let report = roster::transfer::sqlite_to_postgres(&args.from, &args.to).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
         Command::Serve => {

@@ -15,5 +15,6 @@ mod rooms;
 mod sessions;
 mod signup;
 mod tokens;
+mod transfer;
 mod user_tokens;
 mod users;
