@@ -144,7 +144,7 @@ impl App {
             http,
             outbox,
             mailer,
-            throttle: Arc::default(),
+            throttle: Arc::new(crate::http::throttle::Throttle::shared(redis.clone())),
             trusted_proxies: Arc::new(trusted_proxies),
             passwords: PasswordHasher::new(config.password_hash_concurrency),
             bus,

@@ -118,12 +118,14 @@ fn client_ip(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> std::n
 }
 
 /// Per-address request rate on the session routes.
-fn rate(app: &App, ip: std::net::IpAddr) -> ApiResult<()> {
-    app.throttle.hit(
-        &format!("req:{ip}"),
-        app.config.auth_requests_per_ip_per_minute,
-        Duration::from_secs(60),
-    )
+async fn rate(app: &App, ip: std::net::IpAddr) -> ApiResult<()> {
+    app.throttle
+        .hit(
+            &format!("req:{ip}"),
+            app.config.auth_requests_per_ip_per_minute,
+            Duration::from_secs(60),
+        )
+        .await
 }
 
 fn failure_window(app: &App) -> Duration {
@@ -147,7 +149,7 @@ async fn login(
 ) -> ApiResult {
     let account = ids.get("accountId");
     let ip = client_ip(&app, &headers, peer.map(|Extension(ConnectInfo(p))| p));
-    rate(&app, ip)?;
+    rate(&app, ip).await?;
     let name = match (req.username, req.email, req.custom_id) {
         (Some(u), None, None) => LoginName::Username(u),
         (None, Some(e), None) => LoginName::Email(e),
@@ -169,9 +171,11 @@ async fn login(
     let name_key = format!("name:{account}:{}", name.column_and_value().1);
     let ip_key = format!("fail:{ip}");
     app.throttle
-        .check(&name_key, app.config.login_failures_per_name, window)?;
+        .check(&name_key, app.config.login_failures_per_name, window)
+        .await?;
     app.throttle
-        .check(&ip_key, app.config.login_failures_per_ip, window)?;
+        .check(&ip_key, app.config.login_failures_per_ip, window)
+        .await?;
     let found = app.store.find_login(account, &name).await?;
     let password = req.password;
     let user = match found {
@@ -195,8 +199,8 @@ async fn login(
         }
     };
     let Some(user) = user else {
-        app.throttle.record(&name_key, window);
-        app.throttle.record(&ip_key, window);
+        app.throttle.record(&name_key, window).await;
+        app.throttle.record(&ip_key, window).await;
         return Err(bad_login());
     };
     let now = time::now();
@@ -233,12 +237,13 @@ async fn refresh(
 ) -> ApiResult {
     let account = ids.get("accountId");
     let ip = client_ip(&app, &headers, peer.map(|Extension(ConnectInfo(p))| p));
-    rate(&app, ip)?;
+    rate(&app, ip).await?;
     let req: RefreshRequest = optional_json(&headers, &body)?;
     let window = failure_window(&app);
     let ip_key = format!("fail:{ip}");
     app.throttle
-        .check(&ip_key, app.config.login_failures_per_ip, window)?;
+        .check(&ip_key, app.config.login_failures_per_ip, window)
+        .await?;
     let (presented, by_cookie) = match req.refresh_token {
         Some(t) => (t, false),
         None => {
@@ -250,12 +255,9 @@ async fn refresh(
         }
     };
     let hash = secret::sha256(presented.as_bytes());
-    let failed = |app: &App| {
-        app.throttle.record(&ip_key, window);
-        bad_refresh()
-    };
     let Some(user_id) = app.store.refresh_token_owner(account, &hash).await? else {
-        return Err(failed(&app));
+        app.throttle.record(&ip_key, window).await;
+        return Err(bad_refresh());
     };
     let now = time::now();
     let (access, refresh, next) = next_tokens(&app, account, user_id, now)?;
@@ -271,12 +273,15 @@ async fn refresh(
         Refreshed::Reused { revoked, .. } => {
             kick_tokens(&app, account, &revoked, "refresh token reused");
             tracing::warn!(user_id = %user_id, "a spent refresh token was presented; its session is revoked");
-            app.throttle.record(&ip_key, window);
+            app.throttle.record(&ip_key, window).await;
             Err(ApiError::unauthorized(
                 "this refresh token was already used; its whole session is now revoked",
             ))
         }
-        Refreshed::Invalid => Err(failed(&app)),
+        Refreshed::Invalid => {
+            app.throttle.record(&ip_key, window).await;
+            Err(bad_refresh())
+        }
     }
 }
 
@@ -356,12 +361,13 @@ async fn change_password(
         let window = failure_window(&app);
         let key = format!("pw:{}", user.id);
         app.throttle
-            .check(&key, app.config.login_failures_per_name, window)?;
+            .check(&key, app.config.login_failures_per_name, window)
+            .await?;
         let current = req.current_password.ok_or_else(|| {
             ApiError::validation("current_password", "is required to change the password")
         })?;
         if app.passwords.verify_any(current, stored).await? == Verified::No {
-            app.throttle.record(&key, window);
+            app.throttle.record(&key, window).await;
             return Err(ApiError::validation(
                 "current_password",
                 "is not the current password",

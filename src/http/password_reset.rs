@@ -63,21 +63,25 @@ async fn request_reset(
         &headers,
         &app.trusted_proxies,
     );
-    app.throttle.hit(
-        &format!("req:{ip}"),
-        app.config.auth_requests_per_ip_per_minute,
-        Duration::from_secs(60),
-    )?;
+    app.throttle
+        .hit(
+            &format!("req:{ip}"),
+            app.config.auth_requests_per_ip_per_minute,
+            Duration::from_secs(60),
+        )
+        .await?;
     let email = crate::domain::user::email(&req.email)?;
     // A few links per address per window, so a mailbox cannot be flooded.
-    app.throttle.hit(
-        &format!(
-            "reset:{account}:{}",
-            crate::domain::user::normalize_email(&email)
-        ),
-        5,
-        Duration::from_secs(app.config.login_failure_window_secs),
-    )?;
+    app.throttle
+        .hit(
+            &format!(
+                "reset:{account}:{}",
+                crate::domain::user::normalize_email(&email)
+            ),
+            5,
+            Duration::from_secs(app.config.login_failure_window_secs),
+        )
+        .await?;
     // The lookup and the queueing happen after the answer: its timing says
     // nothing about the address.
     let worker = app.clone();

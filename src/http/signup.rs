@@ -74,11 +74,13 @@ async fn signup(
         &headers,
         &app.trusted_proxies,
     );
-    app.throttle.hit(
-        &format!("signup:{ip}"),
-        app.config.signups_per_ip_per_hour,
-        Duration::from_secs(3600),
-    )?;
+    app.throttle
+        .hit(
+            &format!("signup:{ip}"),
+            app.config.signups_per_ip_per_hour,
+            Duration::from_secs(3600),
+        )
+        .await?;
     let settings = app.store.get_settings(account).await?;
     if !settings.signup.enabled {
         return Err(ApiError::forbidden(
@@ -100,14 +102,15 @@ async fn signup(
     );
     let window = Duration::from_secs(app.config.login_failure_window_secs);
     app.throttle
-        .check(&name_key, app.config.login_failures_per_name, window)?;
+        .check(&name_key, app.config.login_failures_per_name, window)
+        .await?;
     if settings.signup.captcha {
         let token = req
             .captcha_token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::validation("captcha_token", "solve the captcha first"))?;
         if !verify_captcha(&app, &token, ip).await? {
-            app.throttle.record(&name_key, window);
+            app.throttle.record(&name_key, window).await;
             return Err(ApiError::validation(
                 "captcha_token",
                 "the captcha was not solved",
@@ -148,11 +151,10 @@ async fn signup(
     if mail.is_some() && created.is_ok() {
         app.outbox.notify_one();
     }
-    let user = created.inspect_err(|e| {
-        if matches!(e, StoreError::Conflict { .. }) {
-            app.throttle.record(&name_key, window);
-        }
-    })?;
+    if let Err(StoreError::Conflict { .. }) = &created {
+        app.throttle.record(&name_key, window).await;
+    }
+    let user = created?;
     let access_jti = Uuid::now_v7();
     let (access_token, access_expires) = app
         .keys

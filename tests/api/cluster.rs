@@ -709,3 +709,57 @@ async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart()
         );
     }
 }
+
+#[tokio::test]
+async fn login_failure_limits_hold_for_the_cluster_not_per_node() {
+    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
+        && std::env::var("CI").as_deref() != Ok("true")
+    {
+        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+        return;
+    }
+    let redis =
+        std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let db = fresh_postgres().await;
+    let prefix = format!("roster-test-{}", uuid::Uuid::new_v4().simple());
+    let node = |db: String, redis: String, prefix: String| async move {
+        TestApp::spawn_on(db, None, |c| {
+            c.redis_url = Some(redis);
+            c.redis_prefix = prefix;
+            c.login_failures_per_name = 4;
+        })
+        .await
+    };
+    let n1 = node(db.clone(), redis.clone(), prefix.clone()).await;
+    let n2 = node(db, redis, prefix).await;
+    let a = n1.account("acme").await;
+    n1.user(
+        &a,
+        json!({ "username": "victim", "password": "the right one" }),
+    )
+    .await;
+    let wrong = json!({ "username": "victim", "password": "a wrong guess" });
+    for (i, n) in [&n1, &n2, &n1, &n2].into_iter().enumerate() {
+        let (status, body) = n
+            .call(
+                reqwest::Method::POST,
+                &a.path("/auth/login"),
+                None,
+                Some(wrong.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}: {body}");
+    }
+    // The fifth guess, on either node, is refused before it is checked.
+    for n in [&n1, &n2] {
+        let got = n
+            .call(
+                reqwest::Method::POST,
+                &a.path("/auth/login"),
+                None,
+                Some(json!({ "username": "victim", "password": "the right one" })),
+            )
+            .await;
+        crate::helpers::assert_error(&got, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", None);
+    }
+}
