@@ -434,10 +434,10 @@ async fn worker(
     let mut conn: Option<SendRequest<Body>> = None;
     let mut n = 0u64;
     while Instant::now() < deadline {
-        if let Some(count) = count {
-            if tickets.fetch_add(1, Ordering::Relaxed) >= count {
-                break;
-            }
+        if let Some(count) = count
+            && tickets.fetch_add(1, Ordering::Relaxed) >= count
+        {
+            break;
         }
         let req = match make(w, n) {
             Ok(r) => r,
@@ -588,6 +588,9 @@ struct Row {
     bench_cpu_seconds: Option<f64>,
     /// Busy CPU seconds of the whole machine over the run.
     machine_cpu_seconds: Option<f64>,
+    /// Busy CPU seconds of everything else (machine − server − bench): how
+    /// much other work on the machine disturbed the run.
+    other_cpu_seconds: Option<f64>,
     reconnects: u64,
 }
 
@@ -608,15 +611,15 @@ fn percentile(sorted: &[u32], q: f64) -> Option<f64> {
 fn table(rows: &[Row], cores: usize) -> String {
     let mut s = String::new();
     s.push_str(
-        "| scenario | target | c | ok | errors | req/s | × ceiling | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MiB | bench CPU s | machine CPU % |\n",
+        "| scenario | target | c | ok | errors | req/s | × ceiling | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MiB | bench CPU s | other CPU s | machine CPU % |\n",
     );
-    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in rows {
         let machine_pct = r
             .machine_cpu_seconds
             .map(|m| 100.0 * m / (r.seconds * cores as f64));
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.target,
             r.concurrency,
@@ -631,6 +634,7 @@ fn table(rows: &[Row], cores: usize) -> String {
             Row::fmt_opt(r.server_cpu_seconds, 2),
             Row::fmt_opt(r.server_peak_rss_mib, 1),
             Row::fmt_opt(r.bench_cpu_seconds, 2),
+            Row::fmt_opt(r.other_cpu_seconds, 2),
             Row::fmt_opt(machine_pct, 0),
         ));
     }
@@ -824,13 +828,13 @@ impl ServerProcess {
     async fn wait_ready(&mut self, ep: &Endpoint) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
-            if let Some(child) = &mut self.child {
-                if let Some(status) = child.try_wait()? {
-                    bail!(
-                        "roster exited before it was ready ({status}):\n{}",
-                        self.log_tail()
-                    );
-                }
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait()?
+            {
+                bail!(
+                    "roster exited before it was ready ({status}):\n{}",
+                    self.log_tail()
+                );
             }
             let mut api = Api::new(ep.clone());
             let last = match api.call(Method::GET, "/readyz", None, None).await {
@@ -888,10 +892,10 @@ impl ServerProcess {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        if let Some((server, name)) = self.pg.take() {
-            if let Err(e) = drop_pg_database(&server, &name).await {
-                eprintln!("roster-bench: could not drop database {name}: {e:#}");
-            }
+        if let Some((server, name)) = self.pg.take()
+            && let Err(e) = drop_pg_database(&server, &name).await
+        {
+            eprintln!("roster-bench: could not drop database {name}: {e:#}");
         }
         result
     }
@@ -1001,6 +1005,7 @@ impl Ctx {
         Row {
             bench_cpu_seconds: bench,
             machine_cpu_seconds: machine,
+            other_cpu_seconds: remainder(machine, &[bench]),
             ..row
         }
     }
@@ -1030,6 +1035,7 @@ impl Ctx {
             server_peak_rss_per_run: per_run,
             bench_cpu_seconds: bench,
             machine_cpu_seconds: machine,
+            other_cpu_seconds: remainder(machine, &[bench, server]),
             ..row
         }
     }
@@ -1037,6 +1043,11 @@ impl Ctx {
 
 fn delta(before: Option<f64>, after: Option<f64>) -> Option<f64> {
     Some(after? - before?)
+}
+
+/// `total` minus every part, if all are known.
+fn remainder(total: Option<f64>, parts: &[Option<f64>]) -> Option<f64> {
+    parts.iter().try_fold(total?, |left, p| Some(left - (*p)?))
 }
 
 fn make_row(
@@ -1067,6 +1078,7 @@ fn make_row(
         server_peak_rss_per_run: false,
         bench_cpu_seconds: None,
         machine_cpu_seconds: None,
+        other_cpu_seconds: None,
         reconnects: outcome.reconnects,
     };
     eprintln!(
@@ -1228,7 +1240,12 @@ async fn run() -> anyhow::Result<bool> {
             let sync = shown
                 .starts_with("sqlite:")
                 .then(|| cli.sqlite_synchronous.as_str());
-            let label = format!("{} (pid {})", bin.display(), server.pid().unwrap_or(0));
+            let label = format!(
+                "{} at http://{} (pid {})",
+                bin.display(),
+                ep.addr,
+                server.pid().unwrap_or(0)
+            );
             (Some(server), ep, key, label, shown, sync)
         }
     };
@@ -1256,10 +1273,10 @@ async fn run() -> anyhow::Result<bool> {
             Err(e) => failures.push(format!("{} could not run: {e:#}", scenario.name())),
         }
     }
-    if let Some(server) = server {
-        if let Err(e) = server.stop().await {
-            failures.push(format!("stopping roster: {e:#}"));
-        }
+    if let Some(server) = server
+        && let Err(e) = server.stop().await
+    {
+        failures.push(format!("stopping roster: {e:#}"));
     }
     for r in rows.iter().filter(|r| r.errors > 0) {
         failures.push(format!(
