@@ -521,19 +521,24 @@ impl ProcClock {
         Ok((utime + stime) / self.ticks_per_second)
     }
 
-    /// Busy CPU time of the whole machine (all cores), in seconds.
-    fn machine_busy_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string("/proc/stat")?;
-        let line = stat.lines().next().context("empty /proc/stat")?;
-        let v: Vec<f64> = line
-            .split_whitespace()
-            .skip(1)
-            .map(str::parse)
-            .collect::<Result<_, _>>()?;
-        // user nice system idle iowait irq softirq steal (guest is inside user).
-        let busy: f64 =
-            v.iter().take(8).sum::<f64>() - v.get(3).unwrap_or(&0.0) - v.get(4).unwrap_or(&0.0);
-        Ok(busy / self.ticks_per_second)
+    /// Now, and the idle time of the whole machine so far (all cores).
+    fn machine_mark(&self) -> Option<(Instant, f64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let mut fields = stat.lines().next()?.split_whitespace().skip(1);
+        // user nice system idle iowait …: idle and iowait are measured
+        // precisely on a tickless kernel, busy time only by tick sampling,
+        // so busy = wall time × cores − idle.
+        let idle: f64 = fields.nth(3)?.parse().ok()?;
+        let iowait: f64 = fields.next()?.parse().ok()?;
+        Some((Instant::now(), (idle + iowait) / self.ticks_per_second))
+    }
+
+    /// Busy CPU seconds of the whole machine since `mark`.
+    fn machine_busy_since(&self, mark: Option<(Instant, f64)>) -> Option<f64> {
+        let (t0, idle0) = mark?;
+        let (t1, idle1) = self.machine_mark()?;
+        let wall = t1.duration_since(t0).as_secs_f64() * cores() as f64;
+        Some((wall - (idle1 - idle0)).max(0.0))
     }
 }
 
@@ -997,10 +1002,10 @@ impl Ctx {
     async fn measure_ceiling(&self, scenario: &'static str, load: &Load) -> Row {
         let me = std::process::id();
         let bench0 = self.clock.cpu_seconds(me).ok();
-        let machine0 = self.clock.machine_busy_seconds().ok();
+        let machine0 = self.clock.machine_mark();
         let (outcome, elapsed) = drive(&self.ceiling, load).await;
         let bench = delta(bench0, self.clock.cpu_seconds(me).ok());
-        let machine = delta(machine0, self.clock.machine_busy_seconds().ok());
+        let machine = self.clock.machine_busy_since(machine0);
         let row = make_row(scenario, "ceiling", load.concurrency, outcome, elapsed);
         Row {
             bench_cpu_seconds: bench,
@@ -1016,14 +1021,14 @@ impl Ctx {
         let per_run = self.server_pid.is_some_and(reset_peak_rss);
         let server0 = self.server_pid.and_then(|p| self.clock.cpu_seconds(p).ok());
         let bench0 = self.clock.cpu_seconds(me).ok();
-        let machine0 = self.clock.machine_busy_seconds().ok();
+        let machine0 = self.clock.machine_mark();
         let (outcome, elapsed) = drive(&self.roster, load).await;
         let server = delta(
             server0,
             self.server_pid.and_then(|p| self.clock.cpu_seconds(p).ok()),
         );
         let bench = delta(bench0, self.clock.cpu_seconds(me).ok());
-        let machine = delta(machine0, self.clock.machine_busy_seconds().ok());
+        let machine = self.clock.machine_busy_since(machine0);
         let rss = self.server_pid.and_then(|p| peak_rss_mib(p).ok());
         let row = make_row(scenario, "roster", load.concurrency, outcome, elapsed);
         let ratio = (ceiling.requests_per_second > 0.0)
