@@ -86,8 +86,14 @@ pub async fn realtime(
             };
             let limit = app.config.realtime_max_frame_bytes;
             let tasks = app.realtime_tasks.clone();
+            // tungstenite's 128 KiB read and write buffers per connection
+            // would dominate the memory of thousands of idle sockets; frames
+            // here are small, so small buffers cost nothing.
             ws.max_message_size(limit)
                 .max_frame_size(limit)
+                .read_buffer_size(4 * 1024)
+                .write_buffer_size(0)
+                .max_write_buffer_size(limit.max(64 * 1024) * 2)
                 .on_failed_upgrade({
                     let hub = app.hub.clone();
                     let id = handle.id;
