@@ -77,6 +77,11 @@ struct Cli {
     /// The operator key of the --target server.
     #[arg(long, requires = "target")]
     operator_key: Option<String>,
+    /// `realtime` only: a second node (base URL, same database and Redis)
+    /// where the room's members connect, while joiners use the first: the
+    /// presence latency is then measured across nodes.
+    #[arg(long)]
+    peer: Option<String>,
     /// The `roster` binary to start [default: `roster` beside this executable].
     #[arg(long, conflicts_with = "target")]
     roster_bin: Option<PathBuf>,
@@ -968,6 +973,8 @@ struct Ctx {
     clock: ProcClock,
     plan: Plan,
     concurrency: Vec<usize>,
+    /// A second node for the cross-node realtime measurement.
+    peer: Option<Endpoint>,
 }
 
 /// A fresh account for one run, so runs never collide on unique fields.
@@ -1254,6 +1261,11 @@ async fn realtime(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         ));
     }
     let ws_base = format!("ws://{}/v1/realtime?token=", ctx.roster.addr);
+    // Members connect to the peer node when there is one.
+    let members_base = match &ctx.peer {
+        Some(p) => format!("ws://{}/v1/realtime?token=", p.addr),
+        None => ws_base.clone(),
+    };
 
     // Phase 0: idle joined connections, each alone in its own room (so no
     // presence traffic pollutes the memory figure).
@@ -1273,7 +1285,8 @@ async fn realtime(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let rss_idle_before = ctx.server_pid.and_then(rss_kib);
     let mut idle = Vec::with_capacity(members);
     for ((_, token), room) in users[..members].iter().zip(&idle_rooms) {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}{token}")).await?;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("{members_base}{token}")).await?;
         ws.send(Message::Text(
             json!({ "type": "join", "id": 1, "room_id": room })
                 .to_string()
@@ -1289,7 +1302,10 @@ async fn realtime(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         }
         idle.push(ws);
     }
-    let per_idle = match (rss_idle_before, ctx.server_pid.and_then(rss_kib)) {
+    let per_idle = match (
+        rss_idle_before.filter(|_| ctx.peer.is_none()),
+        ctx.server_pid.and_then(rss_kib),
+    ) {
         (Some(b), Some(a)) => Some((a - b) / members as f64),
         _ => None,
     };
@@ -1310,7 +1326,7 @@ async fn realtime(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     for chunk in users[..members].chunks(64) {
         let mut set = JoinSet::new();
         for (_, token) in chunk {
-            let url = format!("{ws_base}{token}");
+            let url = format!("{members_base}{token}");
             set.spawn(async move {
                 let t0 = Instant::now();
                 let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
@@ -1415,13 +1431,12 @@ async fn realtime(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         latencies_us: deliveries,
         ..Default::default()
     };
-    let mut presence_row = make_row(
-        "realtime-presence",
-        "roster",
-        members,
-        outcome,
-        t_all.elapsed(),
-    );
+    let name = if ctx.peer.is_some() {
+        "realtime-presence-across-nodes"
+    } else {
+        "realtime-presence"
+    };
+    let mut presence_row = make_row(name, "roster", members, outcome, t_all.elapsed());
     presence_row.errors = missing;
     presence_row.server_peak_rss_mib = ctx.server_pid.and_then(|p| peak_rss_mib(p).ok());
     sockets.abort_all();
@@ -1507,6 +1522,10 @@ async fn run() -> anyhow::Result<bool> {
         clock: ProcClock::new(),
         plan,
         concurrency: cli.concurrency.clone(),
+        peer: match &cli.peer {
+            Some(url) => Some(Endpoint::from_url(url).await?),
+            None => None,
+        },
     };
     let mut rows = Vec::new();
     let mut failures = Vec::new();
