@@ -38,6 +38,8 @@ pub struct Config {
     pub log_format: String,
     /// A request taking longer is answered 503.
     pub request_timeout_secs: u64,
+    /// A client must send its request headers within this many seconds.
+    pub header_read_timeout_secs: u64,
     /// Password hashes computed at once (0: the number of cores).
     pub password_hash_concurrency: usize,
     /// Origins allowed to open the realtime WebSocket; empty allows any
@@ -106,6 +108,7 @@ impl Default for Config {
             token_audience: "roster".into(),
             log_format: "json".into(),
             request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
             password_hash_concurrency: 0,
             realtime_allowed_origins: Vec::new(),
             realtime_max_frame_bytes: 64 * 1024,

@@ -5,7 +5,15 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use anyhow::Context;
+use axum::Extension;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::app::App;
@@ -42,17 +50,54 @@ impl Server {
         let app = self.app.clone();
         let router = crate::http::router(self.app);
         let realtime = app.realtime_shutdown.clone();
-        axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // WebSocket connections are detached from hyper once upgraded:
-            // tell them to close (1001) ourselves, then wait for them below.
-            realtime.cancel();
-        })
-        .await?;
+        // hyper directly (not `axum::serve`), for a header-read timeout: a
+        // client that trickles its headers (slowloris) is cut off.
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(
+                app.config.header_read_timeout_secs.max(1),
+            ));
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, go on.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let service = router.clone().layer(Extension(ConnectInfo(peer)));
+                    let conn = builder.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(service),
+                    );
+                    let conn = graceful.watch(conn.into_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(self.listener);
+        // WebSocket connections are detached from hyper once upgraded: tell
+        // them to close (1001) ourselves, then wait for them below.
+        realtime.cancel();
+        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some requests did not finish within 30 s");
+        }
         app.realtime_tasks.close();
         if tokio::time::timeout(
             std::time::Duration::from_secs(10),
