@@ -13,11 +13,18 @@ use serde_json::json;
 use crate::helpers::{TestApp, fresh_postgres};
 use crate::realtime::{close_code, connect, send, wait_for};
 
-async fn two_nodes() -> Option<(TestApp, TestApp)> {
-    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
-        && std::env::var("CI").as_deref() != Ok("true")
-    {
+/// Whether PostgreSQL is configured (always in CI); says so when skipping.
+fn cluster_enabled() -> bool {
+    let on = std::env::var("ROSTER_TEST_POSTGRES_URL").is_ok()
+        || std::env::var("CI").as_deref() == Ok("true");
+    if !on {
         eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+    }
+    on
+}
+
+async fn two_nodes() -> Option<(TestApp, TestApp)> {
+    if !cluster_enabled() {
         return None;
     }
     let redis =
@@ -193,10 +200,7 @@ async fn a_one_use_invite_raced_across_both_nodes_admits_exactly_one() {
 /// offline for the other node's clients once its heartbeat lapses.
 #[tokio::test]
 async fn a_crashed_nodes_users_go_offline_on_the_others() {
-    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
-        && std::env::var("CI").as_deref() != Ok("true")
-    {
-        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+    if !cluster_enabled() {
         return;
     }
     use crate::helpers::OPERATOR_KEY;
@@ -372,10 +376,7 @@ async fn ready_until(t: &TestApp, pred: impl Fn(&serde_json::Value) -> bool) {
 
 #[tokio::test]
 async fn redis_down_degrades_to_per_node_presence_and_recovers_by_itself() {
-    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
-        && std::env::var("CI").as_deref() != Ok("true")
-    {
-        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+    if !cluster_enabled() {
         return;
     }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -597,10 +598,7 @@ impl Drop for PrivatePostgres {
 
 #[tokio::test]
 async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart() {
-    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
-        && std::env::var("CI").as_deref() != Ok("true")
-    {
-        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+    if !cluster_enabled() {
         return;
     }
     let pg = PrivatePostgres::start();
@@ -712,10 +710,7 @@ async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart()
 
 #[tokio::test]
 async fn login_failure_limits_hold_for_the_cluster_not_per_node() {
-    if std::env::var("ROSTER_TEST_POSTGRES_URL").is_err()
-        && std::env::var("CI").as_deref() != Ok("true")
-    {
-        eprintln!("skipped: set ROSTER_TEST_POSTGRES_URL to run the several-node tests");
+    if !cluster_enabled() {
         return;
     }
     let redis =
