@@ -337,16 +337,14 @@ async fn insert_user(
 ) -> Result<User> {
     check_roles(conn, account, &u.roles).await?;
     if let Some(room) = u.room_id {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM rooms WHERE account_id = ? AND id = ?")
-                .bind(account)
-                .bind(room)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(map_err)?;
-        if found.is_none() {
-            return Err(StoreError::NotFound("room"));
-        }
+        exists(
+            conn,
+            "SELECT 1 FROM rooms WHERE account_id = ? AND id = ?",
+            account,
+            room,
+            "room",
+        )
+        .await?;
     }
     if u.roles.iter().any(|r| r == "bot") {
         check_bot_cap(conn, account, None).await?;
@@ -763,15 +761,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             Box::pin(async move {
                 if let Some(space) = room.space_id {
-                    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM spaces WHERE account_id = ? AND id = ?")
-                        .bind(account)
-                        .bind(space)
-                        .fetch_optional(&mut *c)
-                        .await
-                        .map_err(map_err)?;
-                    if found.is_none() {
-                        return Err(StoreError::NotFound("space"));
-                    }
+                    exists(c, "SELECT 1 FROM spaces WHERE account_id = ? AND id = ?", account, space, "space").await?;
                 }
                 sqlx::query("INSERT INTO rooms (id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
                     .bind(id)
