@@ -67,6 +67,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "sessions",
                 include_str!("../../migrations/postgres/0003_sessions.sql"),
             ),
+            (
+                4,
+                "refuse",
+                include_str!("../../migrations/postgres/0004_refuse.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {
@@ -101,6 +106,10 @@ impl PostgresStore {
     }
 }
 
+/// The SQLSTATE `roster_refuse()` (migration 0004) raises when a new user
+/// would join more default rooms than a user may be in.
+const ROOM_CAP_REFUSED: &str = "RS001";
+
 /// SQLSTATEs that say the database, not the request, is the problem: the
 /// connection (class 08), resources (53), the server shutting down or
 /// starting (57P0x), a read-only standby after a failover (25006), and
@@ -117,6 +126,9 @@ fn unavailable_state(code: &str) -> bool {
 /// index that refused a write.
 pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
     match &e {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some(ROOM_CAP_REFUSED) => {
+            super::room_cap_reached()
+        }
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             super::unique_conflict(db.constraint().unwrap_or_else(|| db.message()))
         }
@@ -290,13 +302,49 @@ async fn insert_user(
     if u.roles.iter().any(|r| r == "bot") {
         check_bot_cap(conn, account, None).await?;
     }
-    sqlx::query(
-        "INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
-         email, email_norm, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
-         metadata, tags, custom_fields, require_password_change, password_hash, tokens_valid_after, created_at, \
-         updated_at, last_seen_at, deactivated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'offline', $16, $17, $18, \
-         $19, $20, $21, $22, $23, NULL, $24, $24, NULL, $25)",
+    insert_user_rows(conn, account, u, token, at).await?;
+    Ok(super::inserted_user(account, u, at))
+}
+
+/// Whether creating `u` must first read other rows (custom roles, its
+/// room, the bot cap) inside a transaction; most creates need not.
+fn needs_checks(u: &NewUser) -> bool {
+    u.room_id.is_some()
+        || u.roles
+            .iter()
+            .any(|r| r == "bot" || !BUILTIN_ROLES.contains(&r.as_str()))
+}
+
+/// Every row of a new user — the user, tags, roles, memberships and the
+/// first token — in one statement, so one round trip (and, outside a
+/// transaction, one commit). Joining more default rooms than the per-user
+/// room cap allows makes the statement refuse itself, writing nothing.
+async fn insert_user_rows(
+    conn: &mut PgConnection,
+    account: Uuid,
+    u: &NewUser,
+    token: &TokenRecord,
+    at: OffsetDateTime,
+) -> Result<()> {
+    let joined_defaults: i64 = sqlx::query_scalar(
+        "WITH new_user AS (\
+           INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
+           email, email_norm, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
+           metadata, tags, custom_fields, require_password_change, password_hash, tokens_valid_after, created_at, \
+           updated_at, last_seen_at, deactivated_at) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'offline', $16, $17, $18, \
+           $19, $20, $21, $22, $23, NULL, $24, $24, NULL, $25)), \
+         new_tags AS (INSERT INTO user_tags (account_id, tag, user_id) SELECT $2, v, $1 FROM UNNEST($26::text[]) AS v), \
+         new_roles AS (INSERT INTO user_roles (account_id, role, user_id) SELECT $2, v, $1 FROM UNNEST($27::text[]) AS v), \
+         new_room AS (INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
+           SELECT $2, $3, $1, 'user', $24 WHERE $3::uuid IS NOT NULL), \
+         new_defaults AS (INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
+           SELECT account_id, id, $1, 'user', $24 FROM rooms \
+           WHERE $28 AND account_id = $2 AND is_default AND id IS DISTINCT FROM $3::uuid RETURNING 1), \
+         new_token AS (INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) \
+           VALUES ($29, $2, $30, $31, $32, $33, $34, NULL)) \
+         SELECT CASE WHEN count(*) + $35 > $36 THEN roster_refuse('room cap') ELSE count(*) END \
+         FROM new_defaults",
     )
     .bind(u.id)
     .bind(account)
@@ -323,54 +371,22 @@ async fn insert_user(
     .bind(&u.password_hash)
     .bind(at)
     .bind(if u.active { None } else { Some(at) })
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    insert_set(conn, "user_tags", "tag", account, u.id, &u.tags).await?;
-    insert_set(conn, "user_roles", "role", account, u.id, &u.roles).await?;
-    if let Some(room) = u.room_id {
-        sqlx::query(
-            "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) VALUES ($1, $2, $3, 'user', $4)",
-        )
-        .bind(account)
-        .bind(room)
-        .bind(u.id)
-        .bind(at)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    }
-    if u.join_default_rooms {
-        let joined = sqlx::query(
-            "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
-             SELECT account_id, id, $1, 'user', $2 FROM rooms WHERE account_id = $3 AND is_default \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(u.id)
-        .bind(at)
-        .bind(account)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        if joined.rows_affected() as i64 + i64::from(u.room_id.is_some()) > MAX_ROOMS_PER_USER {
-            return Err(super::room_cap_reached());
-        }
-    }
-    sqlx::query(
-        "INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
-    )
+    .bind(&u.tags)
+    .bind(&u.roles)
+    .bind(u.join_default_rooms)
     .bind(token.id)
-    .bind(account)
     .bind(token.user_id)
     .bind(token.kind)
     .bind(token.room_id)
     .bind(token.created_at)
     .bind(token.expires_at)
-    .execute(&mut *conn)
+    .bind(i64::from(u.room_id.is_some()))
+    .bind(MAX_ROOMS_PER_USER)
+    .fetch_one(&mut *conn)
     .await
     .map_err(map_err)?;
-    Ok(super::inserted_user(account, u, at))
+    debug_assert!(joined_defaults + i64::from(u.room_id.is_some()) <= MAX_ROOMS_PER_USER);
+    Ok(())
 }
 
 async fn patch_user(
@@ -824,10 +840,16 @@ impl Store for PostgresStore {
         token: &TokenRecord,
         at: OffsetDateTime,
     ) -> Result<User> {
-        let mut tx = self.begin().await?;
-        let created = insert_user(&mut tx, account, user, token, at).await?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(created)
+        if needs_checks(user) {
+            let mut tx = self.begin().await?;
+            let created = insert_user(&mut tx, account, user, token, at).await?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(created);
+        }
+        // One statement: atomic, and committed when it answers.
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        insert_user_rows(&mut conn, account, user, token, at).await?;
+        Ok(super::inserted_user(account, user, at))
     }
 
     async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User> {

@@ -39,8 +39,13 @@ use crate::domain::user::{
 };
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Completion)> + Send>;
+/// A queued write. Given the writer connection it runs and says whether it
+/// succeeded; given `None` (the group's transaction could not begin) it
+/// must not touch the database and only answers with an error.
+type Job = Box<
+    dyn for<'c> FnOnce(Option<&'c mut SqliteConnection>) -> BoxFuture<'c, (bool, Completion)>
+        + Send,
+>;
 
 /// How many queued writes one commit may carry.
 const MAX_GROUP: usize = 512;
@@ -129,7 +134,12 @@ impl SqliteStore {
         let (tx, rx) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |conn| {
             Box::pin(async move {
-                let out = f(conn).await;
+                let out = match conn {
+                    Some(conn) => f(conn).await,
+                    None => Err(StoreError::Unavailable(anyhow::anyhow!(
+                        "the write transaction could not begin"
+                    ))),
+                };
                 let ok = out.is_ok();
                 let done: Completion = Box::new(move |commit| {
                     let answer = match (out, commit) {
@@ -154,50 +164,52 @@ impl SqliteStore {
 }
 
 /// The writer loop: group, commit, answer.
+///
+/// Every statement is a round trip to sqlx's SQLite thread, and under load
+/// that hop — not SQLite — is what the writer waits on; so the transaction
+/// control between jobs travels in one multi-statement string each time:
+/// `BEGIN IMMEDIATE; SAVEPOINT job` before the first job, `RELEASE job;
+/// SAVEPOINT job` (or `ROLLBACK TO job; …` after a refused job) between
+/// jobs, and `RELEASE job; COMMIT` after the last.
 async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while rx.recv_many(&mut batch, MAX_GROUP).await > 0 {
         let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
-        let begun = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await;
-        if let Err(e) = begun {
-            tracing::error!(error = %e, "sqlite: cannot begin a write transaction");
-            for job in batch.drain(..) {
-                let (_, c) = job(&mut conn).await;
-                done.push(c);
-            }
-            done.into_iter().for_each(|c| c(Err(e.to_string())));
-            continue;
-        }
         let mut failed: Option<String> = None;
+        let mut previous_ok: Option<bool> = None;
         for job in batch.drain(..) {
-            if failed.is_none()
-                && let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut conn).await
-            {
-                failed = Some(e.to_string());
-            }
-            let (ok, c) = job(&mut conn).await;
-            done.push(c);
             if failed.is_none() {
-                let end = if ok {
-                    sqlx::query("RELEASE job").execute(&mut conn).await
-                } else {
-                    match sqlx::query("ROLLBACK TO job").execute(&mut conn).await {
-                        Ok(_) => sqlx::query("RELEASE job").execute(&mut conn).await,
-                        Err(e) => Err(e),
-                    }
+                let open = match previous_ok {
+                    None => "BEGIN IMMEDIATE; SAVEPOINT job",
+                    Some(true) => "RELEASE job; SAVEPOINT job",
+                    Some(false) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
                 };
-                if let Err(e) = end {
+                if let Err(e) = sqlx::query(open).execute(&mut conn).await {
                     failed = Some(e.to_string());
                 }
             }
+            let (ok, c) = if failed.is_none() {
+                job(Some(&mut conn)).await
+            } else {
+                job(None).await
+            };
+            done.push(c);
+            previous_ok = Some(ok);
         }
-        let commit = match failed {
-            None => sqlx::query("COMMIT")
-                .execute(&mut conn)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Some(e) => Err(e),
+        let commit = match (failed, previous_ok) {
+            (Some(e), _) => Err(e),
+            (None, previous) => {
+                let close = if previous == Some(false) {
+                    "ROLLBACK TO job; RELEASE job; COMMIT"
+                } else {
+                    "RELEASE job; COMMIT"
+                };
+                sqlx::query(close)
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
         };
         if let Err(e) = &commit {
             tracing::error!(error = %e, "sqlite: group commit failed, rolling back");
@@ -349,97 +361,110 @@ async fn insert_user(
     if u.roles.iter().any(|r| r == "bot") {
         check_bot_cap(conn, account, None).await?;
     }
-    sqlx::query(
+    // One round trip to the SQLite thread for every row of the new user:
+    // the statements travel as one string, their arguments in order.
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
         "INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
          email, email_norm, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
          metadata, tags, custom_fields, require_password_change, password_hash, tokens_valid_after, created_at, \
-         updated_at, last_seen_at, deactivated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'offline', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, ?)",
-    )
-    .bind(u.id)
-    .bind(account)
-    .bind(u.room_id)
-    .bind(&u.custom_id)
-    .bind(&u.username)
-    .bind(u.username.as_deref().map(normalize_username))
-    .bind(&u.name)
-    .bind(&u.nickname)
-    .bind(&u.bio)
-    .bind(&u.email)
-    .bind(u.email.as_deref().map(normalize_email))
-    .bind(u.email_verified)
-    .bind(&u.phone)
-    .bind(&u.profile_picture)
-    .bind(&u.link)
-    .bind(&u.status_message)
-    .bind(u.active)
-    .bind(json(&u.roles))
-    .bind(json(&u.metadata))
-    .bind(json(&u.tags))
-    .bind(json(&u.custom_fields))
-    .bind(u.require_password_change)
-    .bind(&u.password_hash)
-    .bind(at)
-    .bind(at)
-    .bind(if u.active { None } else { Some(at) })
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+         updated_at, last_seen_at, deactivated_at) VALUES (",
+    );
+    {
+        let mut v = q.separated(", ");
+        v.push_bind(u.id)
+            .push_bind(account)
+            .push_bind(u.room_id)
+            .push_bind(&u.custom_id)
+            .push_bind(&u.username)
+            .push_bind(u.username.as_deref().map(normalize_username))
+            .push_bind(&u.name)
+            .push_bind(&u.nickname)
+            .push_bind(&u.bio)
+            .push_bind(&u.email)
+            .push_bind(u.email.as_deref().map(normalize_email))
+            .push_bind(u.email_verified)
+            .push_bind(&u.phone)
+            .push_bind(&u.profile_picture)
+            .push_bind(&u.link)
+            .push("'offline'")
+            .push_bind(&u.status_message)
+            .push_bind(u.active)
+            .push_bind(json(&u.roles))
+            .push_bind(json(&u.metadata))
+            .push_bind(json(&u.tags))
+            .push_bind(json(&u.custom_fields))
+            .push_bind(u.require_password_change)
+            .push_bind(&u.password_hash)
+            .push("NULL")
+            .push_bind(at)
+            .push_bind(at)
+            .push("NULL")
+            .push_bind(if u.active { None } else { Some(at) });
+    }
+    q.push(");");
     for tag in &u.tags {
-        sqlx::query("INSERT INTO user_tags (account_id, tag, user_id) VALUES (?, ?, ?)")
-            .bind(account)
-            .bind(tag)
-            .bind(u.id)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        q.push("INSERT INTO user_tags (account_id, tag, user_id) VALUES (")
+            .push_bind(account)
+            .push(", ")
+            .push_bind(tag)
+            .push(", ")
+            .push_bind(u.id)
+            .push(");");
     }
     for role in &u.roles {
-        sqlx::query("INSERT INTO user_roles (account_id, role, user_id) VALUES (?, ?, ?)")
-            .bind(account)
-            .bind(role)
-            .bind(u.id)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        q.push("INSERT INTO user_roles (account_id, role, user_id) VALUES (")
+            .push_bind(account)
+            .push(", ")
+            .push_bind(role)
+            .push(", ")
+            .push_bind(u.id)
+            .push(");");
     }
     if let Some(room) = u.room_id {
-        sqlx::query("INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) VALUES (?, ?, ?, 'user', ?)")
-            .bind(account)
-            .bind(room)
-            .bind(u.id)
-            .bind(at)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
+        q.push("INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) VALUES (")
+            .push_bind(account)
+            .push(", ")
+            .push_bind(room)
+            .push(", ")
+            .push_bind(u.id)
+            .push(", 'user', ")
+            .push_bind(at)
+            .push(");");
     }
+    q.push("INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) VALUES (")
+        .push_bind(token.id)
+        .push(", ")
+        .push_bind(account)
+        .push(", ")
+        .push_bind(token.user_id)
+        .push(", ")
+        .push_bind(token.kind)
+        .push(", ")
+        .push_bind(token.room_id)
+        .push(", ")
+        .push_bind(token.created_at)
+        .push(", ")
+        .push_bind(token.expires_at)
+        .push(", NULL)");
+    // Last, so that the rows it adds are the total minus the rows above.
+    let fixed = 2 + u.tags.len() + u.roles.len() + usize::from(u.room_id.is_some());
     if u.join_default_rooms {
-        let joined = sqlx::query(
-            "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
-             SELECT account_id, id, ?, 'user', ? FROM rooms WHERE account_id = ? AND is_default = 1 \
-             ON CONFLICT DO NOTHING",
+        q.push(
+            ";INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
+             SELECT account_id, id, ",
         )
-        .bind(u.id)
-        .bind(at)
-        .bind(account)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        if joined.rows_affected() as i64 + i64::from(u.room_id.is_some()) > MAX_ROOMS_PER_USER {
-            return Err(super::room_cap_reached());
-        }
+        .push_bind(u.id)
+        .push(", 'user', ")
+        .push_bind(at)
+        .push(" FROM rooms WHERE account_id = ")
+        .push_bind(account)
+        .push(" AND is_default = 1 ON CONFLICT DO NOTHING");
     }
-    sqlx::query("INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)")
-        .bind(token.id)
-        .bind(account)
-        .bind(token.user_id)
-        .bind(token.kind)
-        .bind(token.room_id)
-        .bind(token.created_at)
-        .bind(token.expires_at)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
+    let written = q.build().execute(&mut *conn).await.map_err(map_err)?;
+    let joined_defaults = written.rows_affected().saturating_sub(fixed as u64);
+    if joined_defaults as i64 + i64::from(u.room_id.is_some()) > MAX_ROOMS_PER_USER {
+        return Err(super::room_cap_reached());
+    }
     Ok(super::inserted_user(account, u, at))
 }
 
