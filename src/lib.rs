@@ -8,7 +8,10 @@
 //! backends; `server` binds and runs it; `main.rs` is only the CLI.
 //!
 //! The one rule: `domain/` never imports axum, sqlx or redis.
-#![forbid(unsafe_code)]
+//!
+//! No `unsafe` except one audited block: the SQLite writer borrowing its
+//! own connection's handle from sqlx (`store/sqlite/writer.rs`); the
+//! `unsafe_code` lint is set to deny in Cargo.toml.
 
 pub mod app;
 pub mod config;

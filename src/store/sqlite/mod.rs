@@ -1,12 +1,15 @@
 //! The embedded backend: one SQLite file in WAL mode.
 //!
-//! Writes go through one writer task that owns the only writing connection
-//! and commits in groups: it takes every job waiting in its queue, runs each
-//! inside its own SAVEPOINT (so one refused write does not undo its
-//! neighbours), commits once, and only then answers each caller. A 2xx is
-//! therefore always a committed row, while the cost of the commit (an fsync
-//! with `synchronous=FULL`) is shared by the whole group. Reads use a small
-//! pool of read-only connections, which WAL lets run beside the writer.
+//! Writes go through one writer ([`writer`]) that owns the only writing
+//! connection and commits in groups, answering each caller only once its
+//! group is durable: a 2xx is always a committed row, while the cost of the
+//! commit (an fsync with `synchronous=FULL`) is shared by the whole group.
+//! Reads use a small pool of read-only connections, which WAL lets run
+//! beside the writer. [`new_user`] writes a new user's rows on the writer's
+//! raw handle, the hottest write of all.
+
+mod new_user;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,14 +17,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Connection, QueryBuilder, Row, Sqlite};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::{
@@ -38,20 +40,8 @@ use crate::domain::user::{
     MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
 };
 
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// A queued write. Given the writer connection it runs and says whether it
-/// succeeded; given `None` (the group's transaction could not begin) it
-/// must not touch the database and only answers with an error.
-type Job = Box<
-    dyn for<'c> FnOnce(Option<&'c mut SqliteConnection>) -> BoxFuture<'c, (bool, Completion)>
-        + Send,
->;
-
-/// How many queued writes one commit may carry.
-const MAX_GROUP: usize = 512;
-
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<writer::Job>,
     read: SqlitePool,
 }
 
@@ -63,17 +53,17 @@ pub fn migrator() -> sqlx::migrate::Migrator {
             (
                 1,
                 "init",
-                include_str!("../../migrations/sqlite/0001_init.sql"),
+                include_str!("../../../migrations/sqlite/0001_init.sql"),
             ),
             (
                 2,
                 "access",
-                include_str!("../../migrations/sqlite/0002_access.sql"),
+                include_str!("../../../migrations/sqlite/0002_access.sql"),
             ),
             (
                 3,
                 "sessions",
-                include_str!("../../migrations/sqlite/0003_sessions.sql"),
+                include_str!("../../../migrations/sqlite/0003_sessions.sql"),
             ),
         ]
         .into_iter()
@@ -119,106 +109,8 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(base.read_only(true))
             .await?;
-        let (tx, rx) = mpsc::channel::<Job>(4096);
-        tokio::spawn(writer(conn, rx));
-        Ok(Self { jobs: tx, read })
-    }
-
-    /// Runs `f` on the writer connection inside the next group commit and
-    /// answers once that group is durable.
-    async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let out = match conn {
-                    Some(conn) => f(conn).await,
-                    None => Err(StoreError::Unavailable(anyhow::anyhow!(
-                        "the write transaction could not begin"
-                    ))),
-                };
-                let ok = out.is_ok();
-                let done: Completion = Box::new(move |commit| {
-                    let answer = match (out, commit) {
-                        (Ok(v), Ok(())) => Ok(v),
-                        (Err(e), _) => Err(e),
-                        (Ok(_), Err(e)) => Err(StoreError::Unavailable(anyhow::anyhow!(
-                            "commit failed: {e}"
-                        ))),
-                    };
-                    let _ = tx.send(answer);
-                });
-                (ok, done)
-            })
-        });
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Unavailable(anyhow::anyhow!("writer stopped")))?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable(anyhow::anyhow!("writer stopped")))?
-    }
-}
-
-/// The writer loop: group, commit, answer.
-///
-/// Every statement is a round trip to sqlx's SQLite thread, and under load
-/// that hop — not SQLite — is what the writer waits on; so the transaction
-/// control between jobs travels in one multi-statement string each time:
-/// `BEGIN IMMEDIATE; SAVEPOINT job` before the first job, `RELEASE job;
-/// SAVEPOINT job` (or `ROLLBACK TO job; …` after a refused job) between
-/// jobs, and `RELEASE job; COMMIT` after the last.
-async fn writer(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_GROUP);
-    while rx.recv_many(&mut batch, MAX_GROUP).await > 0 {
-        let mut done: Vec<Completion> = Vec::with_capacity(batch.len());
-        let mut failed: Option<String> = None;
-        let mut previous_ok: Option<bool> = None;
-        for job in batch.drain(..) {
-            if failed.is_none() {
-                let open = match previous_ok {
-                    None => "BEGIN IMMEDIATE; SAVEPOINT job",
-                    Some(true) => "RELEASE job; SAVEPOINT job",
-                    Some(false) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
-                };
-                if let Err(e) = sqlx::query(open).execute(&mut conn).await {
-                    failed = Some(e.to_string());
-                }
-            }
-            let (ok, c) = if failed.is_none() {
-                job(Some(&mut conn)).await
-            } else {
-                job(None).await
-            };
-            done.push(c);
-            previous_ok = Some(ok);
-        }
-        let commit = match (failed, previous_ok) {
-            (Some(e), _) => Err(e),
-            (None, previous) => {
-                let close = if previous == Some(false) {
-                    "ROLLBACK TO job; RELEASE job; COMMIT"
-                } else {
-                    "RELEASE job; COMMIT"
-                };
-                sqlx::query(close)
-                    .execute(&mut conn)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        };
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "sqlite: group commit failed, rolling back");
-            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-        }
-        metrics::histogram!("roster_sqlite_group_size").record(done.len() as f64);
-        for c in done {
-            c(commit.clone());
-        }
+        let jobs = writer::spawn(conn)?;
+        Ok(Self { jobs, read })
     }
 }
 
@@ -338,134 +230,6 @@ async fn replace_set(
         .map_err(map_err)?;
     }
     Ok(())
-}
-
-async fn insert_user(
-    conn: &mut SqliteConnection,
-    account: Uuid,
-    u: &NewUser,
-    token: &TokenRecord,
-    at: OffsetDateTime,
-) -> Result<User> {
-    check_roles(conn, account, &u.roles).await?;
-    if let Some(room) = u.room_id {
-        exists(
-            conn,
-            "SELECT 1 FROM rooms WHERE account_id = ? AND id = ?",
-            account,
-            room,
-            "room",
-        )
-        .await?;
-    }
-    if u.roles.iter().any(|r| r == "bot") {
-        check_bot_cap(conn, account, None).await?;
-    }
-    // One round trip to the SQLite thread for every row of the new user:
-    // the statements travel as one string, their arguments in order.
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
-         email, email_norm, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
-         metadata, tags, custom_fields, require_password_change, password_hash, tokens_valid_after, created_at, \
-         updated_at, last_seen_at, deactivated_at) VALUES (",
-    );
-    {
-        let mut v = q.separated(", ");
-        v.push_bind(u.id)
-            .push_bind(account)
-            .push_bind(u.room_id)
-            .push_bind(&u.custom_id)
-            .push_bind(&u.username)
-            .push_bind(u.username.as_deref().map(normalize_username))
-            .push_bind(&u.name)
-            .push_bind(&u.nickname)
-            .push_bind(&u.bio)
-            .push_bind(&u.email)
-            .push_bind(u.email.as_deref().map(normalize_email))
-            .push_bind(u.email_verified)
-            .push_bind(&u.phone)
-            .push_bind(&u.profile_picture)
-            .push_bind(&u.link)
-            .push("'offline'")
-            .push_bind(&u.status_message)
-            .push_bind(u.active)
-            .push_bind(json(&u.roles))
-            .push_bind(json(&u.metadata))
-            .push_bind(json(&u.tags))
-            .push_bind(json(&u.custom_fields))
-            .push_bind(u.require_password_change)
-            .push_bind(&u.password_hash)
-            .push("NULL")
-            .push_bind(at)
-            .push_bind(at)
-            .push("NULL")
-            .push_bind(if u.active { None } else { Some(at) });
-    }
-    q.push(");");
-    for tag in &u.tags {
-        q.push("INSERT INTO user_tags (account_id, tag, user_id) VALUES (")
-            .push_bind(account)
-            .push(", ")
-            .push_bind(tag)
-            .push(", ")
-            .push_bind(u.id)
-            .push(");");
-    }
-    for role in &u.roles {
-        q.push("INSERT INTO user_roles (account_id, role, user_id) VALUES (")
-            .push_bind(account)
-            .push(", ")
-            .push_bind(role)
-            .push(", ")
-            .push_bind(u.id)
-            .push(");");
-    }
-    if let Some(room) = u.room_id {
-        q.push("INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) VALUES (")
-            .push_bind(account)
-            .push(", ")
-            .push_bind(room)
-            .push(", ")
-            .push_bind(u.id)
-            .push(", 'user', ")
-            .push_bind(at)
-            .push(");");
-    }
-    q.push("INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) VALUES (")
-        .push_bind(token.id)
-        .push(", ")
-        .push_bind(account)
-        .push(", ")
-        .push_bind(token.user_id)
-        .push(", ")
-        .push_bind(token.kind)
-        .push(", ")
-        .push_bind(token.room_id)
-        .push(", ")
-        .push_bind(token.created_at)
-        .push(", ")
-        .push_bind(token.expires_at)
-        .push(", NULL)");
-    // Last, so that the rows it adds are the total minus the rows above.
-    let fixed = 2 + u.tags.len() + u.roles.len() + usize::from(u.room_id.is_some());
-    if u.join_default_rooms {
-        q.push(
-            ";INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
-             SELECT account_id, id, ",
-        )
-        .push_bind(u.id)
-        .push(", 'user', ")
-        .push_bind(at)
-        .push(" FROM rooms WHERE account_id = ")
-        .push_bind(account)
-        .push(" AND is_default = 1 ON CONFLICT DO NOTHING");
-    }
-    let written = q.build().execute(&mut *conn).await.map_err(map_err)?;
-    let joined_defaults = written.rows_affected().saturating_sub(fixed as u64);
-    if joined_defaults as i64 + i64::from(u.room_id.is_some()) > MAX_ROOMS_PER_USER {
-        return Err(super::room_cap_reached());
-    }
-    Ok(super::inserted_user(account, u, at))
 }
 
 async fn patch_user(
@@ -938,10 +702,8 @@ impl Store for SqliteStore {
         at: OffsetDateTime,
     ) -> Result<User> {
         let (user, token) = (user.clone(), token.clone());
-        self.write(move |c| {
-            Box::pin(async move { insert_user(c, account, &user, &token, at).await })
-        })
-        .await
+        self.write_raw(move |c| new_user::insert_user(c, account, &user, &token, at))
+            .await
     }
 
     async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User> {
@@ -2458,26 +2220,10 @@ impl Store for SqliteStore {
         mail: &sessions::UserMail,
     ) -> Result<User> {
         let (user, token, mail) = (user.clone(), token.clone(), mail.clone());
-        self.write(move |c| {
-            Box::pin(async move {
-                let created = insert_user(c, account, &user, &token, at).await?;
-                if let (Some((hash, expires_at)), Some(email)) = (&mail.verification, &user.email) {
-                    sqlx::query("INSERT INTO email_verifications (hash, account_id, user_id, email, created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, NULL)")
-                        .bind(hash)
-                        .bind(account)
-                        .bind(user.id)
-                        .bind(email)
-                        .bind(at)
-                        .bind(expires_at)
-                        .execute(&mut *c)
-                        .await
-                        .map_err(map_err)?;
-                }
-                for m in &mail.mails {
-                    insert_mail(c, m).await?;
-                }
-                Ok(created)
-            })
+        self.write_raw(move |c| {
+            let created = new_user::insert_user(c, account, &user, &token, at)?;
+            new_user::insert_mail(c, account, &user, at, &mail)?;
+            Ok(created)
         })
         .await
     }
