@@ -11,14 +11,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::cache::Cache;
 use crate::config::Config;
+use crate::domain::account::ApiKeyAuth;
+use crate::domain::settings::Settings;
 use crate::realtime::bus::{Bus, InProcessBus};
 use crate::realtime::hub::{Hub, Limits};
 use crate::realtime::redis::{Redis, RedisBus};
 use crate::realtime::registry::{LocalRegistry, RedisRegistry, Registry};
 use crate::secret::{self, PasswordHasher};
-use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
 use crate::tokens::Keys;
 
 const OPERATOR_KEY_STATE: &str = "operator_key_sha256";
@@ -48,6 +51,10 @@ pub struct App {
     /// Wakes the outbox worker when mail is queued.
     pub outbox: Arc<tokio::sync::Notify>,
     pub mailer: Arc<crate::mail::Mailer>,
+    /// API keys by id and settings by account, on a single node only
+    /// (see [`crate::cache`]).
+    api_keys: Arc<Cache<Uuid, ApiKeyAuth>>,
+    settings: Arc<Cache<Uuid, Arc<Settings>>>,
     operator_key_hash: Arc<Vec<u8>>,
     key_touches: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
@@ -140,7 +147,10 @@ impl App {
         let mailer = Arc::new(crate::mail::Mailer::from_config(&config)?);
         let outbox = Arc::new(tokio::sync::Notify::new());
         crate::mail::spawn_outbox(store.clone(), mailer.clone(), outbox.clone());
+        let single_node = redis.is_none();
         let app = Self {
+            api_keys: Arc::new(Cache::new(single_node)),
+            settings: Arc::new(Cache::new(single_node)),
             http,
             outbox,
             mailer,
@@ -160,6 +170,37 @@ impl App {
             key_touches: Arc::default(),
         };
         Ok((app, generated))
+    }
+
+    /// The live (unrevoked) API key with this id, for authentication.
+    pub async fn api_key_for_auth(&self, key: Uuid) -> Result<Option<ApiKeyAuth>, StoreError> {
+        self.api_keys
+            .get_or_load(&key, self.store.api_key_for_auth(key))
+            .await
+    }
+
+    /// Call after revoking `key`: no request on this node accepts it again.
+    pub fn forget_api_key(&self, key: Uuid) {
+        self.api_keys.forget(&key);
+    }
+
+    /// The account's settings.
+    pub async fn settings(&self, account: Uuid) -> Result<Arc<Settings>, StoreError> {
+        let loaded = self
+            .settings
+            .get_or_load(&account, async {
+                self.store
+                    .get_settings(account)
+                    .await
+                    .map(|s| Some(Arc::new(s)))
+            })
+            .await?;
+        Ok(loaded.unwrap_or_default())
+    }
+
+    /// Call after changing the account's settings.
+    pub fn forget_settings(&self, account: Uuid) {
+        self.settings.forget(&account);
     }
 
     pub fn is_operator_key(&self, presented: &str) -> bool {

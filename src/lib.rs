@@ -14,6 +14,7 @@
 //! `unsafe_code` lint is set to deny in Cargo.toml.
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod http;

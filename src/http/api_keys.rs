@@ -124,6 +124,7 @@ async fn revoke_key(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResu
     app.store
         .revoke_api_key(caller.account_id, key, crate::domain::time::now())
         .await?;
+    app.forget_api_key(key);
     Ok(ok(
         StatusCode::OK,
         "API key revoked",

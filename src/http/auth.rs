@@ -388,7 +388,7 @@ async fn change_password(
         .await?;
     kick_tokens(&app, account, &revoked, "password changed");
     let fresh = app.store.get_user(account, user.id).await?;
-    let settings = app.store.get_settings(account).await?;
+    let settings = app.settings(account).await?;
     Ok(ok(
         StatusCode::OK,
         "Password changed",
@@ -448,7 +448,7 @@ async fn answer(
     cookies: bool,
     what: &str,
 ) -> ApiResult {
-    let settings = app.store.get_settings(account).await?;
+    let settings = app.settings(account).await?;
     let mut set = Vec::new();
     if cookies {
         let csrf = cookie_value(&secret::random_bytes::<24>());

@@ -365,7 +365,6 @@ impl FromRequestParts<App> for Caller {
             let (id, hash) = ApiKeySecret::parse(presented)
                 .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
             let key = app
-                .store
                 .api_key_for_auth(id)
                 .await?
                 .filter(|k| secret::equal_hashes(&k.secret_hash, &hash))

@@ -59,30 +59,38 @@ async fn update_settings(
     ApiJson(body): ApiJson<UpdateSettings>,
 ) -> ApiResult {
     caller.require(Permission::ManageSettings)?;
-    let settings = match body.custom_fields {
-        Some(change) => {
-            app.store
-                .update_custom_fields(caller.account_id, change)
-                .await?
-        }
-        None => app.store.get_settings(caller.account_id).await?,
-    };
-    let settings = match body.signup {
-        Some(signup) => {
-            app.store
-                .set_signup_settings(caller.account_id, &signup)
-                .await?
-        }
-        None => settings,
-    };
-    let settings = match body.email {
-        Some(email) => {
-            app.store
-                .set_email_settings(caller.account_id, &email)
-                .await?
-        }
-        None => settings,
-    };
+    // Whatever part of the change was written, this node's cache forgets
+    // the old settings.
+    let written: ApiResult<Settings> = async {
+        let settings = match body.custom_fields {
+            Some(change) => {
+                app.store
+                    .update_custom_fields(caller.account_id, change)
+                    .await?
+            }
+            None => app.store.get_settings(caller.account_id).await?,
+        };
+        let settings = match body.signup {
+            Some(signup) => {
+                app.store
+                    .set_signup_settings(caller.account_id, &signup)
+                    .await?
+            }
+            None => settings,
+        };
+        let settings = match body.email {
+            Some(email) => {
+                app.store
+                    .set_email_settings(caller.account_id, &email)
+                    .await?
+            }
+            None => settings,
+        };
+        Ok(settings)
+    }
+    .await;
+    app.forget_settings(caller.account_id);
+    let settings = written?;
     Ok(ok(
         StatusCode::OK,
         "Settings updated",

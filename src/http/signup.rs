@@ -81,7 +81,7 @@ async fn signup(
             Duration::from_secs(3600),
         )
         .await?;
-    let settings = app.store.get_settings(account).await?;
+    let settings = app.settings(account).await?;
     if !settings.signup.enabled {
         return Err(ApiError::forbidden(
             "self sign-up is not enabled for this account",

@@ -125,7 +125,7 @@ async fn verify_email(
             )
             .with_field("token")
         })?;
-    let settings = app.store.get_settings(account).await?;
+    let settings = app.settings(account).await?;
     Ok(ok(
         StatusCode::OK,
         "Email address verified",

@@ -76,7 +76,7 @@ async fn create_user(
     if req.active == Some(false) {
         caller.require(Permission::EditOtherUserActiveStatus)?;
     }
-    let settings = app.store.get_settings(caller.account_id).await?;
+    let settings = app.settings(caller.account_id).await?;
     let mut parsed = req.parse(&settings)?;
     if parsed.user.roles != ["user"] {
         caller.require(Permission::AssignRoles)?;
@@ -187,7 +187,7 @@ async fn list_users(
             page(q.limit, q.cursor.as_deref())?,
         )
         .await?;
-    let settings = app.store.get_settings(caller.account_id).await?;
+    let settings = app.settings(caller.account_id).await?;
     Ok(ok(
         StatusCode::OK,
         "Users",
@@ -212,7 +212,7 @@ async fn get_user(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult
         caller.require(Permission::ViewOtherUserInfo)?;
     }
     let user = app.store.get_user(caller.account_id, id).await?;
-    let settings = app.store.get_settings(caller.account_id).await?;
+    let settings = app.settings(caller.account_id).await?;
     Ok(ok(
         StatusCode::OK,
         "User",
@@ -239,7 +239,7 @@ async fn update_user(
     if !own {
         caller.require(Permission::EditOtherUserInfo)?;
     }
-    let settings = app.store.get_settings(caller.account_id).await?;
+    let settings = app.settings(caller.account_id).await?;
     let patch = req.parse(&settings)?;
     if patch.roles.is_some() {
         if own {
@@ -313,7 +313,7 @@ async fn set_active(app: &App, caller: &Caller, id: Uuid, active: bool) -> ApiRe
     if !active {
         kick(app, caller.account_id, id, "user deactivated");
     }
-    let settings = app.store.get_settings(caller.account_id).await?;
+    let settings = app.settings(caller.account_id).await?;
     let what = if active {
         "User reactivated"
     } else {

@@ -116,6 +116,51 @@ async fn presence_travels_between_nodes() {
 }
 
 #[tokio::test]
+async fn a_key_revoked_or_settings_changed_on_one_node_apply_on_the_other_at_once() {
+    let Some((n1, n2)) = two_nodes().await else {
+        return;
+    };
+    let a = n1.account("acme").await;
+    let (status, made) = n1
+        .post(
+            &a.path("/api-keys"),
+            &a.key,
+            json!({ "name": "ops", "scope": "full" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let key = made["data"]["api_key"].as_str().unwrap().to_owned();
+    let key_id = made["data"]["key"]["id"].as_str().unwrap().to_owned();
+    // Both nodes have served the key and the settings before the change.
+    for n in [&n1, &n2] {
+        n.user(&a, json!({ "name": "Before" })).await;
+        let (status, _) = n.get(&a.path("/users"), &key).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = n1
+        .patch(
+            &a.path("/settings"),
+            &a.key,
+            json!({ "custom_fields": { "team": { "type": "string" } } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let made = n2
+        .user(
+            &a,
+            json!({ "name": "After", "customFields": { "team": "core" } }),
+        )
+        .await;
+    assert_eq!(made["user"]["custom_fields"], json!({ "team": "core" }));
+    let (status, _) = n1
+        .delete(&a.path(&format!("/api-keys/{key_id}")), &a.key)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = n2.get(&a.path("/users"), &key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
 async fn deactivating_on_one_node_closes_sockets_on_the_other_within_two_seconds() {
     let Some((n1, n2)) = two_nodes().await else {
         return;

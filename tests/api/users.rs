@@ -634,3 +634,61 @@ async fn deactivation_ends_tokens_for_good_and_deletion_erases() {
     let (_, b) = t.get(&a.path("/users?tag=t"), &a.key).await;
     assert_eq!(b["data"]["users"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn a_settings_change_applies_to_the_very_next_create() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    // The first create reads (and may keep) the settings: no custom fields.
+    t.user(&a, json!({ "name": "First" })).await;
+    let got = t
+        .post(
+            &a.path("/users"),
+            &a.key,
+            json!({ "name": "Early", "customFields": { "team": "core" } }),
+        )
+        .await;
+    assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("custom_fields.team"),
+    );
+    let (status, body) = t
+        .patch(
+            &a.path("/settings"),
+            &a.key,
+            json!({ "custom_fields": { "team": { "type": "string" } } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let made = t
+        .user(
+            &a,
+            json!({ "name": "Late", "customFields": { "team": "core" } }),
+        )
+        .await;
+    assert_eq!(made["user"]["custom_fields"], json!({ "team": "core" }));
+    // And a removal too: the field is refused again at once.
+    let (status, body) = t
+        .patch(
+            &a.path("/settings"),
+            &a.key,
+            json!({ "custom_fields": { "team": null } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got = t
+        .post(
+            &a.path("/users"),
+            &a.key,
+            json!({ "name": "Later", "customFields": { "team": "core" } }),
+        )
+        .await;
+    assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("custom_fields.team"),
+    );
+}
