@@ -6,8 +6,9 @@
 //!
 //! The seeded users are shaped so that each filter selects a known share:
 //! user `i` is `Member {i:07}` / `m-{i:07}`, carries tag `t{i % 10}` (10%)
-//! and `rare` when `i % 1000 == 0` (0.1%), holds role `bot` when
-//! `i % 100 == 0` (1%), and is a member of the room `Lobby` when
+//! and `rare` when `i % 1000 == 0` (0.1%), holds the custom role `Tester`
+//! (no permissions) when `i % 100 == 0` (1%; not the built-in `bot`, of
+//! which an account may hold 25), and is a member of the room `Lobby` when
 //! `i % 10 == 0` (10%). Every user is `offline`.
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ struct Filter {
 
 /// The filters measured at one size; `deep` is a keyset cursor 90% of the
 /// way through the account, `one` the custom id of a single user.
-fn filters(room: &str, deep: &str, one: &str) -> Vec<Filter> {
+fn filters(room: &str, role: &str, deep: &str, one: &str) -> Vec<Filter> {
     let f = |label, query: String| Filter { label, query };
     vec![
         f("first page", String::new()),
@@ -32,7 +33,7 @@ fn filters(room: &str, deep: &str, one: &str) -> Vec<Filter> {
         f("tag (10%)", "&tag=t3".into()),
         f("tag (10%) deep", format!("&tag=t3&cursor={deep}")),
         f("tag (0.1%)", "&tag=rare".into()),
-        f("role (1%)", "&role=bot".into()),
+        f("role (1%)", format!("&role={role}")),
         f("room (10%)", format!("&room_id={room}")),
         f("q (all)", "&q=member".into()),
         f("q (one user)", format!("&q={one}")),
@@ -69,6 +70,16 @@ pub(super) async fn list_users(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         )
         .await?;
     let room = str_at(&room, "/room/id")?.to_owned();
+    let role = api
+        .expect(
+            StatusCode::CREATED,
+            Method::POST,
+            &format!("/v1/accounts/{}/roles", account.id),
+            Some(&account.key),
+            Some(&json!({ "name": "Tester", "permissions": [] })),
+        )
+        .await?;
+    let role = str_at(&role, "/role/id")?.to_owned();
     let users_path = format!("/v1/accounts/{}/users", account.id);
 
     let mut rows = Vec::new();
@@ -92,7 +103,7 @@ pub(super) async fn list_users(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
     let mut seeded = 0usize;
     for &size in &ctx.plan.list_sizes {
         let label = size_label(size);
-        rows.push(seed(ctx, &account, &room, seeded, size, &label).await?);
+        rows.push(seed(ctx, &account, &room, &role, seeded, size, &label).await?);
         seeded = size;
 
         // Setup calls, not measured: the deep cursor and the one user.
@@ -111,7 +122,7 @@ pub(super) async fn list_users(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
             .with_context(|| format!("finding {deep_user} for the deep cursor"))?;
         let deep = roster::http::extract::encode_cursor(Uuid::try_parse(deep_id)?);
 
-        for filter in filters(&room, &deep, &one_user) {
+        for filter in filters(&room, &role, &deep, &one_user) {
             let path = format!("{users_path}?limit={PAGE}{}", filter.query);
             let first = api
                 .expect(StatusCode::OK, Method::GET, &path, Some(&account.key), None)
@@ -160,6 +171,7 @@ async fn seed(
     ctx: &Ctx,
     account: &Account,
     room: &str,
+    role: &str,
     from: usize,
     to: usize,
     label: &str,
@@ -167,12 +179,12 @@ async fn seed(
     let ep = ctx.roster.clone();
     let path = format!("/v1/accounts/{}/users", account.id);
     let key = account.key.clone();
-    let room = room.to_owned();
+    let (room, role) = (room.to_owned(), role.to_owned());
     let next = Arc::new(AtomicU64::new(from as u64));
     let make: MakeRequest = Arc::new(move |_, _| {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let mut tags = vec![format!("t{}", i % 10)];
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             tags.push("rare".into());
         }
         let mut user = json!({
@@ -180,10 +192,10 @@ async fn seed(
             "customId": format!("m-{i:07}"),
             "tags": tags,
         });
-        if i % 100 == 0 {
-            user["roles"] = json!(["bot"]);
+        if i.is_multiple_of(100) {
+            user["roles"] = json!([role]);
         }
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             user["roomId"] = json!(room);
         }
         ep.request(

@@ -479,9 +479,7 @@ async fn drive(ep: &Endpoint, load: &Load) -> (Outcome, Duration) {
         let tickets = tickets.clone();
         let make = load.make.clone();
         let (expect, count, pace) = (load.expect, load.count, load.pace);
-        set.spawn(async move {
-            worker(ep, w, make, expect, tickets, count, pace, deadline).await
-        });
+        set.spawn(async move { worker(ep, w, make, expect, tickets, count, pace, deadline).await });
     }
     let mut total = Outcome::default();
     while let Some(joined) = set.join_next().await {
@@ -821,10 +819,7 @@ fn start_ceiling() -> anyhow::Result<Endpoint> {
     async fn read(UrlPath((_account, user)): UrlPath<(String, String)>) -> Json<Value> {
         Json(json!({ "data": { "user": { "id": user } } }))
     }
-    async fn login(
-        UrlPath(_account): UrlPath<String>,
-        Json(body): Json<Value>,
-    ) -> Json<Value> {
+    async fn login(UrlPath(_account): UrlPath<String>, Json(body): Json<Value>) -> Json<Value> {
         let name = body
             .get("customId")
             .and_then(Value::as_str)

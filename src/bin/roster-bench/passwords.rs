@@ -178,16 +178,19 @@ async fn seed_password_users(ctx: &Ctx, account: &Account, n: usize) -> anyhow::
         expect: StatusCode::CREATED,
         make: Arc::new(move |_, _| {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let body = format!(r#"{{"name":"Login {i}","customId":"l-{i}","password":"{PASSWORD}"}}"#);
+            let body =
+                format!(r#"{{"name":"Login {i}","customId":"l-{i}","password":"{PASSWORD}"}}"#);
             ep.request(Method::POST, &path, Some(&key), Some(body.into_bytes()))
         }),
         pace: None,
     };
     let (out, _) = drive(&ctx.roster, &load).await;
     if out.error_count() > 0 || out.ok != n as u64 {
-        let (kind, t) = out.errors.iter().next().map_or(("none", ""), |(k, t)| {
-            (k.as_str(), t.sample.as_str())
-        });
+        let (kind, t) = out
+            .errors
+            .iter()
+            .next()
+            .map_or(("none", ""), |(k, t)| (k.as_str(), t.sample.as_str()));
         bail!(
             "creating {n} users with a password: {} created, {} errors ({kind}: {t})",
             out.ok,
@@ -230,7 +233,11 @@ pub(super) async fn login(ctx: &Ctx) -> anyhow::Result<Vec<Row>> {
         let load = ctx.load(c, StatusCode::OK, logins(ctx, &ctx.ceiling, &nil, users));
         let ceiling = ctx.measure_ceiling(NAME, &load).await;
         let argon2 = argon2_rate(ctx, NAME, c.min(pool), Argon2Op::Verify).await?;
-        let load = ctx.load(c, StatusCode::OK, logins(ctx, &ctx.roster, &account.id, users));
+        let load = ctx.load(
+            c,
+            StatusCode::OK,
+            logins(ctx, &ctx.roster, &account.id, users),
+        );
         let mut roster = ctx.measure_roster(NAME, &load, &ceiling).await;
         against_argon2(&mut roster, &argon2);
         rows.extend([ceiling, argon2, roster]);
