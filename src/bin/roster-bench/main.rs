@@ -101,6 +101,10 @@ struct Cli {
     /// The `roster` binary to start [default: `roster` beside this executable].
     #[arg(long, conflicts_with = "target")]
     roster_bin: Option<PathBuf>,
+    /// Leave the server's database behind (SQLite directory, PostgreSQL
+    /// database) to inspect it afterwards, e.g. for query plans.
+    #[arg(long, conflicts_with = "target")]
+    keep_database: bool,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/roster-bench.json")]
     json: PathBuf,
@@ -881,6 +885,8 @@ struct ServerProcess {
     log: PathBuf,
     /// (server URL, database name) of a PostgreSQL database made for this run.
     pg: Option<(String, String)>,
+    /// Leave the database (and the SQLite directory) behind, for inspection.
+    keep: bool,
 }
 
 impl ServerProcess {
@@ -908,6 +914,7 @@ impl ServerProcess {
             dir: dir.clone(),
             log: log.clone(),
             pg: None,
+            keep: false,
         };
         let (url, shown) = match database_url {
             None => {
@@ -1021,10 +1028,12 @@ impl ServerProcess {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        if let Some((server, name)) = self.pg.take()
-            && let Err(e) = drop_pg_database(&server, &name).await
-        {
-            eprintln!("roster-bench: could not drop database {name}: {e:#}");
+        if let Some((server, name)) = self.pg.take() {
+            if self.keep {
+                eprintln!("roster-bench: kept database {name}");
+            } else if let Err(e) = drop_pg_database(&server, &name).await {
+                eprintln!("roster-bench: could not drop database {name}: {e:#}");
+            }
         }
         result
     }
@@ -1036,7 +1045,11 @@ impl Drop for ServerProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.keep {
+            eprintln!("roster-bench: kept {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -1299,13 +1312,14 @@ async fn run() -> anyhow::Result<bool> {
                 None => std::env::current_exe()?.with_file_name("roster"),
             };
             let key = format!("bench-{}", Uuid::new_v4().simple());
-            let (server, ep, shown) = ServerProcess::start(
+            let (mut server, ep, shown) = ServerProcess::start(
                 &bin,
                 cli.database_url.as_deref(),
                 cli.sqlite_synchronous,
                 &key,
             )
             .await?;
+            server.keep = cli.keep_database;
             let sync = shown
                 .starts_with("sqlite:")
                 .then(|| cli.sqlite_synchronous.as_str());
