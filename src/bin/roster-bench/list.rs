@@ -33,6 +33,7 @@ fn filters(room: &str, role: &str, deep: &str, one: &str) -> Vec<Filter> {
         f("tag (10%)", "&tag=t3".into()),
         f("tag (10%) deep", format!("&tag=t3&cursor={deep}")),
         f("tag (0.1%)", "&tag=rare".into()),
+        f("tag (none)", "&tag=nobody".into()),
         f("role (1%)", format!("&role={role}")),
         f("room (10%)", format!("&room_id={room}")),
         f("q (all)", "&q=member".into()),
