@@ -35,9 +35,13 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+mod list;
+mod passwords;
 mod realtime;
 mod users;
 
+use list::list_users;
+use passwords::{create_users_password, login, read_under_logins};
 use realtime::realtime;
 use users::{create_users, get_user};
 
@@ -66,9 +70,15 @@ struct Cli {
     /// --count comes first [default: unbounded; 5000 with --smoke].
     #[arg(long)]
     count: Option<u64>,
-    /// Users created before `get-user` [default: 200; 20 with --smoke].
+    /// Users created before `get-user`, and users with a password logging
+    /// in for `login` (at most this many) [default: 200; 20 with --smoke].
     #[arg(long)]
     users: Option<usize>,
+    /// `list-users`: account sizes at which the list is measured, ascending;
+    /// the account is grown from one to the next over HTTP
+    /// [default: 10000,100000,1000000; 1000,5000 with --smoke].
+    #[arg(long, value_delimiter = ',')]
+    list_sizes: Option<Vec<usize>>,
     /// Database of the server started here: a fresh SQLite file by default;
     /// `postgres://…` creates a fresh database `roster_bench_<uuid>` on that
     /// server (dropped at the end).
@@ -91,6 +101,10 @@ struct Cli {
     /// The `roster` binary to start [default: `roster` beside this executable].
     #[arg(long, conflicts_with = "target")]
     roster_bin: Option<PathBuf>,
+    /// Leave the server's database behind (SQLite directory, PostgreSQL
+    /// database) to inspect it afterwards, e.g. for query plans.
+    #[arg(long, conflicts_with = "target")]
+    keep_database: bool,
     /// Where to write the results as JSON.
     #[arg(long, default_value = "target/roster-bench.json")]
     json: PathBuf,
@@ -104,7 +118,11 @@ enum Choice {
     All,
     CreateUsers,
     GetUser,
+    CreateUsersPassword,
+    Login,
+    ReadUnderLogins,
     Realtime,
+    ListUsers,
 }
 
 /// The scenarios, in the order `all` runs them. Adding one: a variant here, a
@@ -113,17 +131,37 @@ enum Choice {
 enum Scenario {
     CreateUsers,
     GetUser,
+    CreateUsersPassword,
+    Login,
+    ReadUnderLogins,
     Realtime,
+    ListUsers,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 3] = [Scenario::CreateUsers, Scenario::GetUser, Scenario::Realtime];
+    /// Cheap scenarios first; `realtime` before the password scenarios,
+    /// whose freed argon2 memory the server keeps (glibc arenas) and would
+    /// then lend to new connections, hiding their cost per connection;
+    /// `list-users`, which grows one account to the largest size, last.
+    const ALL: [Scenario; 7] = [
+        Scenario::CreateUsers,
+        Scenario::GetUser,
+        Scenario::Realtime,
+        Scenario::CreateUsersPassword,
+        Scenario::Login,
+        Scenario::ReadUnderLogins,
+        Scenario::ListUsers,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Scenario::CreateUsers => "create-users",
             Scenario::GetUser => "get-user",
+            Scenario::CreateUsersPassword => "create-users-password",
+            Scenario::Login => "login",
+            Scenario::ReadUnderLogins => "read-under-logins",
             Scenario::Realtime => "realtime",
+            Scenario::ListUsers => "list-users",
         }
     }
 
@@ -132,7 +170,11 @@ impl Scenario {
             Choice::All => Self::ALL.to_vec(),
             Choice::CreateUsers => vec![Scenario::CreateUsers],
             Choice::GetUser => vec![Scenario::GetUser],
+            Choice::CreateUsersPassword => vec![Scenario::CreateUsersPassword],
+            Choice::Login => vec![Scenario::Login],
+            Choice::ReadUnderLogins => vec![Scenario::ReadUnderLogins],
             Choice::Realtime => vec![Scenario::Realtime],
+            Choice::ListUsers => vec![Scenario::ListUsers],
         }
     }
 }
@@ -154,11 +196,12 @@ impl Synchronous {
 }
 
 /// How long and how much each measured run goes on.
-#[derive(Clone, Copy, Serialize)]
+#[derive(Clone, Serialize)]
 struct Plan {
     seconds: f64,
     count: Option<u64>,
     users: usize,
+    list_sizes: Vec<usize>,
     smoke: bool,
 }
 
@@ -176,10 +219,25 @@ impl Plan {
         if users == 0 {
             bail!("--users must be at least 1");
         }
+        let list_sizes = cli.list_sizes.clone().unwrap_or_else(|| {
+            if cli.smoke {
+                vec![1000, 5000]
+            } else {
+                vec![10_000, 100_000, 1_000_000]
+            }
+        });
+        if list_sizes.is_empty()
+            || list_sizes.windows(2).any(|w| w[0] >= w[1])
+            || list_sizes[0] == 0
+            || list_sizes[list_sizes.len() - 1] > 10_000_000
+        {
+            bail!("--list-sizes takes ascending sizes between 1 and 10000000");
+        }
         Ok(Self {
             seconds,
             count,
             users,
+            list_sizes,
             smoke: cli.smoke,
         })
     }
@@ -368,6 +426,9 @@ struct Load {
     count: Option<u64>,
     expect: StatusCode,
     make: MakeRequest,
+    /// Each worker starts a request at most this often (a probe that
+    /// should not itself load the server); None: back to back.
+    pace: Option<Duration>,
 }
 
 #[derive(Default, Serialize, Clone)]
@@ -423,8 +484,8 @@ async fn drive(ep: &Endpoint, load: &Load) -> (Outcome, Duration) {
         let ep = ep.clone();
         let tickets = tickets.clone();
         let make = load.make.clone();
-        let (expect, count) = (load.expect, load.count);
-        set.spawn(async move { worker(ep, w, make, expect, tickets, count, deadline).await });
+        let (expect, count, pace) = (load.expect, load.count, load.pace);
+        set.spawn(async move { worker(ep, w, make, expect, tickets, count, pace, deadline).await });
     }
     let mut total = Outcome::default();
     while let Some(joined) = set.join_next().await {
@@ -436,6 +497,7 @@ async fn drive(ep: &Endpoint, load: &Load) -> (Outcome, Duration) {
     (total, started.elapsed())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn worker(
     ep: Endpoint,
     w: usize,
@@ -443,12 +505,21 @@ async fn worker(
     expect: StatusCode,
     tickets: Arc<AtomicU64>,
     count: Option<u64>,
+    pace: Option<Duration>,
     deadline: Instant,
 ) -> Outcome {
     let mut out = Outcome::default();
     let mut conn: Option<SendRequest<Body>> = None;
     let mut n = 0u64;
+    let mut next_start = Instant::now();
     while Instant::now() < deadline {
+        if let Some(p) = pace {
+            tokio::time::sleep_until(next_start.into()).await;
+            next_start += p;
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
         if let Some(count) = count
             && tickets.fetch_add(1, Ordering::Relaxed) >= count
         {
@@ -623,6 +694,15 @@ impl Row {
     }
 }
 
+/// Integers as integers, fractions with three decimals.
+fn fmt_extra(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 fn percentile(sorted: &[u32], q: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -634,15 +714,15 @@ fn percentile(sorted: &[u32], q: f64) -> Option<f64> {
 fn table(rows: &[Row], cores: usize) -> String {
     let mut s = String::new();
     s.push_str(
-        "| scenario | target | c | ok | errors | req/s | × ceiling | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MiB | bench CPU s | other CPU s | machine CPU % |\n",
+        "| scenario | target | c | ok | errors | req/s | × ceiling | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MiB | bench CPU s | other CPU s | machine CPU % | notes |\n",
     );
-    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    s.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n");
     for r in rows {
         let machine_pct = r
             .machine_cpu_seconds
             .map(|m| 100.0 * m / (r.seconds * cores as f64));
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.target,
             r.concurrency,
@@ -659,6 +739,11 @@ fn table(rows: &[Row], cores: usize) -> String {
             Row::fmt_opt(r.bench_cpu_seconds, 2),
             Row::fmt_opt(r.other_cpu_seconds, 2),
             Row::fmt_opt(machine_pct, 0),
+            r.extra
+                .iter()
+                .map(|(k, v)| format!("{k} {}", fmt_extra(*v)))
+                .collect::<Vec<_>>()
+                .join(", "),
         ));
     }
     s
@@ -724,7 +809,7 @@ struct Report<'a> {
 
 fn start_ceiling() -> anyhow::Result<Endpoint> {
     use axum::Json;
-    use axum::extract::Path as UrlPath;
+    use axum::extract::{Path as UrlPath, Query};
     use axum::routing::{get, post};
 
     async fn create(
@@ -740,6 +825,28 @@ fn start_ceiling() -> anyhow::Result<Endpoint> {
     async fn read(UrlPath((_account, user)): UrlPath<(String, String)>) -> Json<Value> {
         Json(json!({ "data": { "user": { "id": user } } }))
     }
+    async fn login(UrlPath(_account): UrlPath<String>, Json(body): Json<Value>) -> Json<Value> {
+        let name = body
+            .get("customId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Json(json!({ "data": { "access_token": name, "user": { "id": Uuid::now_v7() } } }))
+    }
+    /// A page of `limit` made-up users, as large as Roster's answer.
+    async fn list(
+        UrlPath(_account): UrlPath<String>,
+        Query(q): Query<BTreeMap<String, String>>,
+    ) -> Json<Value> {
+        let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+        let users: Vec<Value> = (0..limit.min(100))
+            .map(|i: usize| {
+                json!({ "id": Uuid::now_v7(), "name": format!("Member {i:07}"),
+                        "customId": format!("m-{i:07}"), "status": "offline",
+                        "roles": ["user"], "tags": ["t1"], "metadata": {} })
+            })
+            .collect();
+        Json(json!({ "data": { "users": users, "next_cursor": null } }))
+    }
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
@@ -754,7 +861,8 @@ fn start_ceiling() -> anyhow::Result<Endpoint> {
         .spawn(move || {
             runtime.block_on(async move {
                 let router = axum::Router::new()
-                    .route("/v1/accounts/{account}/users", post(create))
+                    .route("/v1/accounts/{account}/users", post(create).get(list))
+                    .route("/v1/accounts/{account}/auth/login", post(login))
                     .route("/v1/accounts/{account}/users/{user}", get(read));
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(l) => {
@@ -779,6 +887,8 @@ struct ServerProcess {
     log: PathBuf,
     /// (server URL, database name) of a PostgreSQL database made for this run.
     pg: Option<(String, String)>,
+    /// Leave the database (and the SQLite directory) behind, for inspection.
+    keep: bool,
 }
 
 impl ServerProcess {
@@ -806,6 +916,7 @@ impl ServerProcess {
             dir: dir.clone(),
             log: log.clone(),
             pg: None,
+            keep: false,
         };
         let (url, shown) = match database_url {
             None => {
@@ -836,6 +947,10 @@ impl ServerProcess {
             .env("ROSTER_OPERATOR_KEY", operator_key)
             .env("ROSTER_SQLITE_SYNCHRONOUS", sync.as_str())
             .env("ROSTER_LOG", "warn")
+            // The bench is the clients' proxy: logins carry a distinct
+            // client address each in X-Forwarded-For (see passwords.rs),
+            // so the per-address login limits apply as to real clients.
+            .env("ROSTER_TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::create(dir.join("roster.stderr.log"))?);
@@ -915,10 +1030,12 @@ impl ServerProcess {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        if let Some((server, name)) = self.pg.take()
-            && let Err(e) = drop_pg_database(&server, &name).await
-        {
-            eprintln!("roster-bench: could not drop database {name}: {e:#}");
+        if let Some((server, name)) = self.pg.take() {
+            if self.keep {
+                eprintln!("roster-bench: kept database {name}");
+            } else if let Err(e) = drop_pg_database(&server, &name).await {
+                eprintln!("roster-bench: could not drop database {name}: {e:#}");
+            }
         }
         result
     }
@@ -930,7 +1047,11 @@ impl Drop for ServerProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.keep {
+            eprintln!("roster-bench: kept {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -981,6 +1102,8 @@ struct Ctx {
     concurrency: Vec<usize>,
     /// A second node for the cross-node realtime measurement.
     peer: Option<Endpoint>,
+    /// The next made-up client address of a login (see passwords.rs).
+    clients: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// A fresh account for one run, so runs never collide on unique fields.
@@ -1015,6 +1138,7 @@ impl Ctx {
             count: self.plan.count,
             expect,
             make,
+            pace: None,
         }
     }
 
@@ -1037,6 +1161,17 @@ impl Ctx {
 
     /// One measured run against Roster, compared with `ceiling`.
     async fn measure_roster(&self, scenario: &'static str, load: &Load, ceiling: &Row) -> Row {
+        self.measure_roster_against(scenario, load, Some(ceiling))
+            .await
+    }
+
+    /// One measured run against Roster, with or without a ceiling to compare.
+    async fn measure_roster_against(
+        &self,
+        scenario: &'static str,
+        load: &Load,
+        ceiling: Option<&Row>,
+    ) -> Row {
         let me = std::process::id();
         let per_run = self.server_pid.is_some_and(reset_peak_rss);
         let server0 = self.server_pid.and_then(|p| self.clock.cpu_seconds(p).ok());
@@ -1051,8 +1186,9 @@ impl Ctx {
         let machine = self.clock.machine_busy_since(machine0);
         let rss = self.server_pid.and_then(|p| peak_rss_mib(p).ok());
         let row = make_row(scenario, "roster", load.concurrency, outcome, elapsed);
-        let ratio = (ceiling.requests_per_second > 0.0)
-            .then(|| row.requests_per_second / ceiling.requests_per_second);
+        let ratio = ceiling
+            .filter(|c| c.requests_per_second > 0.0)
+            .map(|c| row.requests_per_second / c.requests_per_second);
         Row {
             ratio_to_ceiling: ratio,
             server_cpu_seconds: server,
@@ -1125,7 +1261,11 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario) -> anyhow::Result<Vec<Row>>
     match scenario {
         Scenario::CreateUsers => create_users(ctx).await,
         Scenario::GetUser => get_user(ctx).await,
+        Scenario::CreateUsersPassword => create_users_password(ctx).await,
+        Scenario::Login => login(ctx).await,
+        Scenario::ReadUnderLogins => read_under_logins(ctx).await,
         Scenario::Realtime => realtime(ctx).await,
+        Scenario::ListUsers => list_users(ctx).await,
     }
 }
 
@@ -1174,13 +1314,14 @@ async fn run() -> anyhow::Result<bool> {
                 None => std::env::current_exe()?.with_file_name("roster"),
             };
             let key = format!("bench-{}", Uuid::new_v4().simple());
-            let (server, ep, shown) = ServerProcess::start(
+            let (mut server, ep, shown) = ServerProcess::start(
                 &bin,
                 cli.database_url.as_deref(),
                 cli.sqlite_synchronous,
                 &key,
             )
             .await?;
+            server.keep = cli.keep_database;
             let sync = shown
                 .starts_with("sqlite:")
                 .then(|| cli.sqlite_synchronous.as_str());
@@ -1206,12 +1347,13 @@ async fn run() -> anyhow::Result<bool> {
         operator_key: bearer(&operator_key)?,
         server_pid: server.as_ref().and_then(ServerProcess::pid),
         clock: ProcClock::new(),
-        plan,
+        plan: plan.clone(),
         concurrency: cli.concurrency.clone(),
         peer: match &cli.peer {
             Some(url) => Some(Endpoint::from_url(url).await?),
             None => None,
         },
+        clients: Arc::default(),
     };
     let mut rows = Vec::new();
     let mut failures = Vec::new();
