@@ -6,9 +6,10 @@
 //! and get argon2id, computed on the blocking pool behind a semaphore so a
 //! burst of logins cannot starve the async threads.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordVerifier, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
@@ -85,9 +86,17 @@ pub fn generate_refresh_token() -> (String, Vec<u8>) {
 }
 
 /// argon2id (m=19456 KiB, t=2, p=1) on the blocking pool, bounded.
+///
+/// Each hash fills 19 MiB of argon2 memory. Allocating it per hash made
+/// glibc keep that much in each of its per-thread arenas once its mmap
+/// threshold had adapted (900 MiB of RSS after a login burst, measured
+/// with roster-bench), so each permit's worth of memory is allocated once
+/// and reused: the hasher holds `concurrency` × 19 MiB at most, for good.
 #[derive(Clone)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// Argon2 memory not in use right now; at most one per permit.
+    memory: Arc<Mutex<Vec<Vec<Block>>>>,
     /// A real hash of nothing anyone knows, verified when there is no user
     /// (or no password) so that the answer takes as long as a real check.
     dummy: Arc<tokio::sync::OnceCell<String>>,
@@ -102,6 +111,52 @@ pub enum Verified {
     YesRehash,
 }
 
+/// The argon2 parameters of every hash Roster makes.
+fn params() -> Params {
+    Params::new(19_456, 2, 1, None).expect("valid argon2 parameters")
+}
+
+fn argon2() -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
+}
+
+/// A PHC string for `password`, computed in `memory`.
+fn hash_in(memory: &mut [Block], password: &[u8]) -> anyhow::Result<String> {
+    let salt = Salt::new(&random_bytes::<16>()).map_err(|e| anyhow::anyhow!("argon2 salt: {e}"))?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2()
+        .hash_password_into_with_memory(password, salt.as_ref(), &mut out, memory)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params()).map_err(|e| anyhow::anyhow!("argon2: {e}"))?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("argon2: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc`. Hashes made with
+/// Roster's parameters are recomputed in `memory`; any other argon2 hash
+/// (imported, or older parameters) the library's own way.
+fn verify_in(memory: &mut [Block], password: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let ours = parsed.algorithm == Algorithm::Argon2id.ident()
+        && parsed.version == Some(Version::V0x13.into())
+        && Params::try_from(&parsed).is_ok_and(|p| p == params());
+    let (Some(salt), Some(expected), true) = (&parsed.salt, &parsed.hash, ours) else {
+        return PasswordVerifier::<str>::verify_password(&argon2(), password, phc).is_ok();
+    };
+    let mut out = vec![0u8; expected.len()];
+    argon2()
+        .hash_password_into_with_memory(password, salt.as_ref(), &mut out, memory)
+        .is_ok()
+        && Output::new(&out).is_ok_and(|got| got == *expected)
+}
+
 impl PasswordHasher {
     pub fn new(concurrency: usize) -> Self {
         let n = if concurrency == 0 {
@@ -111,47 +166,47 @@ impl PasswordHasher {
         };
         Self {
             permits: Arc::new(Semaphore::new(n)),
+            memory: Arc::default(),
             dummy: Arc::default(),
         }
     }
 
-    fn argon2() -> Argon2<'static> {
-        let params = Params::new(19_456, 2, 1, None).expect("valid argon2 parameters");
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    /// Runs `f` with a permit and argon2 memory, on the blocking pool.
+    async fn with_memory<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut [Block]) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _permit = self.permits.acquire().await?;
+        let mut memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| vec![Block::default(); params().block_count()]);
+        let span = tracing::Span::current();
+        let (out, memory) = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let out = f(&mut memory);
+            (out, memory)
+        })
+        .await?;
+        self.memory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(memory);
+        Ok(out)
     }
 
     /// Hashes `password` into a PHC string.
     pub async fn hash(&self, password: String) -> anyhow::Result<String> {
-        let _permit = self.permits.acquire().await?;
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            argon2::PasswordHasher::<PasswordHash>::hash_password(
-                &Self::argon2(),
-                password.as_bytes(),
-            )
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("argon2: {e}"))
-        })
-        .await?
+        self.with_memory(move |m| hash_in(m, password.as_bytes()))
+            .await?
     }
 
     /// Checks `password` against a PHC string.
     pub async fn verify(&self, password: String, phc: String) -> anyhow::Result<bool> {
-        let _permit = self.permits.acquire().await?;
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            Ok(
-                PasswordVerifier::<str>::verify_password(
-                    &Self::argon2(),
-                    password.as_bytes(),
-                    &phc,
-                )
-                .is_ok(),
-            )
-        })
-        .await?
+        self.with_memory(move |m| verify_in(m, password.as_bytes(), &phc))
+            .await
     }
 }
 
@@ -218,5 +273,28 @@ mod tests {
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(h.verify("correct horse".into(), phc.clone()).await.unwrap());
         assert!(!h.verify("wrong horse!".into(), phc).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_made_by_the_library_itself_still_verify() {
+        // The pooled path must agree with argon2's own, both for our
+        // parameters and for others (an imported or older hash).
+        let h = PasswordHasher::new(2);
+        for params in [params(), Params::new(8_192, 3, 1, None).unwrap()] {
+            let lib = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+            let phc = argon2::PasswordHasher::<PasswordHash>::hash_password(&lib, b"pa55word")
+                .unwrap()
+                .to_string();
+            assert!(h.verify("pa55word".into(), phc.clone()).await.unwrap());
+            assert!(!h.verify("pa55wore".into(), phc).await.unwrap());
+        }
+        // And the library verifies what the pool made.
+        let ours = h.hash("pa55word".into()).await.unwrap();
+        assert!(PasswordVerifier::<str>::verify_password(&argon2(), b"pa55word", &ours).is_ok());
+        assert!(
+            !h.verify("x".into(), "not a phc string".into())
+                .await
+                .unwrap()
+        );
     }
 }
