@@ -674,6 +674,56 @@ pub(crate) fn room_cap_reached() -> StoreError {
     )
 }
 
+/// The join table a filtered user list is read from (see `list_users`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListDriver {
+    Room,
+    Role,
+    Tag,
+}
+
+impl ListDriver {
+    pub(crate) const ALL: [ListDriver; 3] = [ListDriver::Room, ListDriver::Role, ListDriver::Tag];
+
+    pub(crate) fn applies(self, f: &UserFilter) -> bool {
+        match self {
+            ListDriver::Room => f.room_id.is_some(),
+            ListDriver::Role => f.role.is_some(),
+            ListDriver::Tag => f.tag.is_some(),
+        }
+    }
+
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            ListDriver::Room => "room_members",
+            ListDriver::Role => "user_roles",
+            ListDriver::Tag => "user_tags",
+        }
+    }
+
+    pub(crate) fn alias(self) -> &'static str {
+        match self {
+            ListDriver::Room => "m",
+            ListDriver::Role => "r",
+            ListDriver::Tag => "t",
+        }
+    }
+
+    /// The column pages are ordered and cut by.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            ListDriver::Room => "m.user_id",
+            ListDriver::Role => "r.user_id",
+            ListDriver::Tag => "t.user_id",
+        }
+    }
+}
+
+/// The first filter (room, role, tag) present, if any.
+pub(crate) fn list_driver(f: &UserFilter) -> Option<ListDriver> {
+    ListDriver::ALL.into_iter().find(|d| d.applies(f))
+}
+
 /// The user exactly as `create_user` stored it, without reading it back.
 pub(crate) fn inserted_user(account: Uuid, u: &NewUser, at: OffsetDateTime) -> User {
     User {

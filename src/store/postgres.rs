@@ -863,22 +863,54 @@ impl Store for PostgresStore {
         filter: &UserFilter,
         page: Page,
     ) -> Result<Paged<User>> {
+        // A room, role or tag filter drives the query from its own table,
+        // in that table's (account, value, user) index order, so that a page
+        // reads about `limit` rows however rare the value is (PostgreSQL then walks that index);
+        // without one, the users' primary key does.
         let cols = super::user_columns_of("u");
-        let mut q: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {cols} FROM users u"));
+        let driver = super::list_driver(filter);
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {cols} FROM "));
+        match driver {
+            Some(d) => {
+                q.push(format!(
+                    "{table} {alias} JOIN users u ON u.id = {alias}.user_id AND u.account_id = {alias}.account_id",
+                    table = d.table(),
+                    alias = d.alias()
+                ));
+            }
+            None => {
+                q.push("users u");
+            }
+        }
+        for d in super::ListDriver::ALL {
+            if driver == Some(d) || !d.applies(filter) {
+                continue;
+            }
+            q.push(format!(
+                " JOIN {table} {alias} ON {alias}.user_id = u.id AND {alias}.account_id = u.account_id",
+                table = d.table(),
+                alias = d.alias()
+            ));
+        }
+        q.push(" WHERE u.account_id = ").push_bind(account);
         if let Some(room) = filter.room_id {
-            q.push(" JOIN room_members m ON m.user_id = u.id AND m.room_id = ")
+            q.push(" AND m.account_id = ")
+                .push_bind(account)
+                .push(" AND m.room_id = ")
                 .push_bind(room);
         }
         if let Some(role) = &filter.role {
-            q.push(" JOIN user_roles r ON r.user_id = u.id AND r.account_id = u.account_id AND r.role = ")
+            q.push(" AND r.account_id = ")
+                .push_bind(account)
+                .push(" AND r.role = ")
                 .push_bind(role.clone());
         }
         if let Some(tag) = &filter.tag {
-            q.push(" JOIN user_tags t ON t.user_id = u.id AND t.account_id = u.account_id AND t.tag = ")
+            q.push(" AND t.account_id = ")
+                .push_bind(account)
+                .push(" AND t.tag = ")
                 .push_bind(tag.clone());
         }
-        q.push(" WHERE u.account_id = ").push_bind(account);
         if let Some(status) = filter.status {
             q.push(" AND u.status = ").push_bind(status.as_str());
         }
@@ -897,10 +929,11 @@ impl Store for PostgresStore {
                 .push_bind(pattern)
                 .push(" ESCAPE '\\')");
         }
+        let key = driver.map_or("u.id", |d| d.key());
         if let Some(after) = page.after {
-            q.push(" AND u.id > ").push_bind(after);
+            q.push(format!(" AND {key} > ")).push_bind(after);
         }
-        q.push(" ORDER BY u.id LIMIT ")
+        q.push(format!(" ORDER BY {key} LIMIT "))
             .push_bind(i64::from(page.limit) + 1);
         let rows = q.build().fetch_all(&self.pool).await.map_err(map_err)?;
         let items = rows
