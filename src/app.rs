@@ -119,6 +119,7 @@ impl App {
                 connections_per_ip: config.realtime_connections_per_ip,
                 rooms_per_connection: config.realtime_rooms_per_connection,
                 grace: std::time::Duration::from_millis(config.presence_grace_ms),
+                heartbeat: std::time::Duration::from_millis(config.heartbeat_ms),
             },
         );
         let keys = Keys::load_sealed(

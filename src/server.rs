@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::Extension;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::app::App;
 
@@ -73,11 +72,18 @@ impl Server {
                             continue;
                         }
                     };
-                    let service = router.clone().layer(Extension(ConnectInfo(peer)));
-                    let conn = builder.serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new(service),
+                    // The peer address goes into each request's extensions
+                    // (what `ConnectInfo` reads). Not `router.layer(…)` per
+                    // connection: that rebuilds every route, and was a sixth
+                    // of the server's CPU while opening WebSocket connections.
+                    let router = router.clone();
+                    let service = hyper::service::service_fn(
+                        move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(ConnectInfo(peer));
+                            router.clone().oneshot(req)
+                        },
                     );
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     let conn = graceful.watch(conn.into_owned());
                     tokio::spawn(async move {
                         if let Err(e) = conn.await {

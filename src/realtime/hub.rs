@@ -9,7 +9,7 @@
 //! into its bounded queue: a client that does not read is dropped, it never
 //! slows the others.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,7 +18,7 @@ use std::time::Duration;
 use ::time::OffsetDateTime;
 use axum::extract::ws::Utf8Bytes;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::bus::{Bus, BusEvent};
@@ -36,9 +36,97 @@ pub const SEND_QUEUE: usize = 256;
 /// What the gateway gets for a registered connection.
 pub struct ConnHandle {
     pub id: ConnId,
-    pub out: mpsc::Receiver<Utf8Bytes>,
-    /// Becomes `Some(close code)` when the hub wants the connection closed.
-    pub kill: watch::Receiver<Option<u16>>,
+    pub outbox: Arc<Outbox>,
+}
+
+/// A connection's outbound side, shared by the hub (which queues frames,
+/// asks for pings and closes) and the gateway (which writes them). One small
+/// allocation per connection; the queue itself holds no memory while empty —
+/// thousands of idle connections cost nothing here (a bounded `mpsc` would
+/// preallocate a block of 32 slots, ~1 KiB, per connection).
+#[derive(Default)]
+pub struct Outbox {
+    state: Mutex<OutboxState>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    queue: VecDeque<Utf8Bytes>,
+    /// `Some(close code)` once the hub wants the connection closed.
+    kill: Option<u16>,
+    /// The heartbeat sweeper asks for a ping.
+    ping: bool,
+}
+
+/// What the gateway should do next for a connection.
+#[derive(Debug)]
+pub enum Out {
+    Frame(Utf8Bytes),
+    Ping,
+    Close(u16),
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame; a full queue means the client does not read: the
+    /// connection is asked to close (4009) and the frame dropped.
+    pub fn push(&self, frame: Utf8Bytes) -> bool {
+        let mut st = self.lock();
+        if st.kill.is_some() {
+            return false;
+        }
+        let ok = if st.queue.len() >= SEND_QUEUE {
+            st.kill = Some(close::SLOW_CONSUMER);
+            false
+        } else {
+            st.queue.push_back(frame);
+            true
+        };
+        drop(st);
+        self.notify.notify_one();
+        ok
+    }
+
+    /// Asks the connection to close with `code`.
+    pub fn close(&self, code: u16) {
+        self.lock().kill = Some(code);
+        self.notify.notify_one();
+    }
+
+    fn ping(&self) {
+        self.lock().ping = true;
+        self.notify.notify_one();
+    }
+
+    fn try_next(&self) -> Option<Out> {
+        let mut st = self.lock();
+        if let Some(code) = st.kill {
+            return Some(Out::Close(code));
+        }
+        if let Some(frame) = st.queue.pop_front() {
+            if st.queue.is_empty() {
+                // Give a burst's memory back: an idle connection holds none.
+                st.queue = VecDeque::new();
+            }
+            return Some(Out::Frame(frame));
+        }
+        std::mem::take(&mut st.ping).then_some(Out::Ping)
+    }
+
+    /// The next thing to do; waits while there is nothing. One consumer.
+    pub async fn next(&self) -> Out {
+        loop {
+            if let Some(out) = self.try_next() {
+                return out;
+            }
+            // `notify_one` leaves a permit when nobody waits: no lost wake-up.
+            self.notify.notified().await;
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,9 +148,9 @@ struct Conn {
     account: Uuid,
     user: Uuid,
     ip: IpAddr,
-    tx: mpsc::Sender<Utf8Bytes>,
-    kill: watch::Sender<Option<u16>>,
-    rooms: HashSet<Uuid>,
+    outbox: Arc<Outbox>,
+    /// Few (`rooms_per_connection`): a vector is smaller than a set.
+    rooms: Vec<Uuid>,
     /// The token the connection was opened with, for per-token kicks.
     token: Option<Uuid>,
 }
@@ -100,6 +188,9 @@ pub struct Limits {
     pub connections_per_ip: usize,
     pub rooms_per_connection: usize,
     pub grace: Duration,
+    /// How often every connection is pinged (one sweeper for all of them,
+    /// not a timer per connection).
+    pub heartbeat: Duration,
 }
 
 /// A change of this node's presence, settled with the registry in order by
@@ -151,6 +242,19 @@ impl Hub {
             limits,
             next_id: AtomicU64::new(1),
         });
+        let weak = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(limits.heartbeat.max(Duration::from_millis(10)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(hub) = weak.upgrade() else { return };
+                for conn in hub.lock().conns.values() {
+                    conn.outbox.ping();
+                }
+            }
+        });
         let mut events = bus.subscribe();
         let weak = Arc::downgrade(&hub);
         tokio::spawn(async move {
@@ -199,17 +303,15 @@ impl Hub {
             return Err(Refusal::TooManyForIp);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, out) = mpsc::channel(SEND_QUEUE);
-        let (kill_tx, kill) = watch::channel(None);
+        let outbox = Arc::new(Outbox::default());
         st.conns.insert(
             id,
             Conn {
                 account,
                 user,
                 ip,
-                tx,
-                kill: kill_tx,
-                rooms: HashSet::new(),
+                outbox: outbox.clone(),
+                rooms: Vec::new(),
                 token: None,
             },
         );
@@ -222,7 +324,7 @@ impl Hub {
             .conns += 1;
         *st.ips.entry(ip).or_default() += 1;
         metrics::gauge!("roster_realtime_connections").increment(1.0);
-        Ok(ConnHandle { id, out, kill })
+        Ok(ConnHandle { id, outbox })
     }
 
     /// Forgets a closed connection; its rooms see it go after the grace period.
@@ -261,7 +363,7 @@ impl Hub {
                 if conn.rooms.len() >= self.limits.rooms_per_connection {
                     return Err(Refusal::TooManyRooms);
                 }
-                conn.rooms.insert(room);
+                conn.rooms.push(room);
                 let status = st
                     .users
                     .get(&(account, user))
@@ -306,9 +408,10 @@ impl Hub {
     pub fn leave(self: &Arc<Self>, id: ConnId, room: Uuid) -> Result<(), Refusal> {
         let mut st = self.lock();
         let conn = st.conns.get_mut(&id).ok_or(Refusal::NotJoined)?;
-        if !conn.rooms.remove(&room) {
+        let Some(at) = conn.rooms.iter().position(|r| *r == room) else {
             return Err(Refusal::NotJoined);
-        }
+        };
+        conn.rooms.swap_remove(at);
         let (account, user) = (conn.account, conn.user);
         self.leave_locked(&mut st, id, account, user, room, true);
         Ok(())
@@ -433,10 +536,8 @@ impl Hub {
                         if user_id.is_some_and(|u| u != conn.user) {
                             continue;
                         }
-                        conn.rooms.remove(room_id);
-                        if conn.tx.try_send(frame.clone()).is_err() {
-                            conn.kill.send_replace(Some(close::SLOW_CONSUMER));
-                        }
+                        conn.rooms.retain(|r| r != room_id);
+                        conn.outbox.push(frame.clone());
                         let user = conn.user;
                         self.leave_locked(&mut st, id, *account_id, user, *room_id, true);
                     }
@@ -463,11 +564,9 @@ impl Hub {
                     return;
                 };
                 for id in &room.conns {
-                    if let Some(conn) = st.conns.get(id)
-                        && conn.tx.try_send(frame.clone()).is_err()
-                    {
-                        // Full (or closing): this client does not read.
-                        conn.kill.send_replace(Some(close::SLOW_CONSUMER));
+                    if let Some(conn) = st.conns.get(id) {
+                        // A full queue closes the connection: it does not read.
+                        conn.outbox.push(frame.clone());
                     }
                 }
                 metrics::counter!("roster_presence_events_total").increment(1);
@@ -484,7 +583,7 @@ impl Hub {
                         && conn.user == *user_id
                         && conn.token == Some(*token_id)
                     {
-                        conn.kill.send_replace(Some(close::POLICY));
+                        conn.outbox.close(close::POLICY);
                         tracing::info!(user_id = %user_id, reason = %reason, "closing a revoked token's connection");
                     }
                 }
@@ -498,7 +597,7 @@ impl Hub {
                 let mut n = 0;
                 for conn in st.conns.values() {
                     if conn.account == *account_id && conn.user == *user_id {
-                        conn.kill.send_replace(Some(close::POLICY));
+                        conn.outbox.close(close::POLICY);
                         n += 1;
                     }
                 }
@@ -519,7 +618,7 @@ impl Hub {
     /// Asks every connection on this node to close with `code`.
     pub fn close_all(&self, code: u16) {
         for conn in self.lock().conns.values() {
-            conn.kill.send_replace(Some(code));
+            conn.outbox.close(code);
         }
     }
 
@@ -538,13 +637,13 @@ async fn settle(
     store: Arc<dyn Store>,
     registry: Arc<dyn Registry>,
 ) {
+    // The user record follows in its own task, so that an arrival is
+    // announced and acknowledged without waiting for a database write.
+    let (records, pending) = mpsc::unbounded_channel();
+    tokio::spawn(record(pending, store));
     let persist = |account: Uuid, user: Uuid, status: Status, at: OffsetDateTime| {
-        let store = store.clone();
-        async move {
-            if let Err(e) = store.set_presence(account, user, status, at).await {
-                tracing::warn!(error = %e, "could not record presence");
-            }
-        }
+        // The recorder lives as long as this worker.
+        let _ = records.send((account, user, status, at));
     };
     let presence = |account_id, room_id, user_id, status, at: OffsetDateTime| BusEvent::Presence {
         account_id,
@@ -566,7 +665,7 @@ async fn settle(
                         }
                         if registry.user_rooms(account, user, 1).await == 1 {
                             registry.set_status(account, user, status).await;
-                            persist(account, user, status, now).await;
+                            persist(account, user, status, now);
                         }
                         let _ = done.send(());
                     }
@@ -575,7 +674,7 @@ async fn settle(
                             bus.publish(presence(account, room, user, Status::Offline, now));
                         }
                         if registry.user_rooms(account, user, -1).await <= 0 {
-                            persist(account, user, Status::Offline, now).await;
+                            persist(account, user, Status::Offline, now);
                         }
                     }
                     Transition::Status { account, user, status, rooms } => {
@@ -583,7 +682,7 @@ async fn settle(
                         for room in rooms {
                             bus.publish(presence(account, room, user, status, now));
                         }
-                        persist(account, user, status, now).await;
+                        persist(account, user, status, now);
                     }
                 }
             }
@@ -595,9 +694,35 @@ async fn settle(
                     bus.publish(presence(account, room, user, Status::Offline, now));
                 }
                 for (account, user) in reaped.offline {
-                    persist(account, user, Status::Offline, now).await;
+                    persist(account, user, Status::Offline, now);
                 }
             }
         }
+    }
+}
+
+/// Writes presence transitions to the user records: whatever queued up while
+/// the previous batch was written goes next, one write per user (the latest
+/// transition wins, so a user's record never goes back in time), all of the
+/// batch's writes at once (the store groups them into few transactions).
+async fn record(
+    mut rx: mpsc::UnboundedReceiver<(Uuid, Uuid, Status, OffsetDateTime)>,
+    store: Arc<dyn Store>,
+) {
+    let mut batch: Vec<(Uuid, Uuid, Status, OffsetDateTime)> = Vec::new();
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        let mut latest: HashMap<(Uuid, Uuid), (Status, OffsetDateTime)> = HashMap::new();
+        for (account, user, status, at) in batch.drain(..) {
+            latest.insert((account, user), (status, at));
+        }
+        let writes = latest.into_iter().map(|((account, user), (status, at))| {
+            let store = store.clone();
+            async move {
+                if let Err(e) = store.set_presence(account, user, status, at).await {
+                    tracing::warn!(error = %e, "could not record presence");
+                }
+            }
+        });
+        futures::future::join_all(writes).await;
     }
 }
