@@ -144,10 +144,8 @@ fn verify_in(memory: &mut [Block], password: &[u8], phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    let ours = parsed.algorithm == Algorithm::Argon2id.ident()
-        && parsed.version == Some(Version::V0x13.into())
-        && Params::try_from(&parsed).is_ok_and(|p| p == params());
-    let (Some(salt), Some(expected), true) = (&parsed.salt, &parsed.hash, ours) else {
+    let (Some(salt), Some(expected), true) = (&parsed.salt, &parsed.hash, made_here(&parsed))
+    else {
         return PasswordVerifier::<str>::verify_password(&argon2(), password, phc).is_ok();
     };
     let mut out = vec![0u8; expected.len()];
@@ -155,6 +153,18 @@ fn verify_in(memory: &mut [Block], password: &[u8], phc: &str) -> bool {
         .hash_password_into_with_memory(password, salt.as_ref(), &mut out, memory)
         .is_ok()
         && Output::new(&out).is_ok_and(|got| got == *expected)
+}
+
+/// Whether `phc` has Roster's algorithm and costs, so that it can be
+/// recomputed in pooled memory. (Its output length may differ: the
+/// parameters parsed from a hash carry it, Roster's own do not.)
+fn made_here(phc: &PasswordHash) -> bool {
+    let ours = params();
+    phc.algorithm == Algorithm::Argon2id.ident()
+        && phc.version == Some(Version::V0x13.into())
+        && Params::try_from(phc).is_ok_and(|p| {
+            (p.m_cost(), p.t_cost(), p.p_cost()) == (ours.m_cost(), ours.t_cost(), ours.p_cost())
+        })
 }
 
 impl PasswordHasher {
@@ -288,8 +298,20 @@ mod tests {
             assert!(h.verify("pa55word".into(), phc.clone()).await.unwrap());
             assert!(!h.verify("pa55wore".into(), phc).await.unwrap());
         }
-        // And the library verifies what the pool made.
+        // And the library verifies what the pool made, which the pool
+        // itself recomputes in its own memory, not the library's way.
         let ours = h.hash("pa55word".into()).await.unwrap();
+        assert!(made_here(&PasswordHash::new(&ours).unwrap()));
+        let lib_default = argon2::PasswordHasher::<PasswordHash>::hash_password(
+            &Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(8_192, 3, 1, None).unwrap(),
+            ),
+            b"x",
+        )
+        .unwrap();
+        assert!(!made_here(&lib_default));
         assert!(PasswordVerifier::<str>::verify_password(&argon2(), b"pa55word", &ours).is_ok());
         assert!(
             !h.verify("x".into(), "not a phc string".into())
