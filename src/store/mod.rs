@@ -724,6 +724,35 @@ pub(crate) fn list_driver(f: &UserFilter) -> Option<ListDriver> {
     ListDriver::ALL.into_iter().find(|d| d.applies(f))
 }
 
+/// `SELECT <user columns> FROM …` of a user list, up to its `WHERE`: the
+/// driving table first (joined to `users` with `driver_join`: `CROSS JOIN`
+/// makes SQLite read it first), then the other filters' tables.
+pub(crate) fn user_list_select(
+    filter: &UserFilter,
+    driver: Option<ListDriver>,
+    driver_join: &str,
+) -> String {
+    let mut sql = format!("SELECT {} FROM ", user_columns_of("u"));
+    match driver {
+        Some(d) => sql.push_str(&format!(
+            "{table} {alias} {driver_join} users u ON u.id = {alias}.user_id AND u.account_id = {alias}.account_id",
+            table = d.table(),
+            alias = d.alias()
+        )),
+        None => sql.push_str("users u"),
+    }
+    for d in ListDriver::ALL {
+        if driver != Some(d) && d.applies(filter) {
+            sql.push_str(&format!(
+                " JOIN {table} {alias} ON {alias}.user_id = u.id AND {alias}.account_id = u.account_id",
+                table = d.table(),
+                alias = d.alias()
+            ));
+        }
+    }
+    sql
+}
+
 /// The user exactly as `create_user` stored it, without reading it back.
 pub(crate) fn inserted_user(account: Uuid, u: &NewUser, at: OffsetDateTime) -> User {
     User {

@@ -717,35 +717,13 @@ impl Store for SqliteStore {
         filter: &UserFilter,
         page: Page,
     ) -> Result<Paged<User>> {
-        // A room, role or tag filter drives the query from its own table,
-        // in that table's (account, value, user) index order, so that a page
-        // reads about `limit` rows however rare the value is (SQLite reads the left side of a CROSS JOIN first);
+        // A room, role or tag filter drives the query from its own table, in
+        // that table's (account, value, user) index order, so that a page reads
+        // about `limit` rows however rare the value is (SQLite reads the left side of a CROSS JOIN first);
         // without one, the users' primary key does.
-        let cols = super::user_columns_of("u");
         let driver = super::list_driver(filter);
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!("SELECT {cols} FROM "));
-        match driver {
-            Some(d) => {
-                q.push(format!(
-                    "{table} {alias} CROSS JOIN users u ON u.id = {alias}.user_id AND u.account_id = {alias}.account_id",
-                    table = d.table(),
-                    alias = d.alias()
-                ));
-            }
-            None => {
-                q.push("users u");
-            }
-        }
-        for d in super::ListDriver::ALL {
-            if driver == Some(d) || !d.applies(filter) {
-                continue;
-            }
-            q.push(format!(
-                " JOIN {table} {alias} ON {alias}.user_id = u.id AND {alias}.account_id = u.account_id",
-                table = d.table(),
-                alias = d.alias()
-            ));
-        }
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new(super::user_list_select(filter, driver, "CROSS JOIN"));
         q.push(" WHERE u.account_id = ").push_bind(account);
         if let Some(room) = filter.room_id {
             q.push(" AND m.account_id = ")
