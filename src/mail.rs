@@ -58,6 +58,14 @@ const BUILT_IN: &[(&str, &str)] = &[
          {link}\n\n\
          The link works once, for 7 days.\n",
     ),
+    (
+        "email_changed",
+        "Subject: Your email address was changed\n\n\
+         Hello {name},\n\n\
+         The email address of your account was changed from this one to {new_email}.\n\
+         Password resets will not be mailed to the new address for an hour.\n\
+         If you did not ask for this, contact the people who run this service now.\n",
+    ),
 ];
 
 impl Mailer {

@@ -89,6 +89,9 @@ pub struct User {
     pub updated_at: OffsetDateTime,
     pub last_seen_at: Option<OffsetDateTime>,
     pub deactivated_at: Option<OffsetDateTime>,
+    /// When the email address last changed (never shown: it guards password
+    /// resets, see [`reset_may_mail`]).
+    pub email_changed_at: Option<OffsetDateTime>,
 }
 
 /// The user as answered. Private parts (`metadata["@private"]`, `email`,
@@ -415,6 +418,50 @@ impl UserPatch {
             && self.custom_fields.is_none()
             && self.require_password_change.is_none()
     }
+}
+
+impl UserPatch {
+    /// The first field set that names who the user is or how they are
+    /// reached or logged in as (login names, contact details, their
+    /// verification, roles). Changing these on someone else is a takeover
+    /// path, so only a caller holding everything the user holds may.
+    pub fn identity_field(&self) -> Option<&'static str> {
+        [
+            ("username", self.username.is_some()),
+            ("email", self.email.is_some()),
+            ("verified", self.email_verified.is_some()),
+            ("phone", self.phone.is_some()),
+            ("custom_id", self.custom_id.is_some()),
+            ("roles", self.roles.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, set)| set.then_some(field))
+    }
+
+    /// Settles the address change against the stored user: a new address
+    /// is unverified unless the patch says otherwise. Returns whether the
+    /// address changes.
+    pub fn settle_email(&mut self, current: &User) -> bool {
+        let Some(new) = &self.email else {
+            return false;
+        };
+        let changes =
+            new.as_deref().map(normalize_email) != current.email.as_deref().map(normalize_email);
+        if changes && self.email_verified.is_none() {
+            self.email_verified = Some(false);
+        }
+        changes
+    }
+}
+
+/// How long after an address change no password reset is mailed to it.
+pub const RESET_HOLD_AFTER_EMAIL_CHANGE: time::Duration = time::Duration::hours(1);
+
+/// Whether a password reset link may be mailed to `user`'s address at
+/// `now`: not within an hour of the address changing, so that whoever
+/// changed it cannot at once reset the password through it.
+pub fn reset_may_mail(email_changed_at: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    email_changed_at.is_none_or(|at| now - at >= RESET_HOLD_AFTER_EMAIL_CHANGE)
 }
 
 /// A plaintext password that met the policy. Never logged.
@@ -812,6 +859,17 @@ mod tests {
         let over = serde_json::json!({"k": "x".repeat(MAX_METADATA_BYTES - 7)});
         assert!(metadata(over).is_err());
         assert!(metadata(serde_json::json!([1])).is_err());
+    }
+
+    #[test]
+    fn a_reset_is_not_mailed_within_an_hour_of_an_address_change() {
+        let now = crate::domain::time::now();
+        assert!(reset_may_mail(None, now), "never changed");
+        assert!(!reset_may_mail(
+            Some(now - time::Duration::minutes(59)),
+            now
+        ));
+        assert!(reset_may_mail(Some(now - time::Duration::minutes(60)), now));
     }
 
     #[test]

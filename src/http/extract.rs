@@ -451,6 +451,25 @@ pub async fn role_permissions(
 }
 
 impl Caller {
+    /// Refuses unless the caller holds every permission `target` holds —
+    /// "only what you hold", applied to the person acted on: nobody changes
+    /// the login names, contact details or roles of someone more powerful.
+    /// API keys (`full`) may; `field` is the one named in the refusal.
+    pub async fn may_act_on(&self, app: &App, target: &User, field: &str) -> ApiResult<()> {
+        let CallerKind::User { permissions, .. } = &self.kind else {
+            return Ok(());
+        };
+        let theirs = role_permissions(app, self.account_id, &target.roles).await?;
+        if theirs.iter().all(|p| permissions.contains(p)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "only someone who holds every permission this user holds may change their {field}"
+            ))
+            .with_field(field))
+        }
+    }
+
     /// Refuses unless a user caller holds every permission `roles` grant:
     /// nobody hands out more than they have. API keys (`full`) may.
     pub async fn may_grant_roles(&self, app: &App, roles: &[String]) -> ApiResult<()> {

@@ -109,6 +109,13 @@ async fn queue_link(app: &App, account: Uuid, email: String) -> anyhow::Result<(
     let Some(to) = user.email.clone().filter(|_| user.active) else {
         return Ok(());
     };
+    if !crate::domain::user::reset_may_mail(user.email_changed_at, time::now()) {
+        tracing::warn!(
+            user_id = %user.id,
+            "password reset not mailed: the address changed within the last hour"
+        );
+        return Ok(());
+    }
     let token = format!(
         "pr_{}",
         URL_SAFE_NO_PAD.encode(secret::random_bytes::<32>())

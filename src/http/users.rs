@@ -240,7 +240,11 @@ async fn update_user(
         caller.require(Permission::EditOtherUserInfo)?;
     }
     let settings = app.settings(caller.account_id).await?;
-    let patch = req.parse(&settings)?;
+    let mut patch = req.parse(&settings)?;
+    let current = app.store.get_user(caller.account_id, id).await?;
+    if !own && let Some(field) = patch.identity_field() {
+        caller.may_act_on(&app, &current, field).await?;
+    }
     if patch.roles.is_some() {
         if own {
             return Err(ApiError::forbidden("nobody changes their own roles"));
@@ -274,11 +278,26 @@ async fn update_user(
             "name at least one field to change",
         ));
     }
+    let mail = if patch.settle_email(&current) {
+        super::user_mail::for_changed_email(
+            &app,
+            caller.account_id,
+            &settings,
+            &current,
+            patch.email.as_ref().and_then(|e| e.as_deref()),
+            patch.email_verified == Some(true),
+        )
+    } else {
+        None
+    };
     let user = app
         .store
-        .update_user(caller.account_id, id, &patch, time::now())
+        .update_user(caller.account_id, id, &patch, time::now(), mail.as_ref())
         .await
         .map_err(body_ids)?;
+    if mail.is_some() {
+        app.outbox.notify_one();
+    }
     Ok(ok(
         StatusCode::OK,
         "User updated",

@@ -197,12 +197,15 @@ pub trait Store: Send + Sync + 'static {
         filter: &UserFilter,
         page: Page,
     ) -> Result<Paged<User>>;
+    /// Changes a user; `mail` (notices, a verification link for a new
+    /// address) is queued in the same transaction.
     async fn update_user(
         &self,
         account: Uuid,
         user: Uuid,
         patch: &UserPatch,
         at: OffsetDateTime,
+        mail: Option<&sessions::UserMail>,
     ) -> Result<User>;
     /// Deactivating also ends every token issued until `at`; reactivating does
     /// not revive them.
@@ -545,6 +548,7 @@ pub(crate) struct UserColumns {
     pub updated_at: OffsetDateTime,
     pub last_seen_at: Option<OffsetDateTime>,
     pub deactivated_at: Option<OffsetDateTime>,
+    pub email_changed_at: Option<OffsetDateTime>,
 }
 
 impl From<UserColumns> for User {
@@ -576,6 +580,7 @@ impl From<UserColumns> for User {
             updated_at: c.updated_at,
             last_seen_at: c.last_seen_at,
             deactivated_at: c.deactivated_at,
+            email_changed_at: c.email_changed_at,
         }
     }
 }
@@ -584,7 +589,7 @@ impl From<UserColumns> for User {
 pub(crate) const USER_COLUMNS: &str = "id, account_id, room_id, custom_id, username, name, nickname, bio, \
      email, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
      metadata, tags, custom_fields, require_password_change, password_hash IS NOT NULL AS has_password, \
-     created_at, updated_at, last_seen_at, deactivated_at";
+     created_at, updated_at, last_seen_at, deactivated_at, email_changed_at";
 
 /// Decodes a user row on any backend whose types map like SQLite's and
 /// PostgreSQL's do.
@@ -631,6 +636,7 @@ where
         updated_at: r.try_get(23)?,
         last_seen_at: r.try_get(24)?,
         deactivated_at: r.try_get(25)?,
+        email_changed_at: r.try_get(26)?,
     }
     .into())
 }
@@ -782,6 +788,7 @@ pub(crate) fn inserted_user(account: Uuid, u: &NewUser, at: OffsetDateTime) -> U
         updated_at: at,
         last_seen_at: None,
         deactivated_at: if u.active { None } else { Some(at) },
+        email_changed_at: None,
     }
 }
 

@@ -72,6 +72,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "refuse",
                 include_str!("../../migrations/postgres/0004_refuse.sql"),
             ),
+            (
+                5,
+                "email_changed",
+                include_str!("../../migrations/postgres/0005_email_changed.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {
@@ -434,6 +439,9 @@ async fn patch_user(
         q.push(", email = ").push_bind(e.clone());
         q.push(", email_norm = ")
             .push_bind(e.as_deref().map(normalize_email));
+        if e.as_deref().map(normalize_email) != current.email.as_deref().map(normalize_email) {
+            q.push(", email_changed_at = ").push_bind(at);
+        }
     }
     set!("email_verified", p.email_verified);
     set!("phone", p.phone.clone());
@@ -928,9 +936,13 @@ impl Store for PostgresStore {
         user: Uuid,
         patch: &UserPatch,
         at: OffsetDateTime,
+        mail: Option<&sessions::UserMail>,
     ) -> Result<User> {
         let mut tx = self.begin().await?;
         let updated = patch_user(&mut tx, account, user, patch, at).await?;
+        if let Some(mail) = mail {
+            insert_user_mail(&mut tx, account, &updated, at, mail).await?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(updated)
     }
@@ -1788,7 +1800,7 @@ impl Store for PostgresStore {
         row.map(|r| {
             Ok(sessions::LoginCandidate {
                 user: user_from_row(&r)?,
-                password_hash: r.try_get(26)?,
+                password_hash: r.try_get(27)?,
             })
         })
         .transpose()
@@ -2305,24 +2317,7 @@ impl Store for PostgresStore {
     ) -> Result<User> {
         let mut tx = self.begin().await?;
         let created = insert_user(&mut tx, account, user, token, at).await?;
-        if let (Some((hash, expires_at)), Some(email)) = (&mail.verification, &user.email) {
-            sqlx::query(
-                "INSERT INTO email_verifications (hash, account_id, user_id, email, created_at, expires_at, used_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL)",
-            )
-            .bind(hash)
-            .bind(account)
-            .bind(user.id)
-            .bind(email)
-            .bind(at)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        }
-        for m in &mail.mails {
-            insert_mail(&mut tx, m).await?;
-        }
+        insert_user_mail(&mut tx, account, &created, at, mail).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(created)
     }
@@ -2503,6 +2498,36 @@ fn mail_from_row(r: MailRow) -> sessions::OutboxMail {
         created_at: r.5,
         attempts: r.6,
     }
+}
+
+/// The mail that goes with a user's create or change: the link to verify
+/// their (new) address, and the messages.
+async fn insert_user_mail(
+    c: &mut PgConnection,
+    account: Uuid,
+    user: &User,
+    at: OffsetDateTime,
+    mail: &sessions::UserMail,
+) -> Result<()> {
+    if let (Some((hash, expires_at)), Some(email)) = (&mail.verification, &user.email) {
+        sqlx::query(
+            "INSERT INTO email_verifications (hash, account_id, user_id, email, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+        )
+        .bind(hash)
+        .bind(account)
+        .bind(user.id)
+        .bind(email)
+        .bind(at)
+        .bind(expires_at)
+        .execute(&mut *c)
+        .await
+        .map_err(map_err)?;
+    }
+    for m in &mail.mails {
+        insert_mail(c, m).await?;
+    }
+    Ok(())
 }
 
 async fn insert_mail(c: &mut PgConnection, m: &sessions::OutboxMail) -> Result<()> {

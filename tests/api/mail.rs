@@ -17,14 +17,14 @@ use crate::sessions::{PASSWORD, member, session};
 const DEADLINE: Duration = Duration::from_secs(15);
 
 /// An `aiosmtpd` server on a free port, delivering into a maildir.
-struct Smtp {
-    port: u16,
-    maildir: tempfile::TempDir,
+pub struct Smtp {
+    pub port: u16,
+    pub maildir: tempfile::TempDir,
     _child: Child,
 }
 
 impl Smtp {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let maildir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -58,8 +58,22 @@ impl Smtp {
     }
 
     /// The next delivered message (raw RFC 5322 text).
-    async fn next_message(&self, seen: usize) -> String {
+    pub async fn next_message(&self, seen: usize) -> String {
         wait_for_file(&self.maildir.path().join("box/new"), seen).await
+    }
+
+    /// Every delivered message, once at least `n` have arrived.
+    pub async fn messages(&self, n: usize) -> Vec<String> {
+        let dir = self.maildir.path().join("box/new");
+        wait_for_file(&dir, n - 1).await;
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        count(&self.maildir.path().join("box/new"))
     }
 }
 
@@ -86,7 +100,7 @@ fn count(dir: &Path) -> usize {
 }
 
 /// The reset token in a mail's link (quoted-printable soft breaks undone).
-fn token_in(mail: &str) -> String {
+pub fn token_in(mail: &str) -> String {
     let flat = mail
         .replace("=\r\n", "")
         .replace("=\n", "")
@@ -98,7 +112,7 @@ fn token_in(mail: &str) -> String {
         .collect()
 }
 
-async fn ask(t: &TestApp, a: &Account, email: &str) -> (StatusCode, Value) {
+pub async fn ask(t: &TestApp, a: &Account, email: &str) -> (StatusCode, Value) {
     t.call(
         reqwest::Method::POST,
         &a.path("/auth/password-reset"),

@@ -12,6 +12,7 @@ mod matrix;
 mod process;
 mod realtime;
 mod rooms;
+mod security;
 mod sessions;
 mod signup;
 mod tokens;

@@ -35,7 +35,7 @@ pub async fn another_accounts_ids_are_not_found_everywhere(s: Arc<dyn Store>) {
     };
     assert_not_found(s.get_user(theirs, u.id).await, "user");
     assert_not_found(
-        s.update_user(theirs, u.id, &user_patch, at(20)).await,
+        s.update_user(theirs, u.id, &user_patch, at(20), None).await,
         "user",
     );
     assert_not_found(s.set_user_active(theirs, u.id, false, at(20)).await, "user");

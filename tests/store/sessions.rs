@@ -696,7 +696,9 @@ pub async fn mail_and_verification_links_are_written_with_the_user(s: Arc<dyn St
         email: Some(Some("w2@example.com".into())),
         ..Default::default()
     };
-    s.update_user(account, w.id, &patch, at(20)).await.unwrap();
+    s.update_user(account, w.id, &patch, at(20), None)
+        .await
+        .unwrap();
     assert!(
         s.verify_email(account, b"w1", at(30))
             .await

@@ -216,7 +216,8 @@ pub async fn unique_clashes_name_the_field_and_write_nothing(s: Arc<dyn Store>) 
         ),
     ] {
         assert_conflict(
-            s.update_user(account, second.id, &patch, at(30)).await,
+            s.update_user(account, second.id, &patch, at(30), None)
+                .await,
             field,
         );
     }
@@ -278,7 +279,8 @@ pub async fn the_twenty_sixth_bot_is_refused(s: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_conflict(
-        s.update_user(account, human.id, &to_bot, at(20)).await,
+        s.update_user(account, human.id, &to_bot, at(20), None)
+            .await,
         "roles",
     );
     assert_eq!(
@@ -286,7 +288,7 @@ pub async fn the_twenty_sixth_bot_is_refused(s: Arc<dyn Store>) {
         vec!["user"]
     );
     let still = s
-        .update_user(account, bots[0], &to_bot, at(20))
+        .update_user(account, bots[0], &to_bot, at(20), None)
         .await
         .unwrap();
     assert_eq!(still.roles, vec!["user", "bot"]);
@@ -296,7 +298,8 @@ pub async fn the_twenty_sixth_bot_is_refused(s: Arc<dyn Store>) {
     s.delete_user(account, bots[1]).await.unwrap();
     create(&*s, account, &extra).await.unwrap();
     assert_conflict(
-        s.update_user(account, human.id, &to_bot, at(30)).await,
+        s.update_user(account, human.id, &to_bot, at(30), None)
+            .await,
         "roles",
     );
 }
@@ -317,7 +320,11 @@ pub async fn the_bot_cap_holds_under_concurrent_writes(s: Arc<dyn Store>) {
     });
     let patches = humans.iter().map(|h| {
         let (s, id, patch) = (s.clone(), h.id, to_bot.clone());
-        tokio::spawn(async move { s.update_user(account, id, &patch, at(20)).await.map(|_| ()) })
+        tokio::spawn(async move {
+            s.update_user(account, id, &patch, at(20), None)
+                .await
+                .map(|_| ())
+        })
     });
     let results = futures::future::join_all(creates.chain(patches).collect::<Vec<_>>()).await;
     let mut ok = 0;
@@ -523,7 +530,10 @@ pub async fn a_patch_sets_clears_replaces_and_merges(s: Arc<dyn Store>) {
         require_password_change: Some(true),
         ..Default::default()
     };
-    let patched = s.update_user(account, u.id, &patch, at(50)).await.unwrap();
+    let patched = s
+        .update_user(account, u.id, &patch, at(50), None)
+        .await
+        .unwrap();
     let got = s.get_user(account, u.id).await.unwrap();
     assert_eq!(format!("{patched:?}"), format!("{got:?}"));
     assert_eq!(
@@ -610,7 +620,7 @@ pub async fn a_patch_sets_clears_replaces_and_merges(s: Arc<dyn Store>) {
 
     // An empty patch only touches updated_at.
     let touched = s
-        .update_user(account, u.id, &UserPatch::default(), at(60))
+        .update_user(account, u.id, &UserPatch::default(), at(60), None)
         .await
         .unwrap();
     assert_eq!(
@@ -623,7 +633,8 @@ pub async fn a_patch_sets_clears_replaces_and_merges(s: Arc<dyn Store>) {
     );
 
     assert_not_found(
-        s.update_user(account, Uuid::now_v7(), &patch, at(70)).await,
+        s.update_user(account, Uuid::now_v7(), &patch, at(70), None)
+            .await,
         "user",
     );
 }

@@ -65,6 +65,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "sessions",
                 include_str!("../../../migrations/sqlite/0003_sessions.sql"),
             ),
+            (
+                5,
+                "email_changed",
+                include_str!("../../../migrations/sqlite/0005_email_changed.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {
@@ -272,6 +277,9 @@ async fn patch_user(
         q.push(", email = ").push_bind(e.clone());
         q.push(", email_norm = ")
             .push_bind(e.as_deref().map(normalize_email));
+        if e.as_deref().map(normalize_email) != current.email.as_deref().map(normalize_email) {
+            q.push(", email_changed_at = ").push_bind(at);
+        }
     }
     set!("email_verified", p.email_verified);
     set!("phone", p.phone.clone());
@@ -782,10 +790,38 @@ impl Store for SqliteStore {
         user: Uuid,
         patch: &UserPatch,
         at: OffsetDateTime,
+        mail: Option<&sessions::UserMail>,
     ) -> Result<User> {
-        let patch = patch.clone();
-        self.write(move |c| Box::pin(async move { patch_user(c, account, user, &patch, at).await }))
-            .await
+        let (patch, mail) = (patch.clone(), mail.cloned());
+        self.write(move |c| {
+            Box::pin(async move {
+                let updated = patch_user(c, account, user, &patch, at).await?;
+                if let Some(mail) = &mail {
+                    if let (Some((hash, expires_at)), Some(email)) =
+                        (&mail.verification, &updated.email)
+                    {
+                        sqlx::query(
+                            "INSERT INTO email_verifications (hash, account_id, user_id, email, created_at, expires_at, used_at) \
+                             VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                        )
+                        .bind(hash)
+                        .bind(account)
+                        .bind(user)
+                        .bind(email)
+                        .bind(at)
+                        .bind(*expires_at)
+                        .execute(&mut *c)
+                        .await
+                        .map_err(map_err)?;
+                    }
+                    for m in &mail.mails {
+                        insert_mail(c, m).await?;
+                    }
+                }
+                Ok(updated)
+            })
+        })
+        .await
     }
 
     async fn set_user_active(
@@ -1691,7 +1727,7 @@ impl Store for SqliteStore {
         row.map(|r| {
             Ok(sessions::LoginCandidate {
                 user: user_from_row(&r)?,
-                password_hash: r.try_get(26)?,
+                password_hash: r.try_get(27)?,
             })
         })
         .transpose()

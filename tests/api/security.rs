@@ -1,0 +1,198 @@
+//! Regression tests for the security findings of the outside probe: each
+//! walks the attack through HTTP and shows where it now stops.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Account, TestApp, assert_error};
+use crate::mail::{Smtp, ask, token_in};
+use crate::sessions::{PASSWORD, login, member, session};
+
+async fn editor_role(t: &TestApp, a: &Account) -> String {
+    let (s, b) = t
+        .post(
+            &a.path("/roles"),
+            &a.key,
+            json!({ "name": "Editor", "permissions": ["edit-other-user-info"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["data"]["role"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn user_of(t: &TestApp, a: &Account, id: &str) -> Value {
+    let (s, b) = t.get(&a.path(&format!("/users/{id}")), &a.key).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["data"]["user"].clone()
+}
+
+fn headed(mails: &[String], to: &str, subject: &str) -> bool {
+    mails
+        .iter()
+        .any(|m| m.contains(&format!("To: {to}")) && m.contains(&format!("Subject: {subject}")))
+}
+
+/// The reported takeover: a user whose role holds only
+/// `edit-other-user-info` points an admin's email at their own mailbox,
+/// resets the password through it and logs in as the admin. Every step of
+/// that path is now closed, while the same editor still edits peers.
+#[tokio::test]
+async fn an_editor_cannot_take_over_an_admin_through_their_email() {
+    let smtp = Smtp::start().await;
+    let port = smtp.port;
+    let t =
+        TestApp::spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let a = t.account("acme").await;
+    let editor = editor_role(&t, &a).await;
+    let boss = member(
+        &t,
+        &a,
+        "boss",
+        json!({ "roles": ["admin"], "verified": true }),
+    )
+    .await;
+    member(&t, &a, "eve", json!({ "roles": ["user", editor] })).await;
+    let (eve, _) = session(&t, &a, "eve").await;
+    let boss_path = a.path(&format!("/users/{boss}"));
+
+    // The takeover's first step and every other identity field of the admin.
+    for (field, value, named) in [
+        ("email", json!("eve+boss@example.com"), "email"),
+        ("username", json!("boss2"), "username"),
+        ("phone", json!("+14155552671"), "phone"),
+        ("customId", json!("boss-2"), "custom_id"),
+        ("verified", json!(false), "verified"),
+        ("roles", json!(["user"]), "roles"),
+    ] {
+        let got = t.patch(&boss_path, &eve, json!({ field: value })).await;
+        assert_error(&got, StatusCode::FORBIDDEN, "FORBIDDEN", Some(named));
+    }
+    let after = user_of(&t, &a, &boss).await;
+    assert_eq!(after["email"], "boss@example.com");
+    assert_eq!(after["username"], "boss");
+    assert_eq!(after["custom_id"], "boss-1");
+    assert_eq!(after["email_verified"], true);
+    assert_eq!(after["roles"], json!(["admin"]));
+
+    // The rest of the path finds nothing to use.
+    assert_eq!(ask(&t, &a, "eve+boss@example.com").await.0, StatusCode::OK);
+    let (s, _) = login(
+        &t,
+        &a,
+        json!({ "email": "eve+boss@example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // What edit-other-user-info is for still works on the admin…
+    let (s, b) = t
+        .patch(&boss_path, &eve, json!({ "bio": "runs things" }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // …and on a peer the editor out-holds, identity fields included.
+    let carl = member(&t, &a, "carl", json!({ "verified": true })).await;
+    let (s, b) = t
+        .patch(
+            &a.path(&format!("/users/{carl}")),
+            &eve,
+            json!({ "email": "carl@new.example.com" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["user"]["email_verified"], false, "{b}");
+    // The old address hears of it at once; no mail so far went to the
+    // admin's or the attacker's address.
+    let mails = smtp.messages(1).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(
+        headed(&mails, "carl@example.com", "Your email address was changed"),
+        "{mails:?}"
+    );
+    let flat = mails[0].replace("=\r\n", "").replace("=\n", "");
+    assert!(flat.contains("carl@new.example.com"), "{flat}");
+}
+
+/// A changed address is unverified again, is sent a verification link when
+/// the account verifies addresses, and gets no password reset for an hour;
+/// other users' resets go out as before.
+#[tokio::test]
+async fn a_changed_address_is_verified_again_and_gets_no_reset_for_an_hour() {
+    let smtp = Smtp::start().await;
+    let port = smtp.port;
+    let t =
+        TestApp::spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let a = t.account("acme").await;
+    let (s, _) = t
+        .patch(
+            &a.path("/settings"),
+            &a.key,
+            json!({ "email": { "verify": true } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let dan = member(&t, &a, "dan", json!({ "verified": true })).await;
+    member(&t, &a, "zed", json!({ "verified": true })).await;
+    let dan_path = a.path(&format!("/users/{dan}"));
+
+    let (s, b) = t
+        .patch(&dan_path, &a.key, json!({ "email": "dan@new.example.com" }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["user"]["email_verified"], false);
+    let mails = smtp.messages(2).await;
+    assert!(
+        headed(&mails, "dan@example.com", "Your email address was changed"),
+        "{mails:?}"
+    );
+    assert!(
+        headed(&mails, "dan@new.example.com", "Confirm your email address"),
+        "{mails:?}"
+    );
+
+    // A reset for the new address is held back; one for zed, asked after
+    // it, arrives — and is the only reset that does.
+    assert_eq!(ask(&t, &a, "dan@new.example.com").await.0, StatusCode::OK);
+    assert_eq!(ask(&t, &a, "zed@example.com").await.0, StatusCode::OK);
+    let mails = smtp.messages(3).await;
+    assert!(
+        headed(&mails, "zed@example.com", "Reset your password"),
+        "{mails:?}"
+    );
+    assert!(
+        !headed(&mails, "dan@new.example.com", "Reset your password"),
+        "{mails:?}"
+    );
+    assert_eq!(smtp.count(), 3);
+
+    // The link sent to the new address verifies it.
+    let verify = mails
+        .iter()
+        .find(|m| m.contains("To: dan@new.example.com"))
+        .unwrap();
+    let link = format!(
+        "{}?token={}",
+        a.path("/auth/verify-email"),
+        token_in(verify)
+    );
+    let (s, b) = t.call(reqwest::Method::GET, &link, None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(user_of(&t, &a, &dan).await["email_verified"], true);
+
+    // Setting the same address again is no change: no mail, still verified.
+    let (s, b) = t
+        .patch(&dan_path, &a.key, json!({ "email": "DAN@new.example.com" }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["user"]["email_verified"], true, "{b}");
+    // A refused change leaves storage alone: the guard runs before the write.
+    let got = t
+        .patch(&dan_path, &a.key, json!({ "email": "not an address" }))
+        .await;
+    assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("email"),
+    );
+    assert_eq!(user_of(&t, &a, &dan).await["email"], "DAN@new.example.com");
+}
