@@ -8,6 +8,7 @@
 pub mod access;
 pub mod account;
 pub mod error;
+pub mod event;
 pub mod permission;
 pub mod room;
 pub mod settings;

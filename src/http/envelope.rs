@@ -198,6 +198,21 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::service::Error> for ApiError {
+    fn from(e: crate::service::Error) -> Self {
+        use crate::service::Error;
+        match e {
+            Error::Domain(d) => d.into(),
+            Error::Store(s) => s.into(),
+            Error::Forbidden { message, field } => ApiError {
+                field,
+                ..ApiError::forbidden(message)
+            },
+            Error::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         ApiError::internal(e)

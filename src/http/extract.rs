@@ -15,10 +15,8 @@ use uuid::Uuid;
 
 use super::envelope::{ApiError, ApiResult};
 use crate::app::App;
-use crate::domain::account::Scope;
-use crate::domain::permission::{Permission, builtin_role_permissions};
-use crate::domain::user::{User, Visibility};
 use crate::secret::{self, ApiKeySecret};
+use crate::service::actor::role_permissions;
 use crate::store::{Page, TokenCheck};
 
 /// A JSON object body, parsed into `T`; every refusal wears the envelope.
@@ -273,78 +271,8 @@ impl FromRequestParts<App> for Operator {
     }
 }
 
-/// Who is calling an account route.
-pub struct Caller {
-    pub account_id: Uuid,
-    pub kind: CallerKind,
-}
-
-pub enum CallerKind {
-    ApiKey {
-        id: Uuid,
-        scope: Scope,
-    },
-    User {
-        user: Box<User>,
-        token_id: Uuid,
-        /// Everything the user's roles (built-in and custom) grant.
-        permissions: Vec<Permission>,
-    },
-}
-
-impl Caller {
-    pub fn holds(&self, p: Permission) -> bool {
-        match &self.kind {
-            CallerKind::ApiKey {
-                scope: Scope::Full, ..
-            } => true,
-            CallerKind::ApiKey {
-                scope: Scope::Read, ..
-            } => p.is_read_only(),
-            CallerKind::User { permissions, .. } => permissions.contains(&p),
-        }
-    }
-
-    /// Refuses with 403 unless the caller holds `p`.
-    pub fn require(&self, p: Permission) -> ApiResult<()> {
-        if self.holds(p) {
-            Ok(())
-        } else {
-            let name = serde_json::to_value(p)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            Err(ApiError::forbidden(match &self.kind {
-                CallerKind::ApiKey { .. } => {
-                    format!("a read-only API key cannot do this (needs `{name}`)")
-                }
-                CallerKind::User { .. } => format!("this needs the `{name}` permission"),
-            }))
-        }
-    }
-
-    pub fn user_id(&self) -> Option<Uuid> {
-        match &self.kind {
-            CallerKind::User { user, .. } => Some(user.id),
-            CallerKind::ApiKey { .. } => None,
-        }
-    }
-
-    pub fn is_api_key(&self) -> bool {
-        matches!(self.kind, CallerKind::ApiKey { .. })
-    }
-
-    /// How much of `user` this caller may see.
-    pub fn sees(&self, user: Uuid) -> Visibility {
-        if self.is_api_key() || self.holds(Permission::ViewOtherUserInfo) {
-            Visibility::Full
-        } else if self.user_id() == Some(user) {
-            Visibility::Own
-        } else {
-            Visibility::Public
-        }
-    }
-}
+/// Who is calling an account route: the use-case layer's [`Actor`].
+pub use crate::service::{Actor as Caller, ActorKind as CallerKind};
 
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
@@ -379,6 +307,7 @@ impl FromRequestParts<App> for Caller {
                     id: key.id,
                     scope: key.scope,
                 },
+                request_id: Some(super::envelope::request_id()),
             });
         }
         if presented.split('.').count() == 3 {
@@ -408,6 +337,7 @@ impl FromRequestParts<App> for Caller {
                             user,
                             token_id: claims.jti,
                         },
+                        request_id: Some(super::envelope::request_id()),
                     })
                 }
                 TokenCheck::Invalid => Err(ApiError::unauthorized(
@@ -421,69 +351,5 @@ impl FromRequestParts<App> for Caller {
             ));
         }
         Err(ApiError::unauthorized("the key or token is not valid"))
-    }
-}
-
-/// The permissions a set of role ids grants (built-in roles from the
-/// catalogue, custom ones from storage; ids naming nothing grant nothing).
-pub async fn role_permissions(
-    app: &App,
-    account: Uuid,
-    roles: &[String],
-) -> ApiResult<Vec<Permission>> {
-    let mut out: Vec<Permission> = Vec::new();
-    for r in roles {
-        let granted = match builtin_role_permissions(r) {
-            Some(p) => p.to_vec(),
-            None => match app.store.get_role(account, r).await {
-                Ok(role) => role.permissions,
-                Err(crate::store::StoreError::NotFound(_)) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            },
-        };
-        for p in granted {
-            if !out.contains(&p) {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
-}
-
-impl Caller {
-    /// Refuses unless the caller holds every permission `target` holds —
-    /// "only what you hold", applied to the person acted on: nobody changes
-    /// the login names, contact details or roles of someone more powerful.
-    /// API keys (`full`) may; `field` is the one named in the refusal.
-    pub async fn may_act_on(&self, app: &App, target: &User, field: &str) -> ApiResult<()> {
-        let CallerKind::User { permissions, .. } = &self.kind else {
-            return Ok(());
-        };
-        let theirs = role_permissions(app, self.account_id, &target.roles).await?;
-        if theirs.iter().all(|p| permissions.contains(p)) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "only someone who holds every permission this user holds may change their {field}"
-            ))
-            .with_field(field))
-        }
-    }
-
-    /// Refuses unless a user caller holds every permission `roles` grant:
-    /// nobody hands out more than they have. API keys (`full`) may.
-    pub async fn may_grant_roles(&self, app: &App, roles: &[String]) -> ApiResult<()> {
-        let CallerKind::User { permissions, .. } = &self.kind else {
-            return Ok(());
-        };
-        let wanted = role_permissions(app, self.account_id, roles).await?;
-        if wanted.iter().all(|p| permissions.contains(p)) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(
-                "a role may only be given by someone who holds all its permissions",
-            )
-            .with_field("roles"))
-        }
     }
 }

@@ -59,7 +59,7 @@ fn may_read(caller: &Caller) -> ApiResult<()> {
     if caller.is_api_key() || caller.holds(Permission::AssignRoles) {
         Ok(())
     } else {
-        caller.require(Permission::ManageRoles)
+        Ok(caller.require(Permission::ManageRoles)?)
     }
 }
 

@@ -135,22 +135,26 @@ async fn signup(
         created_at: now,
         expires_at,
     };
-    let mail = super::user_mail::for_new_user(&app, account, &settings, &parsed.user, false, None);
-    let created = match &mail {
-        Some(m) => {
-            app.store
-                .create_user_with_mail(account, &parsed.user, &record, now, m)
-                .await
-        }
-        None => {
-            app.store
-                .create_user(account, &parsed.user, &record, now)
-                .await
-        }
+    let mail =
+        crate::service::mail::for_new_user(&app, account, &settings, &parsed.user, false, None);
+    // Signing up is the new user acting on their own behalf.
+    let change = crate::domain::event::Change {
+        at: now,
+        actor: crate::domain::event::ActorRef {
+            kind: "user",
+            id: Some(user_id),
+        },
+        request_id: Some(super::envelope::request_id()),
     };
-    if mail.is_some() && created.is_ok() {
-        app.outbox.notify_one();
-    }
+    let created = crate::service::users::store_new(
+        &app,
+        account,
+        &parsed.user,
+        &record,
+        &change,
+        mail.as_ref(),
+    )
+    .await;
     if let Err(StoreError::Conflict { .. }) = &created {
         app.throttle.record(&name_key, window).await;
     }

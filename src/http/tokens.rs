@@ -83,7 +83,7 @@ fn own_or_permitted(caller: &Caller, user: Uuid) -> ApiResult<()> {
     if caller.user_id() == Some(user) {
         return Ok(());
     }
-    caller.require(Permission::IssueUserTokens)
+    Ok(caller.require(Permission::IssueUserTokens)?)
 }
 
 /// Issue a `user` token. Needs `issue-user-tokens`. The user's 101st live

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::domain::access::{AccessLink, Invite, Member, Role, RoomRole, Space, SpaceRole};
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::event::{Change, Event};
 use crate::domain::permission::Permission;
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
@@ -181,14 +182,15 @@ pub trait Store: Send + Sync + 'static {
     // --- users ----------------------------------------------------------------
     /// Inserts the user, their tags and roles, their memberships (`room_id`
     /// and, if asked, the default rooms) and the record of their first token,
-    /// in one transaction. Refuses: unknown `room_id` (`NotFound("room")`),
-    /// a clash of custom_id/username/email, the bot and room caps (`Conflict`).
+    /// in one transaction, with its `user.created` event. Refuses: unknown
+    /// `room_id` (`NotFound("room")`), a clash of custom_id/username/email,
+    /// the bot and room caps (`Conflict`).
     async fn create_user(
         &self,
         account: Uuid,
         user: &NewUser,
         token: &TokenRecord,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<User>;
     async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User>;
     async fn list_users(
@@ -197,27 +199,40 @@ pub trait Store: Send + Sync + 'static {
         filter: &UserFilter,
         page: Page,
     ) -> Result<Paged<User>>;
-    /// Changes a user; `mail` (notices, a verification link for a new
+    /// Changes a user (`user.updated`, and `user.roles_changed` when the
+    /// roles are set); `mail` (notices, a verification link for a new
     /// address) is queued in the same transaction.
     async fn update_user(
         &self,
         account: Uuid,
         user: Uuid,
         patch: &UserPatch,
-        at: OffsetDateTime,
+        change: &Change,
         mail: Option<&sessions::UserMail>,
     ) -> Result<User>;
-    /// Deactivating also ends every token issued until `at`; reactivating does
-    /// not revive them.
+    /// Deactivating (`user.deactivated`) also ends every token issued until
+    /// the change; reactivating (`user.reactivated`) does not revive them.
     async fn set_user_active(
         &self,
         account: Uuid,
         user: Uuid,
         active: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<User>;
-    /// Erases the user and everything that points at them.
-    async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()>;
+    /// Erases the user and everything that points at them (`user.deleted`,
+    /// carrying the user as they were).
+    async fn delete_user(&self, account: Uuid, user: Uuid, change: &Change) -> Result<()>;
+
+    // --- events -------------------------------------------------------------------
+    /// Settled events after `after` (a `seq`), oldest first: of one account,
+    /// or of all (`None`). Settled: no event with a smaller `seq` can still
+    /// commit, so a reader that pages by `seq` misses none.
+    async fn events_after(
+        &self,
+        account: Option<Uuid>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>>;
 
     // --- spaces -------------------------------------------------------------------
     /// Creates a space; its creator (if a user) becomes its owner.
@@ -499,7 +514,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         user: &NewUser,
         token: &TokenRecord,
-        at: OffsetDateTime,
+        change: &Change,
         mail: &sessions::UserMail,
     ) -> Result<User>;
     /// Spends a live verification link: the address it was sent to becomes
@@ -789,6 +804,61 @@ pub(crate) fn inserted_user(account: Uuid, u: &NewUser, at: OffsetDateTime) -> U
         last_seen_at: None,
         deactivated_at: if u.active { None } else { Some(at) },
         email_changed_at: None,
+    }
+}
+
+/// A user as an event's `data` records them: everything, private fields
+/// included (readers filter).
+pub(crate) fn user_data(u: &User) -> serde_json::Value {
+    serde_json::to_value(u.view(
+        &crate::domain::settings::Settings::default(),
+        crate::domain::user::Visibility::Full,
+    ))
+    .unwrap_or_default()
+}
+
+/// An event row: `seq, id, account_id, type, actor_kind, actor_id,
+/// subject_kind, subject_id, data, at, request_id`.
+pub(crate) type EventRow = (
+    i64,
+    Uuid,
+    Option<Uuid>,
+    String,
+    String,
+    Option<Uuid>,
+    String,
+    String,
+    sqlx::types::Json<Value>,
+    OffsetDateTime,
+    Option<String>,
+);
+
+/// The columns of [`EventRow`], in its order.
+pub(crate) const EVENT_COLUMNS: &str = "seq, id, account_id, type, actor_kind, actor_id, \
+     subject_kind, subject_id, data, at, request_id";
+
+pub(crate) fn event_from_row(r: EventRow) -> Event {
+    Event {
+        seq: r.0,
+        id: r.1,
+        account_id: r.2,
+        kind: r.3,
+        actor_kind: r.4,
+        actor_id: r.5,
+        subject_kind: r.6,
+        subject_id: r.7,
+        data: r.8.0,
+        at: r.9,
+        request_id: r.10,
+    }
+}
+
+/// The event type of each user change.
+pub(crate) fn user_event_types(patch: &UserPatch) -> &'static [&'static str] {
+    if patch.roles.is_some() {
+        &["user.updated", "user.roles_changed"]
+    } else {
+        &["user.updated"]
     }
 }
 

@@ -26,6 +26,7 @@ use super::{
 };
 use crate::domain::access::{AccessLink, Invite, Member, Role, RoomRole, Space, SpaceRole};
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::event::{Change, Event};
 use crate::domain::permission::{BUILTIN_ROLES, Permission};
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
@@ -76,6 +77,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 5,
                 "email_changed",
                 include_str!("../../migrations/postgres/0005_email_changed.sql"),
+            ),
+            (
+                6,
+                "events",
+                include_str!("../../migrations/postgres/0006_events.sql"),
             ),
         ]
         .into_iter()
@@ -286,7 +292,7 @@ async fn insert_user(
     account: Uuid,
     u: &NewUser,
     token: &TokenRecord,
-    at: OffsetDateTime,
+    change: &Change,
 ) -> Result<User> {
     check_roles(conn, account, &u.roles).await?;
     if let Some(room) = u.room_id {
@@ -307,8 +313,7 @@ async fn insert_user(
     if u.roles.iter().any(|r| r == "bot") {
         check_bot_cap(conn, account, None).await?;
     }
-    insert_user_rows(conn, account, u, token, at).await?;
-    Ok(super::inserted_user(account, u, at))
+    insert_user_rows(conn, account, u, token, change).await
 }
 
 /// Whether creating `u` must first read other rows (custom roles, its
@@ -320,17 +325,20 @@ fn needs_checks(u: &NewUser) -> bool {
             .any(|r| r == "bot" || !BUILTIN_ROLES.contains(&r.as_str()))
 }
 
-/// Every row of a new user — the user, tags, roles, memberships and the
-/// first token — in one statement, so one round trip (and, outside a
-/// transaction, one commit). Joining more default rooms than the per-user
-/// room cap allows makes the statement refuse itself, writing nothing.
+/// Every row of a new user — the user, tags, roles, memberships, the first
+/// token and the `user.created` event — in one statement, so one round trip
+/// (and, outside a transaction, one commit). Joining more default rooms than
+/// the per-user room cap allows makes the statement refuse itself, writing
+/// nothing.
 async fn insert_user_rows(
     conn: &mut PgConnection,
     account: Uuid,
     u: &NewUser,
     token: &TokenRecord,
-    at: OffsetDateTime,
-) -> Result<()> {
+    change: &Change,
+) -> Result<User> {
+    let at = change.at;
+    let created = super::inserted_user(account, u, at);
     let joined_defaults: i64 = sqlx::query_scalar(
         "WITH new_user AS (\
            INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
@@ -347,7 +355,9 @@ async fn insert_user_rows(
            SELECT account_id, id, $1, 'user', $24 FROM rooms \
            WHERE $28 AND account_id = $2 AND is_default AND id IS DISTINCT FROM $3::uuid RETURNING 1), \
          new_token AS (INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) \
-           VALUES ($29, $2, $30, $31, $32, $33, $34, NULL)) \
+           VALUES ($29, $2, $30, $31, $32, $33, $34, NULL)), \
+         new_event AS (INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, \
+           data, at, request_id) VALUES ($37, $2, 'user.created', $38, $39, 'user', $40, $41, $24, $42)) \
          SELECT CASE WHEN count(*) + $35 > $36 THEN roster_refuse('room cap') ELSE count(*) END \
          FROM new_defaults",
     )
@@ -387,10 +397,67 @@ async fn insert_user_rows(
     .bind(token.expires_at)
     .bind(i64::from(u.room_id.is_some()))
     .bind(MAX_ROOMS_PER_USER)
+    .bind(Uuid::now_v7())
+    .bind(change.actor.kind)
+    .bind(change.actor.id)
+    .bind(u.id.to_string())
+    .bind(Json(super::user_data(&created)))
+    .bind(&change.request_id)
     .fetch_one(&mut *conn)
     .await
     .map_err(map_err)?;
     debug_assert!(joined_defaults + i64::from(u.room_id.is_some()) <= MAX_ROOMS_PER_USER);
+    Ok(created)
+}
+
+/// Appends one event to the log, in the caller's transaction.
+async fn insert_event(
+    c: &mut PgConnection,
+    account: Option<Uuid>,
+    change: &Change,
+    kind: &str,
+    subject: (&str, String),
+    data: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, data, at, request_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(account)
+    .bind(kind)
+    .bind(change.actor.kind)
+    .bind(change.actor.id)
+    .bind(subject.0)
+    .bind(subject.1)
+    .bind(Json(data))
+    .bind(change.at)
+    .bind(&change.request_id)
+    .execute(&mut *c)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// One event per type of a user's change, each carrying the user after it.
+async fn insert_user_events(
+    c: &mut PgConnection,
+    account: Uuid,
+    change: &Change,
+    kinds: &[&str],
+    user: &User,
+) -> Result<()> {
+    for kind in kinds {
+        insert_event(
+            c,
+            Some(account),
+            change,
+            kind,
+            ("user", user.id.to_string()),
+            super::user_data(user),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -846,18 +913,17 @@ impl Store for PostgresStore {
         account: Uuid,
         user: &NewUser,
         token: &TokenRecord,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<User> {
         if needs_checks(user) {
             let mut tx = self.begin().await?;
-            let created = insert_user(&mut tx, account, user, token, at).await?;
+            let created = insert_user(&mut tx, account, user, token, change).await?;
             tx.commit().await.map_err(map_err)?;
             return Ok(created);
         }
         // One statement: atomic, and committed when it answers.
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        insert_user_rows(&mut conn, account, user, token, at).await?;
-        Ok(super::inserted_user(account, user, at))
+        insert_user_rows(&mut conn, account, user, token, change).await
     }
 
     async fn get_user(&self, account: Uuid, user: Uuid) -> Result<User> {
@@ -935,14 +1001,16 @@ impl Store for PostgresStore {
         account: Uuid,
         user: Uuid,
         patch: &UserPatch,
-        at: OffsetDateTime,
+        change: &Change,
         mail: Option<&sessions::UserMail>,
     ) -> Result<User> {
         let mut tx = self.begin().await?;
-        let updated = patch_user(&mut tx, account, user, patch, at).await?;
+        let updated = patch_user(&mut tx, account, user, patch, change.at).await?;
         if let Some(mail) = mail {
-            insert_user_mail(&mut tx, account, &updated, at, mail).await?;
+            insert_user_mail(&mut tx, account, &updated, change.at, mail).await?;
         }
+        let kinds = super::user_event_types(patch);
+        insert_user_events(&mut tx, account, change, kinds, &updated).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(updated)
     }
@@ -952,7 +1020,7 @@ impl Store for PostgresStore {
         account: Uuid,
         user: Uuid,
         active: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<User> {
         let cols = USER_COLUMNS;
         let query = if active {
@@ -966,29 +1034,99 @@ impl Store for PostgresStore {
                  tokens_valid_after = $1, updated_at = $1 WHERE account_id = $2 AND id = $3 RETURNING {cols}"
             )))
         };
+        let mut tx = self.begin().await?;
         let row = query
-            .bind(at)
+            .bind(change.at)
             .bind(account)
             .bind(user)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(map_err)?
             .ok_or(StoreError::NotFound("user"))?;
-        user_from_row(&row).map_err(map_err)
+        let updated = user_from_row(&row).map_err(map_err)?;
+        let kind = if active {
+            "user.reactivated"
+        } else {
+            "user.deactivated"
+        };
+        insert_user_events(&mut tx, account, change, &[kind], &updated).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(updated)
     }
 
-    async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()> {
+    async fn delete_user(&self, account: Uuid, user: Uuid, change: &Change) -> Result<()> {
         // Tags, roles, memberships and tokens go with the user (ON DELETE CASCADE).
-        let r = sqlx::query("DELETE FROM users WHERE account_id = $1 AND id = $2")
-            .bind(account)
-            .bind(user)
-            .execute(&self.pool)
-            .await
-            .map_err(map_err)?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
-        }
+        let cols = USER_COLUMNS;
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM users WHERE account_id = $1 AND id = $2 RETURNING {cols}"
+        )))
+        .bind(account)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .ok_or(StoreError::NotFound("user"))?;
+        let gone = user_from_row(&row).map_err(map_err)?;
+        insert_user_events(&mut tx, account, change, &["user.deleted"], &gone).await?;
+        tx.commit().await.map_err(map_err)?;
         Ok(())
+    }
+
+    async fn events_after(
+        &self,
+        account: Option<Uuid>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        // The high-water mark: every seq handed out so far (`high`) belongs
+        // to a transaction that had its id before it took the seq (an event
+        // is always written after its change's own rows). Once every
+        // transaction running when `high` was read has ended, each seq up to
+        // `high` is committed or gone for good.
+        let high: i64 = sqlx::query_scalar(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_seq",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        let horizon: String =
+            sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(map_err)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let settled: bool =
+                sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::xid8")
+                    .bind(&horizon)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(map_err)?;
+            if settled {
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                // A long transaction holds the mark back: answer what is
+                // settled so far (nothing new), the reader asks again.
+                return Ok(Vec::new());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let rows: Vec<super::EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM events WHERE seq > $1 AND seq <= $2 AND ($3::uuid IS NULL OR account_id = $3) \
+             ORDER BY seq LIMIT $4",
+            super::EVENT_COLUMNS
+        )))
+        .bind(after)
+        .bind(high)
+        .bind(account)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(super::event_from_row).collect())
     }
 
     async fn create_space(&self, account: Uuid, space: &Space) -> Result<Space> {
@@ -2312,12 +2450,12 @@ impl Store for PostgresStore {
         account: Uuid,
         user: &NewUser,
         token: &TokenRecord,
-        at: OffsetDateTime,
+        change: &Change,
         mail: &sessions::UserMail,
     ) -> Result<User> {
         let mut tx = self.begin().await?;
-        let created = insert_user(&mut tx, account, user, token, at).await?;
-        insert_user_mail(&mut tx, account, &created, at, mail).await?;
+        let created = insert_user(&mut tx, account, user, token, change).await?;
+        insert_user_mail(&mut tx, account, &created, change.at, mail).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(created)
     }

@@ -5,6 +5,7 @@ mod access;
 mod accounts;
 mod cluster;
 mod envelope;
+mod events;
 mod helpers;
 mod limits;
 mod mail;

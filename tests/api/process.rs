@@ -151,6 +151,7 @@ async fn every_acknowledged_create_survives_kill_9() {
 
     let server = start(&db).await;
     let mut stored = std::collections::HashSet::new();
+    let mut stored_ids = std::collections::HashSet::new();
     let mut cursor = String::new();
     loop {
         let res: Value = client
@@ -167,6 +168,7 @@ async fn every_acknowledged_create_survives_kill_9() {
             .unwrap();
         for u in res["data"]["users"].as_array().unwrap() {
             stored.insert(u["custom_id"].as_str().unwrap().to_owned());
+            stored_ids.insert(u["id"].as_str().unwrap().to_owned());
         }
         match res["data"]["next_cursor"].as_str() {
             Some(c) => cursor = format!("&cursor={c}"),
@@ -180,6 +182,46 @@ async fn every_acknowledged_create_survives_kill_9() {
         lost.len(),
         &lost[..lost.len().min(5)]
     );
+
+    // The event log went down with the same commits: every stored user has
+    // exactly one `user.created`, and none names a user that is not there.
+    let config = roster::config::Config {
+        database_url: db.clone(),
+        ..roster::config::Config::default()
+    };
+    let store = roster::app::open_store(&config).await.unwrap();
+    let account_id = uuid::Uuid::parse_str(&account).unwrap();
+    let mut created = std::collections::HashMap::<String, usize>::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .events_after(Some(account_id), after, 500)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in page.iter().filter(|e| e.kind == "user.created") {
+            *created.entry(e.subject_id.clone()).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = created.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "users with more than one user.created: {twice:?}"
+    );
+    let orphans: Vec<_> = created
+        .keys()
+        .filter(|id| !stored_ids.contains(*id))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "events for users that do not exist: {orphans:?}"
+    );
+    let silent: Vec<_> = stored_ids
+        .iter()
+        .filter(|id| !created.contains_key(*id))
+        .collect();
+    assert!(silent.is_empty(), "users without their event: {silent:?}");
 }
 
 #[tokio::test]

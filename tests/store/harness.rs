@@ -5,6 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Once};
 
 use roster::domain::account::{Account, Scope};
+use roster::domain::event::Change;
 use roster::domain::room::{NewRoom, Room, Visibility};
 use roster::domain::user::{NewUser, User, UserFilter};
 use roster::store::postgres::PostgresStore;
@@ -161,6 +162,11 @@ pub fn at(ms: i64) -> OffsetDateTime {
     t0() + Duration::milliseconds(ms)
 }
 
+/// A change made at `at` by the server itself.
+pub fn by(at: OffsetDateTime) -> Change {
+    Change::system(at)
+}
+
 pub fn first_page(limit: u32) -> Page {
     Page { limit, after: None }
 }
@@ -229,7 +235,7 @@ pub fn token_for(user: &NewUser, issued: OffsetDateTime) -> TokenRecord {
 
 /// Creates `user` at [`at`]`(10)` with a fresh token.
 pub async fn create(s: &dyn Store, account: Uuid, user: &NewUser) -> roster::store::Result<User> {
-    s.create_user(account, user, &token_for(user, at(10)), at(10))
+    s.create_user(account, user, &token_for(user, at(10)), &by(at(10)))
         .await
 }
 

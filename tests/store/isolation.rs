@@ -18,7 +18,7 @@ pub async fn another_accounts_ids_are_not_found_everywhere(s: Arc<dyn Store>) {
     u.username = Some("shared".into());
     u.email = Some("shared@example.com".into());
     let token = token_for(&u, t0());
-    s.create_user(mine, &u, &token, at(10)).await.unwrap();
+    s.create_user(mine, &u, &token, &by(at(10))).await.unwrap();
     let key = new_key("mine", at(1));
     s.create_api_key(mine, &key).await.unwrap();
 
@@ -35,11 +35,15 @@ pub async fn another_accounts_ids_are_not_found_everywhere(s: Arc<dyn Store>) {
     };
     assert_not_found(s.get_user(theirs, u.id).await, "user");
     assert_not_found(
-        s.update_user(theirs, u.id, &user_patch, at(20), None).await,
+        s.update_user(theirs, u.id, &user_patch, &by(at(20)), None)
+            .await,
         "user",
     );
-    assert_not_found(s.set_user_active(theirs, u.id, false, at(20)).await, "user");
-    assert_not_found(s.delete_user(theirs, u.id).await, "user");
+    assert_not_found(
+        s.set_user_active(theirs, u.id, false, &by(at(20))).await,
+        "user",
+    );
+    assert_not_found(s.delete_user(theirs, u.id, &by(t0())).await, "user");
     assert_not_found(s.revoke_api_key(theirs, key.id, at(20)).await, "api key");
     let mut intruder = new_user();
     intruder.room_id = Some(room.id);

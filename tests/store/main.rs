@@ -9,6 +9,7 @@
 
 mod access;
 mod accounts;
+mod events;
 mod harness;
 mod isolation;
 mod nodes;
@@ -61,6 +62,7 @@ contract! {
     rooms::deleting_a_room_removes_its_memberships,
     rooms::new_users_join_the_default_rooms_when_asked,
     rooms::joining_more_default_rooms_than_allowed_is_refused,
+    events::every_user_change_writes_its_event_with_its_change,
     users::a_user_round_trips_every_field,
     users::unique_clashes_name_the_field_and_write_nothing,
     users::an_unknown_room_is_not_found_and_nothing_is_written,

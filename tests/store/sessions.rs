@@ -191,10 +191,10 @@ pub async fn a_refresh_token_expires_and_dies_with_its_user_state(s: Arc<dyn Sto
         Refreshed::Invalid
     ));
     open_session(&*s, account, u.id, b"d1", at(200)).await;
-    s.set_user_active(account, u.id, false, at(300))
+    s.set_user_active(account, u.id, false, &by(at(300)))
         .await
         .unwrap();
-    s.set_user_active(account, u.id, true, at(400))
+    s.set_user_active(account, u.id, true, &by(at(400)))
         .await
         .unwrap();
     assert!(matches!(
@@ -233,7 +233,9 @@ pub async fn ending_a_session_revokes_its_tokens_and_nothing_else(s: Arc<dyn Sto
     let account = new_account(&*s).await;
     let u = new_user();
     let user_token = token_for(&u, t0());
-    s.create_user(account, &u, &user_token, t0()).await.unwrap();
+    s.create_user(account, &u, &user_token, &by(t0()))
+        .await
+        .unwrap();
     let (_, one) = open_session(&*s, account, u.id, b"one", at(100)).await;
     let (_, two) = open_session(&*s, account, u.id, b"two", at(100)).await;
     let r = s
@@ -279,7 +281,9 @@ pub async fn a_password_change_keeps_one_session_and_ends_the_others(s: Arc<dyn 
     u.require_password_change = true;
     u.password_hash = Some("old".into());
     let user_token = token_for(&u, t0());
-    s.create_user(account, &u, &user_token, t0()).await.unwrap();
+    s.create_user(account, &u, &user_token, &by(t0()))
+        .await
+        .unwrap();
     let (_, keep) = open_session(&*s, account, u.id, b"keep", at(100)).await;
     let (_, other) = open_session(&*s, account, u.id, b"other", at(100)).await;
     let r = s
@@ -318,7 +322,9 @@ pub async fn issuing_beyond_the_cap_revokes_the_oldest_live_tokens(s: Arc<dyn St
     let account = new_account(&*s).await;
     let u = new_user();
     let first = token_for(&u, at(0));
-    s.create_user(account, &u, &first, at(0)).await.unwrap();
+    s.create_user(account, &u, &first, &by(at(0)))
+        .await
+        .unwrap();
     let mut ids = vec![first.id];
     for i in 1..3 {
         let t = token_for(&u, at(i * 10));
@@ -412,7 +418,9 @@ pub async fn revoking_everything_before_a_moment_ends_tokens_and_sessions(s: Arc
     let account = new_account(&*s).await;
     let u = new_user();
     let user_token = token_for(&u, t0());
-    s.create_user(account, &u, &user_token, t0()).await.unwrap();
+    s.create_user(account, &u, &user_token, &by(t0()))
+        .await
+        .unwrap();
     let (_, session) = open_session(&*s, account, u.id, b"r1", at(100)).await;
     s.revoke_tokens_before(account, u.id, at(200))
         .await
@@ -624,7 +632,7 @@ pub async fn mail_and_verification_links_are_written_with_the_user(s: Arc<dyn St
         verification: Some((b"v1".to_vec(), at(10) + Duration::days(7))),
     };
     let created = s
-        .create_user_with_mail(account, &u, &token_for(&u, at(10)), at(10), &with)
+        .create_user_with_mail(account, &u, &token_for(&u, at(10)), &by(at(10)), &with)
         .await
         .unwrap();
     assert_eq!(created.id, u.id);
@@ -643,8 +651,14 @@ pub async fn mail_and_verification_links_are_written_with_the_user(s: Arc<dyn St
         verification: Some((b"v2".to_vec(), at(30) + Duration::days(7))),
     };
     assert_conflict(
-        s.create_user_with_mail(account, &clash, &token_for(&clash, at(30)), at(30), &other)
-            .await,
+        s.create_user_with_mail(
+            account,
+            &clash,
+            &token_for(&clash, at(30)),
+            &by(at(30)),
+            &other,
+        )
+        .await,
         "email",
     );
     assert!(
@@ -689,14 +703,14 @@ pub async fn mail_and_verification_links_are_written_with_the_user(s: Arc<dyn St
         mails: vec![],
         verification: Some((b"w1".to_vec(), at(10) + Duration::days(7))),
     };
-    s.create_user_with_mail(account, &w, &token_for(&w, at(10)), at(10), &link)
+    s.create_user_with_mail(account, &w, &token_for(&w, at(10)), &by(at(10)), &link)
         .await
         .unwrap();
     let patch = roster::domain::user::UserPatch {
         email: Some(Some("w2@example.com".into())),
         ..Default::default()
     };
-    s.update_user(account, w.id, &patch, at(20), None)
+    s.update_user(account, w.id, &patch, &by(at(20)), None)
         .await
         .unwrap();
     assert!(

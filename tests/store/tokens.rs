@@ -29,12 +29,12 @@ pub async fn deactivation_ends_tokens_and_reactivation_does_not_revive_them(s: A
     let u = new_user();
     // Issued at a whole second, as a JWT's `iat` says.
     let token = token_for(&u, t0());
-    s.create_user(account, &u, &token, t0()).await.unwrap();
+    s.create_user(account, &u, &token, &by(t0())).await.unwrap();
     assert!(valid(&*s, account, u.id, token.id, at(100)).await);
 
     // Deactivated 300 ms later, within the same second.
     let off = s
-        .set_user_active(account, u.id, false, at(300))
+        .set_user_active(account, u.id, false, &by(at(300)))
         .await
         .unwrap();
     assert_eq!(
@@ -44,13 +44,13 @@ pub async fn deactivation_ends_tokens_and_reactivation_does_not_revive_them(s: A
     assert!(!valid(&*s, account, u.id, token.id, at(400)).await);
     // Deactivating again keeps the first moment.
     let again = s
-        .set_user_active(account, u.id, false, at(500))
+        .set_user_active(account, u.id, false, &by(at(500)))
         .await
         .unwrap();
     assert_eq!(again.deactivated_at, Some(at(300)));
 
     let on = s
-        .set_user_active(account, u.id, true, at(2_000))
+        .set_user_active(account, u.id, true, &by(at(2_000)))
         .await
         .unwrap();
     assert_eq!(
@@ -64,7 +64,7 @@ pub async fn deactivation_ends_tokens_and_reactivation_does_not_revive_them(s: A
     assert!(!valid(&*s, account, u.id, token.id, at(3_000)).await);
 
     assert_not_found(
-        s.set_user_active(account, Uuid::now_v7(), false, at(1))
+        s.set_user_active(account, Uuid::now_v7(), false, &by(at(1)))
             .await,
         "user",
     );
@@ -75,7 +75,7 @@ pub async fn a_token_is_good_only_until_it_expires_and_only_for_its_user(s: Arc<
     let u = new_user();
     let mut token = token_for(&u, t0());
     token.expires_at = t0() + Duration::days(1);
-    s.create_user(account, &u, &token, t0()).await.unwrap();
+    s.create_user(account, &u, &token, &by(t0())).await.unwrap();
     let end = token.expires_at;
 
     assert!(

@@ -36,7 +36,7 @@ pub async fn a_user_round_trips_every_field(s: Arc<dyn Store>) {
     u.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into());
 
     let created = s
-        .create_user(account, &u, &token_for(&u, at(10)), at(10))
+        .create_user(account, &u, &token_for(&u, at(10)), &by(at(10)))
         .await
         .unwrap();
     let got = s.get_user(account, u.id).await.unwrap();
@@ -162,7 +162,7 @@ pub async fn unique_clashes_name_the_field_and_write_nothing(s: Arc<dyn Store>) 
     ];
     for (u, field) in &clashes {
         let token = token_for(u, at(10));
-        assert_conflict(s.create_user(account, u, &token, at(10)).await, field);
+        assert_conflict(s.create_user(account, u, &token, &by(at(10))).await, field);
         assert_not_found(s.get_user(account, u.id).await, "user");
         assert!(matches!(
             s.check_user_token(account, u.id, token.id, at(20))
@@ -216,7 +216,7 @@ pub async fn unique_clashes_name_the_field_and_write_nothing(s: Arc<dyn Store>) 
         ),
     ] {
         assert_conflict(
-            s.update_user(account, second.id, &patch, at(30), None)
+            s.update_user(account, second.id, &patch, &by(at(30)), None)
                 .await,
             field,
         );
@@ -279,7 +279,7 @@ pub async fn the_twenty_sixth_bot_is_refused(s: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_conflict(
-        s.update_user(account, human.id, &to_bot, at(20), None)
+        s.update_user(account, human.id, &to_bot, &by(at(20)), None)
             .await,
         "roles",
     );
@@ -288,17 +288,17 @@ pub async fn the_twenty_sixth_bot_is_refused(s: Arc<dyn Store>) {
         vec!["user"]
     );
     let still = s
-        .update_user(account, bots[0], &to_bot, at(20), None)
+        .update_user(account, bots[0], &to_bot, &by(at(20)), None)
         .await
         .unwrap();
     assert_eq!(still.roles, vec!["user", "bot"]);
 
     // The cap is per account, and a freed place can be taken.
     create(&*s, other, &bot()).await.unwrap();
-    s.delete_user(account, bots[1]).await.unwrap();
+    s.delete_user(account, bots[1], &by(t0())).await.unwrap();
     create(&*s, account, &extra).await.unwrap();
     assert_conflict(
-        s.update_user(account, human.id, &to_bot, at(30), None)
+        s.update_user(account, human.id, &to_bot, &by(at(30)), None)
             .await,
         "roles",
     );
@@ -321,7 +321,7 @@ pub async fn the_bot_cap_holds_under_concurrent_writes(s: Arc<dyn Store>) {
     let patches = humans.iter().map(|h| {
         let (s, id, patch) = (s.clone(), h.id, to_bot.clone());
         tokio::spawn(async move {
-            s.update_user(account, id, &patch, at(20), None)
+            s.update_user(account, id, &patch, &by(at(20)), None)
                 .await
                 .map(|_| ())
         })
@@ -531,7 +531,7 @@ pub async fn a_patch_sets_clears_replaces_and_merges(s: Arc<dyn Store>) {
         ..Default::default()
     };
     let patched = s
-        .update_user(account, u.id, &patch, at(50), None)
+        .update_user(account, u.id, &patch, &by(at(50)), None)
         .await
         .unwrap();
     let got = s.get_user(account, u.id).await.unwrap();
@@ -620,7 +620,7 @@ pub async fn a_patch_sets_clears_replaces_and_merges(s: Arc<dyn Store>) {
 
     // An empty patch only touches updated_at.
     let touched = s
-        .update_user(account, u.id, &UserPatch::default(), at(60), None)
+        .update_user(account, u.id, &UserPatch::default(), &by(at(60)), None)
         .await
         .unwrap();
     assert_eq!(
@@ -633,7 +633,7 @@ pub async fn a_patch_sets_clears_replaces_and_merges(s: Arc<dyn Store>) {
     );
 
     assert_not_found(
-        s.update_user(account, Uuid::now_v7(), &patch, at(70), None)
+        s.update_user(account, Uuid::now_v7(), &patch, &by(at(70)), None)
             .await,
         "user",
     );
@@ -650,13 +650,15 @@ pub async fn deleting_a_user_erases_everything_of_theirs(s: Arc<dyn Store>) {
     u.tags = vec!["t".into()];
     u.roles = vec!["bot".into()];
     let token = token_for(&u, t0());
-    s.create_user(account, &u, &token, at(10)).await.unwrap();
+    s.create_user(account, &u, &token, &by(at(10)))
+        .await
+        .unwrap();
     let keep = new_user();
     create(&*s, account, &keep).await.unwrap();
 
-    s.delete_user(account, u.id).await.unwrap();
+    s.delete_user(account, u.id, &by(t0())).await.unwrap();
     assert_not_found(s.get_user(account, u.id).await, "user");
-    assert_not_found(s.delete_user(account, u.id).await, "user");
+    assert_not_found(s.delete_user(account, u.id, &by(t0())).await, "user");
     assert!(matches!(
         s.check_user_token(account, u.id, token.id, at(20))
             .await

@@ -33,6 +33,7 @@ use super::{
 };
 use crate::domain::access::{AccessLink, Invite, Member, Role, RoomRole, Space, SpaceRole};
 use crate::domain::account::{Account, ApiKey, ApiKeyAuth, Scope};
+use crate::domain::event::{Change, Event};
 use crate::domain::permission::{BUILTIN_ROLES, Permission};
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
@@ -69,6 +70,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 5,
                 "email_changed",
                 include_str!("../../../migrations/sqlite/0005_email_changed.sql"),
+            ),
+            (
+                6,
+                "events",
+                include_str!("../../../migrations/sqlite/0006_events.sql"),
             ),
         ]
         .into_iter()
@@ -306,8 +312,82 @@ async fn patch_user(
     select_user(conn, account, id).await
 }
 
+/// Appends one event per type of a user's change, each carrying the user
+/// after it, in the writer's transaction.
+async fn insert_user_events(
+    c: &mut SqliteConnection,
+    account: Uuid,
+    change: &Change,
+    kinds: &[&str],
+    user: &User,
+) -> Result<()> {
+    for kind in kinds {
+        insert_event(
+            c,
+            Some(account),
+            change,
+            kind,
+            ("user", user.id.to_string()),
+            &super::user_data(user),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Appends one event to the log, in the writer's transaction.
+async fn insert_event(
+    c: &mut SqliteConnection,
+    account: Option<Uuid>,
+    change: &Change,
+    kind: &str,
+    subject: (&str, String),
+    data: &serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, data, at, request_id) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(account)
+    .bind(kind)
+    .bind(change.actor.kind)
+    .bind(change.actor.id)
+    .bind(subject.0)
+    .bind(subject.1)
+    .bind(json(data))
+    .bind(change.at)
+    .bind(&change.request_id)
+    .execute(&mut *c)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
+    async fn events_after(
+        &self,
+        account: Option<Uuid>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        // One writer: events commit in seq order, so every visible one is
+        // settled.
+        let rows: Vec<super::EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM events WHERE seq > ? AND (? IS NULL OR account_id = ?) ORDER BY seq LIMIT ?",
+            super::EVENT_COLUMNS
+        )))
+        .bind(after)
+        .bind(account)
+        .bind(account)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.into_iter().map(super::event_from_row).collect())
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }
@@ -707,10 +787,10 @@ impl Store for SqliteStore {
         account: Uuid,
         user: &NewUser,
         token: &TokenRecord,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<User> {
-        let (user, token) = (user.clone(), token.clone());
-        self.write_raw(move |c| new_user::insert_user(c, account, &user, &token, at))
+        let (user, token, change) = (user.clone(), token.clone(), change.clone());
+        self.write_raw(move |c| new_user::insert_user(c, account, &user, &token, &change))
             .await
     }
 
@@ -789,13 +869,16 @@ impl Store for SqliteStore {
         account: Uuid,
         user: Uuid,
         patch: &UserPatch,
-        at: OffsetDateTime,
+        change: &Change,
         mail: Option<&sessions::UserMail>,
     ) -> Result<User> {
-        let (patch, mail) = (patch.clone(), mail.cloned());
+        let (patch, mail, change) = (patch.clone(), mail.cloned(), change.clone());
         self.write(move |c| {
             Box::pin(async move {
+                let at = change.at;
                 let updated = patch_user(c, account, user, &patch, at).await?;
+                let kinds = super::user_event_types(&patch);
+                insert_user_events(c, account, &change, kinds, &updated).await?;
                 if let Some(mail) = &mail {
                     if let (Some((hash, expires_at)), Some(email)) =
                         (&mail.verification, &updated.email)
@@ -829,10 +912,12 @@ impl Store for SqliteStore {
         account: Uuid,
         user: Uuid,
         active: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<User> {
+        let change = change.clone();
         self.write(move |c| {
             Box::pin(async move {
+                let at = change.at;
                 let r = if active {
                     sqlx::query("UPDATE users SET active = 1, deactivated_at = NULL, updated_at = ? WHERE account_id = ? AND id = ?")
                         .bind(at)
@@ -857,24 +942,32 @@ impl Store for SqliteStore {
                 if r.rows_affected() == 0 {
                     return Err(StoreError::NotFound("user"));
                 }
-                select_user(c, account, user).await
+                let updated = select_user(c, account, user).await?;
+                let kind = if active {
+                    "user.reactivated"
+                } else {
+                    "user.deactivated"
+                };
+                insert_user_events(c, account, &change, &[kind], &updated).await?;
+                Ok(updated)
             })
         })
         .await
     }
 
-    async fn delete_user(&self, account: Uuid, user: Uuid) -> Result<()> {
+    async fn delete_user(&self, account: Uuid, user: Uuid, change: &Change) -> Result<()> {
+        let change = change.clone();
         self.write(move |c| {
             Box::pin(async move {
-                let r = sqlx::query("DELETE FROM users WHERE account_id = ? AND id = ?")
+                // The user as they were, for the event.
+                let gone = select_user(c, account, user).await?;
+                sqlx::query("DELETE FROM users WHERE account_id = ? AND id = ?")
                     .bind(account)
                     .bind(user)
                     .execute(&mut *c)
                     .await
                     .map_err(map_err)?;
-                if r.rows_affected() == 0 {
-                    return Err(StoreError::NotFound("user"));
-                }
+                insert_user_events(c, account, &change, &["user.deleted"], &gone).await?;
                 Ok(())
             })
         })
@@ -2264,13 +2357,14 @@ impl Store for SqliteStore {
         account: Uuid,
         user: &NewUser,
         token: &TokenRecord,
-        at: OffsetDateTime,
+        change: &Change,
         mail: &sessions::UserMail,
     ) -> Result<User> {
-        let (user, token, mail) = (user.clone(), token.clone(), mail.clone());
+        let (user, token, mail, change) =
+            (user.clone(), token.clone(), mail.clone(), change.clone());
         self.write_raw(move |c| {
-            let created = new_user::insert_user(c, account, &user, &token, at)?;
-            new_user::insert_mail(c, account, &user, at, &mail)?;
+            let created = new_user::insert_user(c, account, &user, &token, &change)?;
+            new_user::insert_mail(c, account, &user, change.at, &mail)?;
             Ok(created)
         })
         .await

@@ -14,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::json;
+use crate::domain::event::Change;
 use crate::domain::permission::BUILTIN_ROLES;
 use crate::domain::room::MAX_ROOMS_PER_USER;
 use crate::domain::user::{MAX_BOTS, NewUser, User, normalize_email, normalize_username};
@@ -25,8 +26,9 @@ pub(super) fn insert_user(
     account: Uuid,
     u: &NewUser,
     token: &TokenRecord,
-    at: OffsetDateTime,
+    change: &Change,
 ) -> Result<User> {
+    let at = change.at;
     check(c, account, u)?;
     let now = text(at)?;
     c.prepare_cached(
@@ -119,7 +121,25 @@ pub(super) fn insert_user(
         ])
     })
     .map_err(map_err)?;
-    Ok(crate::store::inserted_user(account, u, at))
+    let created = crate::store::inserted_user(account, u, at);
+    c.prepare_cached(
+        "INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, data, at, request_id) \
+         VALUES (?1, ?2, 'user.created', ?3, ?4, 'user', ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            blob(&Uuid::now_v7()),
+            blob(&account),
+            change.actor.kind,
+            change.actor.id.as_ref().map(blob),
+            u.id.to_string(),
+            json(&crate::store::user_data(&created)),
+            now,
+            change.request_id,
+        ])
+    })
+    .map_err(map_err)?;
+    Ok(created)
 }
 
 /// The rows that go with a user created with mail: the address to verify

@@ -1,0 +1,175 @@
+//! Who is acting: an account's API key (with its scope) or one of its users
+//! (with the permissions their roles grant), and the permission rules that
+//! follow from that — held once here for every front door.
+
+use uuid::Uuid;
+
+use super::{Error, Result};
+use crate::app::App;
+use crate::domain::account::Scope;
+use crate::domain::event::{ActorRef, Change};
+use crate::domain::permission::{Permission, builtin_role_permissions};
+use crate::domain::user::{User, Visibility};
+use crate::store::StoreError;
+
+/// The one acting on an account, as a front door authenticated them.
+pub struct Actor {
+    pub account_id: Uuid,
+    pub kind: ActorKind,
+    /// The request that acts, recorded with the events it causes.
+    pub request_id: Option<String>,
+}
+
+pub enum ActorKind {
+    ApiKey {
+        id: Uuid,
+        scope: Scope,
+    },
+    User {
+        user: Box<User>,
+        token_id: Uuid,
+        /// Everything the user's roles (built-in and custom) grant.
+        permissions: Vec<Permission>,
+    },
+}
+
+impl Actor {
+    pub fn holds(&self, p: Permission) -> bool {
+        match &self.kind {
+            ActorKind::ApiKey {
+                scope: Scope::Full, ..
+            } => true,
+            ActorKind::ApiKey {
+                scope: Scope::Read, ..
+            } => p.is_read_only(),
+            ActorKind::User { permissions, .. } => permissions.contains(&p),
+        }
+    }
+
+    /// Refuses with 403 unless the actor holds `p`.
+    pub fn require(&self, p: Permission) -> Result<()> {
+        if self.holds(p) {
+            Ok(())
+        } else {
+            let name = serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            Err(Error::forbidden(match &self.kind {
+                ActorKind::ApiKey { .. } => {
+                    format!("a read-only API key cannot do this (needs `{name}`)")
+                }
+                ActorKind::User { .. } => format!("this needs the `{name}` permission"),
+            }))
+        }
+    }
+
+    pub fn user_id(&self) -> Option<Uuid> {
+        match &self.kind {
+            ActorKind::User { user, .. } => Some(user.id),
+            ActorKind::ApiKey { .. } => None,
+        }
+    }
+
+    pub fn is_api_key(&self) -> bool {
+        matches!(self.kind, ActorKind::ApiKey { .. })
+    }
+
+    /// The actor as an event records it.
+    pub fn as_ref(&self) -> ActorRef {
+        match &self.kind {
+            ActorKind::ApiKey { id, .. } => ActorRef {
+                kind: "api_key",
+                id: Some(*id),
+            },
+            ActorKind::User { user, .. } => ActorRef {
+                kind: "user",
+                id: Some(user.id),
+            },
+        }
+    }
+
+    /// The context storage records a change by this actor with.
+    pub fn change(&self) -> Change {
+        Change {
+            at: crate::domain::time::now(),
+            actor: self.as_ref(),
+            request_id: self.request_id.clone(),
+        }
+    }
+
+    /// How much of `user` this actor may see.
+    pub fn sees(&self, user: Uuid) -> Visibility {
+        if self.is_api_key() || self.holds(Permission::ViewOtherUserInfo) {
+            Visibility::Full
+        } else if self.user_id() == Some(user) {
+            Visibility::Own
+        } else {
+            Visibility::Public
+        }
+    }
+
+    /// Refuses unless a user actor holds every permission `roles` grant:
+    /// nobody hands out more than they have. API keys (`full`) may.
+    pub async fn may_grant_roles(&self, app: &App, roles: &[String]) -> Result<()> {
+        let ActorKind::User { permissions, .. } = &self.kind else {
+            return Ok(());
+        };
+        let wanted = role_permissions(app, self.account_id, roles).await?;
+        if wanted.iter().all(|p| permissions.contains(p)) {
+            Ok(())
+        } else {
+            Err(Error::forbidden_field(
+                "a role may only be given by someone who holds all its permissions",
+                "roles",
+            ))
+        }
+    }
+
+    /// Refuses unless the actor holds every permission `target` holds —
+    /// "only what you hold", applied to the person acted on: nobody changes
+    /// the login names, contact details or roles of someone more powerful.
+    /// API keys (`full`) may; `field` is the one named in the refusal.
+    pub async fn may_act_on(&self, app: &App, target: &User, field: &str) -> Result<()> {
+        let ActorKind::User { permissions, .. } = &self.kind else {
+            return Ok(());
+        };
+        let theirs = role_permissions(app, self.account_id, &target.roles).await?;
+        if theirs.iter().all(|p| permissions.contains(p)) {
+            Ok(())
+        } else {
+            Err(Error::forbidden_field(
+                format!(
+                    "only someone who holds every permission this user holds may change their {field}"
+                ),
+                field,
+            ))
+        }
+    }
+}
+
+/// The permissions a set of role ids grants (built-in roles from the
+/// catalogue, custom ones from storage; ids naming nothing grant nothing).
+pub async fn role_permissions(
+    app: &App,
+    account: Uuid,
+    roles: &[String],
+) -> Result<Vec<Permission>, StoreError> {
+    let mut out: Vec<Permission> = Vec::new();
+    for r in roles {
+        let granted = match builtin_role_permissions(r) {
+            Some(p) => p.to_vec(),
+            None => match app.store.get_role(account, r).await {
+                Ok(role) => role.permissions,
+                Err(StoreError::NotFound(_)) => Vec::new(),
+                Err(e) => return Err(e),
+            },
+        };
+        for p in granted {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
