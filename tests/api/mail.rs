@@ -62,6 +62,15 @@ impl Smtp {
         wait_for_file(&self.maildir.path().join("box/new"), seen).await
     }
 
+    /// An SMTP server and a Roster server that mails through it.
+    pub async fn with_app() -> (Self, TestApp) {
+        let smtp = Self::start().await;
+        let port = smtp.port;
+        let t = TestApp::spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}")))
+            .await;
+        (smtp, t)
+    }
+
     /// Every delivered message, once at least `n` have arrived.
     pub async fn messages(&self, n: usize) -> Vec<String> {
         let dir = self.maildir.path().join("box/new");
@@ -242,10 +251,7 @@ fn line_value(mail: &str, label: &str) -> String {
 
 #[tokio::test]
 async fn the_welcome_mail_carries_the_random_password_and_verification_links_confirm_addresses() {
-    let smtp = Smtp::start().await;
-    let port = smtp.port;
-    let t =
-        TestApp::spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let (smtp, t) = Smtp::with_app().await;
     let a = t.account("acme").await;
 
     // Rocket.Chat: sendWelcomeEmail + setRandomPassword.

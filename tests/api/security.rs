@@ -38,10 +38,7 @@ fn headed(mails: &[String], to: &str, subject: &str) -> bool {
 /// that path is now closed, while the same editor still edits peers.
 #[tokio::test]
 async fn an_editor_cannot_take_over_an_admin_through_their_email() {
-    let smtp = Smtp::start().await;
-    let port = smtp.port;
-    let t =
-        TestApp::spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let (smtp, t) = Smtp::with_app().await;
     let a = t.account("acme").await;
     let editor = editor_role(&t, &a).await;
     let boss = member(
@@ -117,10 +114,7 @@ async fn an_editor_cannot_take_over_an_admin_through_their_email() {
 /// other users' resets go out as before.
 #[tokio::test]
 async fn a_changed_address_is_verified_again_and_gets_no_reset_for_an_hour() {
-    let smtp = Smtp::start().await;
-    let port = smtp.port;
-    let t =
-        TestApp::spawn_with(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let (smtp, t) = Smtp::with_app().await;
     let a = t.account("acme").await;
     let (s, _) = t
         .patch(
