@@ -43,7 +43,7 @@ pub struct App {
     /// The realtime connection tasks, awaited on shutdown.
     pub realtime_tasks: TaskTracker,
     /// Login/refresh/sign-up buckets (brute-force defence).
-    pub throttle: Arc<crate::http::throttle::Throttle>,
+    pub throttle: Arc<crate::service::throttle::Throttle>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<Vec<crate::http::client_ip::Cidr>>,
     /// Outgoing HTTP (the captcha provider): short timeouts, no redirects.
@@ -155,7 +155,7 @@ impl App {
             http,
             outbox,
             mailer,
-            throttle: Arc::new(crate::http::throttle::Throttle::shared(redis.clone())),
+            throttle: Arc::new(crate::service::throttle::Throttle::shared(redis.clone())),
             trusted_proxies: Arc::new(trusted_proxies),
             passwords: PasswordHasher::new(config.password_hash_concurrency),
             bus,

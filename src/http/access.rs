@@ -55,7 +55,7 @@ fn account_wide<R>(caller: &Caller) -> Option<Standing<R>> {
             scope: Scope::Read, ..
         } => Some(Standing::Reader),
         CallerKind::User { .. } if caller.holds(Permission::ManageRooms) => Some(Standing::Manager),
-        CallerKind::User { .. } => None,
+        _ => None,
     }
 }
 

@@ -119,13 +119,14 @@ fn client_ip(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> std::n
 
 /// Per-address request rate on the session routes.
 async fn rate(app: &App, ip: std::net::IpAddr) -> ApiResult<()> {
-    app.throttle
+    Ok(app
+        .throttle
         .hit(
             &format!("req:{ip}"),
             app.config.auth_requests_per_ip_per_minute,
             Duration::from_secs(60),
         )
-        .await
+        .await?)
 }
 
 fn failure_window(app: &App) -> Duration {
@@ -311,6 +312,7 @@ async fn logout(
                     "an API key has no session; send the refresh_token to end",
                 ));
             }
+            CallerKind::Guest { .. } | CallerKind::Anonymous => return Err(bad_refresh()),
         },
         (None, Err(_), Some(t)) => {
             check_csrf(&Method::POST, &headers)?;

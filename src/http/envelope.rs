@@ -208,6 +208,22 @@ impl From<crate::service::Error> for ApiError {
                 field,
                 ..ApiError::forbidden(message)
             },
+            Error::Unauthorized(message) => ApiError::unauthorized(message),
+            Error::RateLimited { retry_after } => ApiError {
+                retry_after: Some(retry_after.max(1)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    "too many attempts; retry later",
+                )
+            },
+            Error::Gone { message, field } => ApiError {
+                field,
+                ..ApiError::new(StatusCode::GONE, "GONE", message)
+            },
+            Error::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+            }
             Error::Internal(e) => ApiError::internal(e),
         }
     }

@@ -208,18 +208,21 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 }
 
 /// `limit` (1–100, default 50) and an opaque `cursor`.
-pub fn page(limit: Option<u32>, cursor: Option<&str>) -> ApiResult<Page> {
+/// Its refusals are the use-case layer's, so that a use case may settle who
+/// may read before it refuses a bad page.
+pub fn page(limit: Option<u32>, cursor: Option<&str>) -> crate::service::Result<Page> {
+    use crate::service::Error;
     let limit = limit.unwrap_or(50);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::validation("limit", "must be between 1 and 100"));
+        return Err(Error::validation("limit", "must be between 1 and 100"));
     }
-    let after =
-        match cursor {
-            None | Some("") => None,
-            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-                ApiError::validation("cursor", "is not a cursor this server issued")
-            })?),
-        };
+    let after = match cursor {
+        None | Some("") => None,
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| Error::validation("cursor", "is not a cursor this server issued"))?,
+        ),
+    };
     Ok(Page { limit, after })
 }
 
@@ -255,8 +258,9 @@ fn missing_credential() -> ApiError {
     )
 }
 
-/// The server owner, holding the operator key.
-pub struct Operator;
+/// The server owner, holding the operator key: the use-case layer's
+/// [`Operator`].
+pub use crate::service::Operator;
 
 impl FromRequestParts<App> for Operator {
     type Rejection = ApiError;
@@ -264,10 +268,29 @@ impl FromRequestParts<App> for Operator {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let presented = credential(parts).ok_or_else(missing_credential)?;
         if app.is_operator_key(presented) {
-            Ok(Operator)
+            Ok(Operator {
+                request_id: Some(super::envelope::request_id()),
+            })
         } else {
             Err(ApiError::unauthorized("this route needs the operator key"))
         }
+    }
+}
+
+/// Whoever calls an account's open routes (login, refresh, sign-up, reset,
+/// verification) with no credential yet: an anonymous [`Caller`] of the
+/// account in the path.
+pub struct Visitor(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Visitor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ids = Ids::from_request_parts(parts, state).await?;
+        Ok(Visitor(Caller::anonymous(
+            ids.get("accountId"),
+            Some(super::envelope::request_id()),
+        )))
     }
 }
 

@@ -34,7 +34,6 @@ pub mod rooms;
 pub mod settings;
 pub mod signup;
 pub mod spaces;
-pub mod throttle;
 pub mod tokens;
 pub mod user_mail;
 pub mod users;

@@ -1,6 +1,9 @@
-//! Who is acting: an account's API key (with its scope) or one of its users
-//! (with the permissions their roles grant), and the permission rules that
-//! follow from that — held once here for every front door.
+//! Who is acting: on an account, one of its API keys (with its scope), one
+//! of its users (with the permissions their roles grant), a guest holding
+//! one of its access links, or someone not yet known on its open routes
+//! (login, sign-up, reset); above the accounts, the [`Operator`]. The
+//! permission rules that follow from that are held once here for every
+//! front door.
 
 use uuid::Uuid;
 
@@ -31,6 +34,35 @@ pub enum ActorKind {
         /// Everything the user's roles (built-in and custom) grant.
         permissions: Vec<Permission>,
     },
+    /// The holder of a guest access link (its token verified): no account
+    /// permission, one room.
+    Guest {
+        link_id: Uuid,
+        room_id: Uuid,
+    },
+    /// Nobody proven yet, on the account's open routes (login, refresh,
+    /// sign-up, password reset, address verification): what they present
+    /// is the credential the use case checks. Holds no permission.
+    Anonymous,
+}
+
+/// The server's owner (the operator key, or the CLI on the server's own
+/// database): manages accounts and signing keys, above every account, and
+/// holds no permission inside one.
+pub struct Operator {
+    /// The request that acts, recorded with the events it causes.
+    pub request_id: Option<String>,
+}
+
+impl Operator {
+    /// The context storage records a change by the operator with.
+    pub fn change(&self) -> Change {
+        Change {
+            at: crate::domain::time::now(),
+            actor: ActorRef::OPERATOR,
+            request_id: self.request_id.clone(),
+        }
+    }
 }
 
 impl Actor {
@@ -43,6 +75,7 @@ impl Actor {
                 scope: Scope::Read, ..
             } => p.is_read_only(),
             ActorKind::User { permissions, .. } => permissions.contains(&p),
+            ActorKind::Guest { .. } | ActorKind::Anonymous => false,
         }
     }
 
@@ -59,7 +92,7 @@ impl Actor {
                 ActorKind::ApiKey { .. } => {
                     format!("a read-only API key cannot do this (needs `{name}`)")
                 }
-                ActorKind::User { .. } => format!("this needs the `{name}` permission"),
+                _ => format!("this needs the `{name}` permission"),
             }))
         }
     }
@@ -67,7 +100,7 @@ impl Actor {
     pub fn user_id(&self) -> Option<Uuid> {
         match &self.kind {
             ActorKind::User { user, .. } => Some(user.id),
-            ActorKind::ApiKey { .. } => None,
+            _ => None,
         }
     }
 
@@ -86,6 +119,23 @@ impl Actor {
                 kind: "user",
                 id: Some(user.id),
             },
+            ActorKind::Guest { link_id, .. } => ActorRef {
+                kind: "guest",
+                id: Some(*link_id),
+            },
+            ActorKind::Anonymous => ActorRef {
+                kind: "anonymous",
+                id: None,
+            },
+        }
+    }
+
+    /// Someone not yet proven, on `account`'s open routes.
+    pub fn anonymous(account: Uuid, request_id: Option<String>) -> Self {
+        Self {
+            account_id: account,
+            kind: ActorKind::Anonymous,
+            request_id,
         }
     }
 
@@ -94,6 +144,20 @@ impl Actor {
         Change {
             at: crate::domain::time::now(),
             actor: self.as_ref(),
+            request_id: self.request_id.clone(),
+        }
+    }
+
+    /// A change recorded as made by `user` acting on their own behalf, in
+    /// this actor's request: a visitor who just proved to be (or became)
+    /// that user, as a sign-up does.
+    pub fn change_as_user(&self, user: Uuid, at: ::time::OffsetDateTime) -> Change {
+        Change {
+            at,
+            actor: ActorRef {
+                kind: "user",
+                id: Some(user),
+            },
             request_id: self.request_id.clone(),
         }
     }
@@ -112,8 +176,12 @@ impl Actor {
     /// Refuses unless a user actor holds every permission `roles` grant:
     /// nobody hands out more than they have. API keys (`full`) may.
     pub async fn may_grant_roles(&self, app: &App, roles: &[String]) -> Result<()> {
-        let ActorKind::User { permissions, .. } = &self.kind else {
-            return Ok(());
+        let permissions = match &self.kind {
+            ActorKind::ApiKey { .. } => return Ok(()),
+            ActorKind::User { permissions, .. } => permissions,
+            ActorKind::Guest { .. } | ActorKind::Anonymous => {
+                return Err(Error::forbidden("this needs a user or an API key"));
+            }
         };
         let wanted = role_permissions(app, self.account_id, roles).await?;
         if wanted.iter().all(|p| permissions.contains(p)) {
@@ -131,8 +199,12 @@ impl Actor {
     /// the login names, contact details or roles of someone more powerful.
     /// API keys (`full`) may; `field` is the one named in the refusal.
     pub async fn may_act_on(&self, app: &App, target: &User, field: &str) -> Result<()> {
-        let ActorKind::User { permissions, .. } = &self.kind else {
-            return Ok(());
+        let permissions = match &self.kind {
+            ActorKind::ApiKey { .. } => return Ok(()),
+            ActorKind::User { permissions, .. } => permissions,
+            ActorKind::Guest { .. } | ActorKind::Anonymous => {
+                return Err(Error::forbidden("this needs a user or an API key"));
+            }
         };
         let theirs = role_permissions(app, self.account_id, &target.roles).await?;
         if theirs.iter().all(|p| permissions.contains(p)) {

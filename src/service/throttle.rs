@@ -13,9 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-
-use super::envelope::ApiError;
+use super::Error;
 use crate::realtime::redis::Redis;
 
 /// Keys tracked before stale ones are swept.
@@ -31,14 +29,10 @@ pub struct Throttle {
     redis: Option<Redis>,
 }
 
-fn refusal(wait: Duration) -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "RATE_LIMITED",
-        "too many attempts; retry later",
-    );
-    e.retry_after = Some(wait.as_secs().max(1));
-    e
+fn refusal(wait: Duration) -> Error {
+    Error::RateLimited {
+        retry_after: wait.as_secs().max(1),
+    }
 }
 
 impl Throttle {
@@ -56,7 +50,7 @@ impl Throttle {
 
     /// Refuses if `key` already holds `limit` entries within `window`, in
     /// the cluster (Redis) or, without it, on this node.
-    pub async fn check(&self, key: &str, limit: u32, window: Duration) -> Result<(), ApiError> {
+    pub async fn check(&self, key: &str, limit: u32, window: Duration) -> Result<(), Error> {
         if let Some(redis) = &self.redis {
             let k = Self::rkey(redis, key);
             let r: redis::RedisResult<(i64, Vec<(String, f64)>)> = async {
@@ -97,7 +91,7 @@ impl Throttle {
         self.check_local(key, limit, window)
     }
 
-    fn check_local(&self, key: &str, limit: u32, window: Duration) -> Result<(), ApiError> {
+    fn check_local(&self, key: &str, limit: u32, window: Duration) -> Result<(), Error> {
         let now = Instant::now();
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let Some((_, q)) = b.get_mut(key) else {
@@ -157,7 +151,7 @@ impl Throttle {
     }
 
     /// Checks and counts in one step (a request rate).
-    pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<(), ApiError> {
+    pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<(), Error> {
         self.check(key, limit, window).await?;
         self.record(key, window).await;
         Ok(())
@@ -183,8 +177,7 @@ mod tests {
             t.record_local("k", w);
         }
         let e = t.check_local("k", 3, w).unwrap_err();
-        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
-        assert!(e.retry_after.is_some_and(|s| (1..=60).contains(&s)));
+        assert!(matches!(e, Error::RateLimited { retry_after } if (1..=60).contains(&retry_after)));
         assert!(t.check_local("other", 3, w).is_ok());
         assert!(t.check_local("k", 3, Duration::ZERO).is_ok());
     }
