@@ -290,6 +290,60 @@ pub fn external_user_id(s: &str) -> Result<String, ValidationError> {
     Ok(s.to_owned())
 }
 
+// The bodies of the space, invite and guest-link routes as sent
+// (text, parsed by the use cases).
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSpace {
+    pub name: String,
+    /// `public` (default) or `private`.
+    pub visibility: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSpace {
+    pub name: Option<String>,
+    pub visibility: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutMember {
+    /// `role_space_moderator` / `role_space_user` (or `moderator` / `user`).
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvite {
+    /// `role_space_moderator` / `role_space_user` (or `moderator` / `user`).
+    pub role: String,
+    /// Seconds until the invite expires (1 s … 30 days); none: no expiry.
+    pub ttl: Option<i64>,
+    /// How many activations it allows (default 1).
+    #[serde(alias = "maxUses")]
+    pub max_uses: Option<i64>,
+}
+
+/// LiveDigital's generateAccess.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccess {
+    /// The guest's display name (`participantName` in the URL).
+    pub username: String,
+    /// `user` or `moderator`.
+    pub role: String,
+    #[serde(alias = "externalUserId")]
+    pub external_user_id: Option<String>,
+    /// Seconds the link lives: 1 … 2592000 (30 days), default 86400.
+    pub ttl: Option<i64>,
+    /// Reusable within its ttl; otherwise it works once.
+    #[serde(alias = "isPermanent")]
+    pub is_permanent: Option<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

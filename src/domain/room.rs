@@ -76,3 +76,33 @@ pub fn room_name(s: &str) -> Result<String, ValidationError> {
 
 /// How many rooms one user may be a member of (CometChat's group limit).
 pub const MAX_ROOMS_PER_USER: i64 = 2000;
+
+// The bodies of the room routes as sent (text, parsed by the use cases).
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    pub name: String,
+    #[serde(alias = "spaceId")]
+    pub space_id: Option<String>,
+    /// `public` (default) or `private`.
+    pub visibility: Option<String>,
+    #[serde(alias = "isDefault")]
+    pub is_default: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRoom {
+    pub name: Option<String>,
+    pub visibility: Option<String>,
+    #[serde(alias = "isDefault")]
+    pub is_default: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutMember {
+    /// `role_room_user` / `role_room_moderator` (or `user` / `moderator` / `guest`).
+    pub role: String,
+}

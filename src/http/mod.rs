@@ -20,7 +20,6 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::app::App;
 
-pub mod access;
 pub mod accounts;
 pub mod api_keys;
 pub mod auth;

@@ -5,16 +5,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
-use super::access::{Standing, in_space, user_only};
-use super::envelope::{ApiError, ApiResult, ok};
+use super::envelope::{ApiResult, ok};
 use super::extract::{ApiJson, ApiQuery, Caller, Ids, encode_cursor, page};
 use crate::app::App;
-use crate::domain::access::{Invite, MAX_INVITE_USES, Member, Space, SpaceRole, space_name, ttl};
-use crate::domain::permission::Permission;
-use crate::domain::room::Visibility;
-use crate::domain::time;
+use crate::domain::access::{
+    CreateInvite, CreateSpace, Invite, Member, PutMember, Space, UpdateSpace,
+};
+use crate::service::{invites, members, spaces};
 
 pub fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::new()
@@ -26,40 +24,6 @@ pub fn routes() -> OpenApiRouter<App> {
         .routes(routes!(create_invite, list_invites))
         .routes(routes!(revoke_invite))
         .routes(routes!(activate_invite))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSpace {
-    name: String,
-    /// `public` (default) or `private`.
-    visibility: Option<String>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateSpace {
-    name: Option<String>,
-    visibility: Option<String>,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PutMember {
-    /// `role_space_moderator` / `role_space_user` (or `moderator` / `user`).
-    role: String,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateInvite {
-    /// `role_space_moderator` / `role_space_user` (or `moderator` / `user`).
-    role: String,
-    /// Seconds until the invite expires (1 s … 30 days); none: no expiry.
-    ttl: Option<i64>,
-    /// How many activations it allows (default 1).
-    #[serde(alias = "maxUses")]
-    max_uses: Option<i64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -102,14 +66,6 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-pub fn visibility(v: Option<&str>) -> ApiResult<Option<Visibility>> {
-    v.map(|s| {
-        Visibility::parse(s)
-            .ok_or_else(|| ApiError::validation("visibility", "must be `public` or `private`"))
-    })
-    .transpose()
-}
-
 /// Create a space; a user creating it becomes its owner. Needs `create-space`.
 #[utoipa::path(post, path = "/v1/accounts/{accountId}/spaces", tag = "spaces",
     params(("accountId" = Uuid, Path)), request_body = CreateSpace,
@@ -119,18 +75,7 @@ async fn create_space(
     caller: Caller,
     ApiJson(body): ApiJson<CreateSpace>,
 ) -> ApiResult {
-    caller.require(Permission::CreateSpace)?;
-    let now = time::now();
-    let space = Space {
-        id: Uuid::now_v7(),
-        account_id: caller.account_id,
-        name: space_name(&body.name)?,
-        visibility: visibility(body.visibility.as_deref())?.unwrap_or(Visibility::Public),
-        created_by: caller.user_id(),
-        created_at: now,
-        updated_at: now,
-    };
-    let space = app.store.create_space(caller.account_id, &space).await?;
+    let space = spaces::create(&app, &caller, body).await?;
     Ok(ok(StatusCode::CREATED, "Space created", SpaceOne { space }))
 }
 
@@ -144,19 +89,7 @@ async fn list_spaces(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult {
-    let viewer = if caller.is_api_key() || caller.holds(Permission::ManageRooms) {
-        None
-    } else {
-        caller.user_id()
-    };
-    let p = app
-        .store
-        .list_spaces(
-            caller.account_id,
-            viewer,
-            page(q.limit, q.cursor.as_deref())?,
-        )
-        .await?;
+    let p = spaces::list(&app, &caller, page(q.limit, q.cursor.as_deref())?).await?;
     Ok(ok(
         StatusCode::OK,
         "Spaces",
@@ -172,7 +105,7 @@ async fn list_spaces(
     params(("accountId" = Uuid, Path), ("spaceId" = Uuid, Path)),
     responses((status = 200, description = "Space", body = SpaceOne)))]
 async fn get_space(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
-    let (space, _) = in_space(&app, &caller, ids.get("spaceId")).await?;
+    let space = spaces::get(&app, &caller, ids.get("spaceId")).await?;
     Ok(ok(StatusCode::OK, "Space", SpaceOne { space }))
 }
 
@@ -186,22 +119,7 @@ async fn update_space(
     ids: Ids,
     ApiJson(body): ApiJson<UpdateSpace>,
 ) -> ApiResult {
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
-    if !standing.at_least(SpaceRole::Owner) {
-        return Err(standing.refuse("the space's owner"));
-    }
-    let name = body.name.as_deref().map(space_name).transpose()?;
-    let vis = visibility(body.visibility.as_deref())?;
-    let space = app
-        .store
-        .update_space(
-            caller.account_id,
-            space.id,
-            name.as_deref(),
-            vis,
-            time::now(),
-        )
-        .await?;
+    let space = spaces::update(&app, &caller, ids.get("spaceId"), body).await?;
     Ok(ok(StatusCode::OK, "Space updated", SpaceOne { space }))
 }
 
@@ -211,15 +129,12 @@ async fn update_space(
     params(("accountId" = Uuid, Path), ("spaceId" = Uuid, Path)),
     responses((status = 200, description = "Space deleted")))]
 async fn delete_space(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
-    if !standing.at_least(SpaceRole::Owner) {
-        return Err(standing.refuse("the space's owner"));
-    }
-    app.store.delete_space(caller.account_id, space.id).await?;
+    let id = ids.get("spaceId");
+    spaces::delete(&app, &caller, id).await?;
     Ok(ok(
         StatusCode::OK,
         "Space deleted",
-        serde_json::json!({ "id": space.id }),
+        serde_json::json!({ "id": id }),
     ))
 }
 
@@ -229,24 +144,7 @@ async fn delete_space(State(app): State<App>, caller: Caller, ids: Ids) -> ApiRe
     params(("accountId" = Uuid, Path), ("spaceId" = Uuid, Path)),
     responses((status = 200, description = "Joined", body = MemberOne)))]
 async fn join_space(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
-    let user = user_only(&caller, "join a space")?;
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
-    if space.visibility == Visibility::Private && !matches!(standing, Standing::Member(_)) {
-        return Err(ApiError::forbidden(
-            "this space is private: joining it takes an invite",
-        ));
-    }
-    let member = app
-        .store
-        .put_space_member(
-            caller.account_id,
-            space.id,
-            user,
-            SpaceRole::User,
-            true,
-            time::now(),
-        )
-        .await?;
+    let member = members::join_space(&app, &caller, ids.get("spaceId")).await?;
     Ok(ok(StatusCode::OK, "Joined", MemberOne { member }))
 }
 
@@ -260,18 +158,8 @@ async fn list_members(
     ids: Ids,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult {
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
-    if !standing.may_read() {
-        return Err(standing.refuse("membership of the space"));
-    }
-    let p = app
-        .store
-        .list_space_members(
-            caller.account_id,
-            space.id,
-            page(q.limit, q.cursor.as_deref())?,
-        )
-        .await?;
+    let page = page(q.limit, q.cursor.as_deref());
+    let p = members::list_space(&app, &caller, ids.get("spaceId"), page).await?;
     Ok(ok(
         StatusCode::OK,
         "Members",
@@ -293,60 +181,9 @@ async fn put_member(
     ids: Ids,
     ApiJson(body): ApiJson<PutMember>,
 ) -> ApiResult {
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
-    let role = SpaceRole::parse_grantable("role", &body.role)?;
-    let target = ids.get("userId");
-    check_outranks(&app, &caller, &standing, space.id, target, role).await?;
-    let member = app
-        .store
-        .put_space_member(
-            caller.account_id,
-            space.id,
-            target,
-            role,
-            false,
-            time::now(),
-        )
-        .await
-        .map_err(|e| match e {
-            crate::store::StoreError::NotFound("user") => ApiError::not_found("user"),
-            other => other.into(),
-        })?;
+    let (space, user) = (ids.get("spaceId"), ids.get("userId"));
+    let member = members::put_space(&app, &caller, space, user, &body.role).await?;
     Ok(ok(StatusCode::OK, "Member set", MemberOne { member }))
-}
-
-/// A member's role may be set by a manager, or by a member who outranks both
-/// the target's current role and the role given (the owner's role is fixed).
-async fn check_outranks(
-    app: &App,
-    caller: &Caller,
-    standing: &Standing<SpaceRole>,
-    space: Uuid,
-    target: Uuid,
-    role: SpaceRole,
-) -> ApiResult<()> {
-    let current = app
-        .store
-        .space_role(caller.account_id, space, target)
-        .await?;
-    if current == Some(SpaceRole::Owner) {
-        return Err(ApiError::forbidden("the owner's role cannot be changed"));
-    }
-    match standing {
-        Standing::Manager => Ok(()),
-        Standing::Member(mine) if *mine >= SpaceRole::Moderator => {
-            if caller.user_id() == Some(target) && Some(role) > current {
-                return Err(ApiError::forbidden("nobody raises their own role"));
-            }
-            if role > *mine || current.is_some_and(|c| c >= *mine && *mine != SpaceRole::Owner) {
-                return Err(ApiError::forbidden(
-                    "you may only manage members below your own role",
-                ));
-            }
-            Ok(())
-        }
-        other => Err(other.refuse("the space's owner or a moderator")),
-    }
 }
 
 /// Remove a member. Managers, the owner and moderators (for those below
@@ -355,32 +192,8 @@ async fn check_outranks(
     params(("accountId" = Uuid, Path), ("spaceId" = Uuid, Path), ("userId" = Uuid, Path)),
     responses((status = 200, description = "Member removed")))]
 async fn remove_member(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
     let target = ids.get("userId");
-    let current = app
-        .store
-        .space_role(caller.account_id, space.id, target)
-        .await?;
-    let Some(current) = current else {
-        if !standing.may_read() || matches!(standing, Standing::Reader) {
-            return Err(standing.refuse("the space's owner or a moderator"));
-        }
-        return Err(ApiError::not_found("member"));
-    };
-    if current == SpaceRole::Owner {
-        return Err(ApiError::forbidden(
-            "the owner cannot be removed from their space",
-        ));
-    }
-    let allowed = caller.user_id() == Some(target)
-        || matches!(standing, Standing::Manager)
-        || matches!(standing, Standing::Member(mine) if mine >= SpaceRole::Moderator && (mine == SpaceRole::Owner || current < mine));
-    if !allowed {
-        return Err(standing.refuse("the space's owner or a moderator"));
-    }
-    app.store
-        .remove_space_member(caller.account_id, space.id, target)
-        .await?;
+    members::remove_space(&app, &caller, ids.get("spaceId"), target).await?;
     Ok(ok(
         StatusCode::OK,
         "Member removed",
@@ -399,45 +212,7 @@ async fn create_invite(
     ids: Ids,
     ApiJson(body): ApiJson<CreateInvite>,
 ) -> ApiResult {
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
-    let role = SpaceRole::parse_grantable("role", &body.role)?;
-    let max_uses = body.max_uses.unwrap_or(1);
-    if !(1..=MAX_INVITE_USES).contains(&max_uses) {
-        return Err(ApiError::validation(
-            "max_uses",
-            format!("must be between 1 and {MAX_INVITE_USES}"),
-        ));
-    }
-    let now = time::now();
-    let expires_at = body
-        .ttl
-        .map(|s| ttl("ttl", s))
-        .transpose()?
-        .map(|d| now + d);
-    match standing {
-        Standing::Manager => {}
-        Standing::Member(mine) if mine >= SpaceRole::Moderator => {
-            if role > mine {
-                return Err(
-                    ApiError::forbidden("nobody can invite to a role above their own")
-                        .with_field("role"),
-                );
-            }
-        }
-        other => return Err(other.refuse("the space's owner or a moderator")),
-    }
-    let invite = Invite {
-        id: Uuid::now_v7(),
-        space_id: space.id,
-        role,
-        max_uses,
-        uses: 0,
-        expires_at,
-        revoked_at: None,
-        created_by: caller.user_id(),
-        created_at: now,
-    };
-    let invite = app.store.create_invite(caller.account_id, &invite).await?;
+    let invite = invites::create(&app, &caller, ids.get("spaceId"), body).await?;
     Ok(ok(
         StatusCode::CREATED,
         "Invite created",
@@ -455,18 +230,8 @@ async fn list_invites(
     ids: Ids,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult {
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
-    if !(standing.at_least(SpaceRole::Moderator) || matches!(standing, Standing::Reader)) {
-        return Err(standing.refuse("the space's owner or a moderator"));
-    }
-    let p = app
-        .store
-        .list_invites(
-            caller.account_id,
-            space.id,
-            page(q.limit, q.cursor.as_deref())?,
-        )
-        .await?;
+    let page = page(q.limit, q.cursor.as_deref());
+    let p = invites::list(&app, &caller, ids.get("spaceId"), page).await?;
     Ok(ok(
         StatusCode::OK,
         "Invites",
@@ -482,14 +247,8 @@ async fn list_invites(
     params(("accountId" = Uuid, Path), ("spaceId" = Uuid, Path), ("inviteId" = Uuid, Path)),
     responses((status = 200, description = "Invite revoked")))]
 async fn revoke_invite(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
-    let (space, standing) = in_space(&app, &caller, ids.get("spaceId")).await?;
-    if !standing.at_least(SpaceRole::Moderator) {
-        return Err(standing.refuse("the space's owner or a moderator"));
-    }
     let id = ids.get("inviteId");
-    app.store
-        .revoke_invite(caller.account_id, space.id, id, time::now())
-        .await?;
+    invites::revoke(&app, &caller, ids.get("spaceId"), id).await?;
     Ok(ok(
         StatusCode::OK,
         "Invite revoked",
@@ -503,16 +262,7 @@ async fn revoke_invite(State(app): State<App>, caller: Caller, ids: Ids) -> ApiR
     params(("accountId" = Uuid, Path), ("spaceId" = Uuid, Path), ("inviteId" = Uuid, Path)),
     responses((status = 200, description = "Invite activated", body = MemberOne), (status = 410, description = "Used up, expired or revoked")))]
 async fn activate_invite(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
-    let user = user_only(&caller, "activate an invite")?;
-    let member = app
-        .store
-        .activate_invite(
-            caller.account_id,
-            ids.get("spaceId"),
-            ids.get("inviteId"),
-            user,
-            time::now(),
-        )
-        .await?;
+    let (space, invite) = (ids.get("spaceId"), ids.get("inviteId"));
+    let member = invites::activate(&app, &caller, space, invite).await?;
     Ok(ok(StatusCode::OK, "Invite activated", MemberOne { member }))
 }

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::domain::room::Visibility;
 use crate::domain::user::Status;
 use crate::http::envelope::ApiError;
+use crate::service::{Actor, ActorKind, access_links};
 use crate::store::{Store, StoreError, TokenCheck};
 
 /// Who a connection belongs to, from its token.
@@ -184,27 +185,22 @@ async fn authorize_guest(app: &App, token: &str) -> Result<Identity, ApiError> {
         .keys
         .verify_guest_token(token)
         .map_err(|_| ApiError::unauthorized("the token is not a valid user or guest token"))?;
-    match app
-        .store
-        .use_link(
-            claims.account_id,
-            claims.link_id,
-            crate::domain::time::now(),
-        )
-        .await
-    {
-        Ok(link) if link.room_id == claims.room_id => Ok(Identity {
-            account: claims.account_id,
-            user: link.id,
-            token_room: Some(link.room_id),
-            guest: true,
-            token: link.id,
-        }),
-        Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::Gone(..)) => Err(
-            ApiError::unauthorized("this guest link was used, has expired or was revoked"),
-        ),
-        Err(e) => Err(e.into()),
-    }
+    let guest = Actor {
+        account_id: claims.account_id,
+        kind: ActorKind::Guest {
+            link_id: claims.link_id,
+            room_id: claims.room_id,
+        },
+        request_id: Some(crate::http::envelope::request_id()),
+    };
+    let link = access_links::open(app, &guest).await?;
+    Ok(Identity {
+        account: claims.account_id,
+        user: link.id,
+        token_room: Some(link.room_id),
+        guest: true,
+        token: link.id,
+    })
 }
 
 /// A token bucket for client frames.

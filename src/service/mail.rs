@@ -119,14 +119,9 @@ fn add_verification(
         "ev_{}",
         URL_SAFE_NO_PAD.encode(secret::random_bytes::<32>())
     );
-    let base = app
-        .config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", app.config.listen));
     let link = format!(
         "{}/v1/accounts/{account}/auth/verify-email?token={token}",
-        base.trim_end_matches('/')
+        super::public_base(app)
     );
     out.mails.push(mail(
         app.mailer

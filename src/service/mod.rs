@@ -6,14 +6,38 @@
 //! adapters to come) only translate their own shapes to these calls and
 //! back.
 //!
+//! One module per aggregate: `users`, `rooms`, `spaces`, `members` (of
+//! rooms and spaces), `invites`, `access_links`; `access` holds where an
+//! actor stands in a space or room, `mail` the mail that goes with a user,
+//! `throttle` the brute-force buckets.
+//!
 //! The one rule: nothing here imports axum or an envelope type.
 
+pub mod access;
+pub mod access_links;
 pub mod actor;
 pub mod error;
+pub mod invites;
 pub mod mail;
+pub mod members;
+pub mod rooms;
+pub mod spaces;
 pub mod throttle;
 pub mod users;
 
 pub use crate::domain::event::{ActorRef, Change};
 pub use actor::{Actor, ActorKind, Operator};
 pub use error::{Error, Result};
+
+use crate::app::App;
+
+/// The base of the links this server hands out (`ROSTER_PUBLIC_URL`, else
+/// its listen address), without a trailing `/`.
+pub fn public_base(app: &App) -> String {
+    app.config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", app.config.listen))
+        .trim_end_matches('/')
+        .to_owned()
+}

@@ -1,0 +1,80 @@
+//! Spaces: create (the creating user becomes the owner), list what the
+//! actor may see, read, rename or change visibility, and delete with
+//! everything inside.
+
+use uuid::Uuid;
+
+use super::access::{in_space, visibility};
+use super::{Actor, Result};
+use crate::app::App;
+use crate::domain::access::{CreateSpace, Space, SpaceRole, UpdateSpace, space_name};
+use crate::domain::permission::Permission;
+use crate::domain::room::Visibility;
+use crate::domain::time;
+use crate::store::{Page, Paged};
+
+/// Creates a space; a user creating it becomes its owner. Needs `create-space`.
+pub async fn create(app: &App, actor: &Actor, req: CreateSpace) -> Result<Space> {
+    actor.require(Permission::CreateSpace)?;
+    let now = time::now();
+    let space = Space {
+        id: Uuid::now_v7(),
+        account_id: actor.account_id,
+        name: space_name(&req.name)?,
+        visibility: visibility(req.visibility.as_deref())?.unwrap_or(Visibility::Public),
+        created_by: actor.user_id(),
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(app.store.create_space(actor.account_id, &space).await?)
+}
+
+/// Lists spaces: public ones and the actor's own; every space for API keys
+/// and `manage-rooms`.
+pub async fn list(app: &App, actor: &Actor, page: Page) -> Result<Paged<Space>> {
+    let viewer = if actor.is_api_key() || actor.holds(Permission::ManageRooms) {
+        None
+    } else {
+        actor.user_id()
+    };
+    Ok(app
+        .store
+        .list_spaces(actor.account_id, viewer, page)
+        .await?)
+}
+
+/// Reads a space (a private one: members only).
+pub async fn get(app: &App, actor: &Actor, id: Uuid) -> Result<Space> {
+    Ok(in_space(app, actor, id).await?.0)
+}
+
+/// Renames a space or changes its visibility. Its owner, or `manage-rooms`.
+pub async fn update(app: &App, actor: &Actor, id: Uuid, req: UpdateSpace) -> Result<Space> {
+    let (space, standing) = in_space(app, actor, id).await?;
+    if !standing.at_least(SpaceRole::Owner) {
+        return Err(standing.refuse("the space's owner"));
+    }
+    let name = req.name.as_deref().map(space_name).transpose()?;
+    let vis = visibility(req.visibility.as_deref())?;
+    Ok(app
+        .store
+        .update_space(
+            actor.account_id,
+            space.id,
+            name.as_deref(),
+            vis,
+            time::now(),
+        )
+        .await?)
+}
+
+/// Deletes a space with its rooms, memberships, invites and links. Its
+/// owner, or `manage-rooms`.
+pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> Result<()> {
+    let (space, standing) = in_space(app, actor, id).await?;
+    if !standing.at_least(SpaceRole::Owner) {
+        return Err(standing.refuse("the space's owner"));
+    }
+    app.store.delete_space(actor.account_id, space.id).await?;
+    Ok(())
+}
