@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod permission;
 pub mod room;
+pub mod session;
 pub mod settings;
 pub mod text;
 pub mod time;

@@ -1,6 +1,8 @@
 //! Sessions: login, refresh (rotating, with reuse detection), logout and
 //! password change; the session cookies and their CSRF defence; the
-//! operator's signing-key rotation.
+//! operator's signing-key rotation. The rules are in
+//! [`crate::service::sessions`]; this file is the HTTP side: cookies, CSRF,
+//! client addresses.
 //!
 //! Cookies, when asked for: `roster_access` (the access token, `HttpOnly`,
 //! scoped to the account's routes), `roster_refresh` (`HttpOnly`, scoped to
@@ -11,27 +13,25 @@
 //! it into a header. Bearer credentials need no such header.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
 use bytes::Bytes;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::envelope::{ApiError, ApiResult, ok};
-use super::extract::{ApiJson, Caller, CallerKind, Ids, Operator, parse_json};
+use super::extract::{ApiJson, Caller, Operator, Visitor, parse_json};
 use crate::app::App;
-use crate::domain::time;
-use crate::domain::user::{Password, User, UserView, Visibility};
-use crate::realtime::bus::BusEvent;
-use crate::secret::{self, Verified};
-use crate::store::sessions::{LoginName, NewSession, NextTokens, Refreshed, Revoked, SessionRef};
-use crate::store::{StoreError, TokenRecord};
+use crate::domain::session::{ChangePasswordRequest, LoginRequest, RefreshRequest};
+use crate::domain::user::{User, UserView};
+use crate::secret;
+use crate::service::{self, sessions, signing_keys};
 use crate::tokens::{ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL};
 
 pub const ACCESS_COOKIE: &str = "roster_access";
@@ -49,42 +49,6 @@ pub fn routes() -> OpenApiRouter<App> {
 
 pub fn operator_routes() -> OpenApiRouter<App> {
     OpenApiRouter::new().routes(routes!(rotate_keys))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    username: Option<String>,
-    email: Option<String>,
-    #[serde(alias = "customId", alias = "uid")]
-    custom_id: Option<String>,
-    password: String,
-    /// Also set the session cookies (always, when the server is so configured).
-    #[serde(default)]
-    cookies: bool,
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RefreshRequest {
-    /// Omitted: the `roster_refresh` cookie (with `X-CSRF-Token`).
-    #[serde(alias = "refreshToken")]
-    refresh_token: Option<String>,
-    #[serde(default)]
-    cookies: bool,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangePasswordRequest {
-    /// Required when the user has a password.
-    #[serde(alias = "currentPassword")]
-    current_password: Option<String>,
-    #[serde(alias = "newPassword")]
-    new_password: String,
-    /// Default true: every other session of the user ends.
-    #[serde(alias = "revokeOtherSessions")]
-    revoke_other_sessions: Option<bool>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -105,32 +69,17 @@ pub struct KeyRotated {
     kid: String,
 }
 
-fn bad_login() -> ApiError {
-    ApiError::unauthorized("the login name or the password is wrong")
-}
-
-fn bad_refresh() -> ApiError {
-    ApiError::unauthorized("the refresh token is not valid, expired or revoked")
-}
-
-fn client_ip(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> std::net::IpAddr {
-    super::client_ip::resolve(peer.map(|p| p.ip()), headers, &app.trusted_proxies)
-}
-
-/// Per-address request rate on the session routes.
-async fn rate(app: &App, ip: std::net::IpAddr) -> ApiResult<()> {
-    Ok(app
-        .throttle
-        .hit(
-            &format!("req:{ip}"),
-            app.config.auth_requests_per_ip_per_minute,
-            Duration::from_secs(60),
-        )
-        .await?)
-}
-
-fn failure_window(app: &App) -> Duration {
-    Duration::from_secs(app.config.login_failure_window_secs)
+/// The client's address: the peer, or what a trusted proxy says it is.
+pub(crate) fn client_ip(
+    app: &App,
+    headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> std::net::IpAddr {
+    super::client_ip::resolve(
+        peer.map(|Extension(ConnectInfo(p))| p.ip()),
+        headers,
+        &app.trusted_proxies,
+    )
 }
 
 /// Log in with a username, email or custom id and a password. The same
@@ -143,82 +92,15 @@ fn failure_window(app: &App) -> Duration {
         (status = 429, description = "Too many attempts; see Retry-After")))]
 async fn login(
     State(app): State<App>,
-    ids: Ids,
+    Visitor(visitor): Visitor,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult {
-    let account = ids.get("accountId");
-    let ip = client_ip(&app, &headers, peer.map(|Extension(ConnectInfo(p))| p));
-    rate(&app, ip).await?;
-    let name = match (req.username, req.email, req.custom_id) {
-        (Some(u), None, None) => LoginName::Username(u),
-        (None, Some(e), None) => LoginName::Email(e),
-        (None, None, Some(c)) => LoginName::CustomId(c),
-        _ => {
-            return Err(ApiError::validation(
-                "username",
-                "give exactly one of username, email or custom_id",
-            ));
-        }
-    };
-    if req.password.is_empty() || req.password.chars().count() > 128 {
-        return Err(ApiError::validation(
-            "password",
-            "must be 1 to 128 characters",
-        ));
-    }
-    let window = failure_window(&app);
-    let name_key = format!("name:{account}:{}", name.column_and_value().1);
-    let ip_key = format!("fail:{ip}");
-    app.throttle
-        .check(&name_key, app.config.login_failures_per_name, window)
-        .await?;
-    app.throttle
-        .check(&ip_key, app.config.login_failures_per_ip, window)
-        .await?;
-    let found = app.store.find_login(account, &name).await?;
-    let password = req.password;
-    let user = match found {
-        Some(c) if c.user.active && c.password_hash.is_some() => {
-            let stored = c.password_hash.unwrap_or_default();
-            match app.passwords.verify_any(password.clone(), stored).await? {
-                Verified::Yes => Some(c.user),
-                Verified::YesRehash => {
-                    let phc = app.passwords.hash(password).await?;
-                    app.store
-                        .set_password_hash(account, c.user.id, &phc, time::now())
-                        .await?;
-                    Some(c.user)
-                }
-                Verified::No => None,
-            }
-        }
-        _ => {
-            app.passwords.verify_dummy(password).await?;
-            None
-        }
-    };
-    let Some(user) = user else {
-        app.throttle.record(&name_key, window).await;
-        app.throttle.record(&ip_key, window).await;
-        return Err(bad_login());
-    };
-    let now = time::now();
-    let (access, refresh, tokens) = next_tokens(&app, account, user.id, now)?;
-    app.store
-        .create_session(
-            account,
-            &NewSession {
-                id: Uuid::now_v7(),
-                user_id: user.id,
-                created_at: now,
-                tokens,
-            },
-        )
-        .await?;
+    let ip = client_ip(&app, &headers, peer);
     let cookies = req.cookies || app.config.session_cookies;
-    answer(&app, account, &user, access, refresh, cookies, "Logged in").await
+    let session = sessions::login(&app, &visitor, ip, req).await?;
+    answer(visitor.account_id, session, cookies, "Logged in")
 }
 
 /// Trade a refresh token (body, or the `roster_refresh` cookie with
@@ -231,59 +113,29 @@ async fn login(
         (status = 429, description = "Too many attempts; see Retry-After")))]
 async fn refresh(
     State(app): State<App>,
-    ids: Ids,
+    Visitor(visitor): Visitor,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    let account = ids.get("accountId");
-    let ip = client_ip(&app, &headers, peer.map(|Extension(ConnectInfo(p))| p));
-    rate(&app, ip).await?;
+    let ip = client_ip(&app, &headers, peer);
+    sessions::admit(&app, ip).await?;
     let req: RefreshRequest = optional_json(&headers, &body)?;
-    let window = failure_window(&app);
-    let ip_key = format!("fail:{ip}");
-    app.throttle
-        .check(&ip_key, app.config.login_failures_per_ip, window)
-        .await?;
-    let (presented, by_cookie) = match req.refresh_token {
-        Some(t) => (t, false),
-        None => {
-            let t = cookie(&headers, REFRESH_COOKIE).ok_or_else(|| {
-                ApiError::validation("refresh_token", "send refresh_token, or the refresh cookie")
-            })?;
-            check_csrf(&Method::POST, &headers)?;
-            (t.to_owned(), true)
-        }
+    let by_cookie = req.refresh_token.is_none();
+    let presented = match req.refresh_token {
+        Some(t) => Ok(t),
+        None => cookie(&headers, REFRESH_COOKIE)
+            .ok_or_else(|| {
+                service::Error::validation(
+                    "refresh_token",
+                    "send refresh_token, or the refresh cookie",
+                )
+            })
+            .and_then(|t| check_csrf(&Method::POST, &headers).map(|()| t.to_owned())),
     };
-    let hash = secret::sha256(presented.as_bytes());
-    let Some(user_id) = app.store.refresh_token_owner(account, &hash).await? else {
-        app.throttle.record(&ip_key, window).await;
-        return Err(bad_refresh());
-    };
-    let now = time::now();
-    let (access, refresh, next) = next_tokens(&app, account, user_id, now)?;
-    match app
-        .store
-        .rotate_refresh_token(account, &hash, &next, now)
-        .await?
-    {
-        Refreshed::Rotated(user) => {
-            let cookies = by_cookie || req.cookies || app.config.session_cookies;
-            answer(&app, account, &user, access, refresh, cookies, "Refreshed").await
-        }
-        Refreshed::Reused { revoked, .. } => {
-            kick_tokens(&app, account, &revoked, "refresh token reused");
-            tracing::warn!(user_id = %user_id, "a spent refresh token was presented; its session is revoked");
-            app.throttle.record(&ip_key, window).await;
-            Err(ApiError::unauthorized(
-                "this refresh token was already used; its whole session is now revoked",
-            ))
-        }
-        Refreshed::Invalid => {
-            app.throttle.record(&ip_key, window).await;
-            Err(bad_refresh())
-        }
-    }
+    let session = sessions::refresh(&app, &visitor, ip, presented).await?;
+    let cookies = by_cookie || req.cookies || app.config.session_cookies;
+    answer(visitor.account_id, session, cookies, "Refreshed")
 }
 
 /// End a session: the one of the refresh token given (body or cookie), or
@@ -295,40 +147,23 @@ async fn refresh(
         (status = 401, description = "Nothing to log out of")))]
 async fn logout(
     State(app): State<App>,
-    ids: Ids,
+    Visitor(visitor): Visitor,
     headers: HeaderMap,
     caller: Result<Caller, ApiError>,
     body: Bytes,
 ) -> ApiResult {
-    let account = ids.get("accountId");
+    let account = visitor.account_id;
     let req: RefreshRequest = optional_json(&headers, &body)?;
-    let by = match (req.refresh_token, caller, cookie(&headers, REFRESH_COOKIE)) {
-        (Some(t), _, _) => SessionRef::Refresh(secret::sha256(t.as_bytes())),
-        (None, Ok(c), _) => match c.kind {
-            CallerKind::User { token_id, .. } => SessionRef::Token(token_id),
-            CallerKind::ApiKey { .. } => {
-                return Err(ApiError::validation(
-                    "refresh_token",
-                    "an API key has no session; send the refresh_token to end",
-                ));
-            }
-            CallerKind::Guest { .. } | CallerKind::Anonymous => return Err(bad_refresh()),
-        },
+    let (actor, refresh) = match (req.refresh_token, caller, cookie(&headers, REFRESH_COOKIE)) {
+        (Some(t), c, _) => (c.unwrap_or(visitor), Some(t)),
+        (None, Ok(c), _) => (c, None),
         (None, Err(_), Some(t)) => {
             check_csrf(&Method::POST, &headers)?;
-            SessionRef::Refresh(secret::sha256(t.as_bytes()))
+            (visitor, Some(t.to_owned()))
         }
         (None, Err(e), None) => return Err(e),
     };
-    let revoked = app
-        .store
-        .end_session(account, &by, time::now())
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound(_) => bad_refresh(),
-            other => other.into(),
-        })?;
-    kick_tokens(&app, account, &revoked, "logged out");
+    sessions::logout(&app, &actor, refresh.as_deref()).await?;
     let mut res = ok(StatusCode::OK, "Logged out", serde_json::json!({}));
     for c in [ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE] {
         let path = cookie_path(c, account);
@@ -352,49 +187,11 @@ async fn change_password(
     caller: Caller,
     ApiJson(req): ApiJson<ChangePasswordRequest>,
 ) -> ApiResult {
-    let CallerKind::User { user, token_id, .. } = &caller.kind else {
-        return Err(ApiError::forbidden(
-            "a user changes their own password here, with their own token",
-        ));
-    };
-    let account = caller.account_id;
-    let new = Password::parse("new_password", req.new_password)?;
-    if let Some(stored) = app.store.password_hash(account, user.id).await? {
-        let window = failure_window(&app);
-        let key = format!("pw:{}", user.id);
-        app.throttle
-            .check(&key, app.config.login_failures_per_name, window)
-            .await?;
-        let current = req.current_password.ok_or_else(|| {
-            ApiError::validation("current_password", "is required to change the password")
-        })?;
-        if app.passwords.verify_any(current, stored).await? == Verified::No {
-            app.throttle.record(&key, window).await;
-            return Err(ApiError::validation(
-                "current_password",
-                "is not the current password",
-            ));
-        }
-    }
-    let phc = app.passwords.hash(new.expose().to_owned()).await?;
-    let revoked = app
-        .store
-        .change_password(
-            account,
-            user.id,
-            &phc,
-            req.revoke_other_sessions.unwrap_or(true),
-            Some(*token_id),
-            time::now(),
-        )
-        .await?;
-    kick_tokens(&app, account, &revoked, "password changed");
-    let fresh = app.store.get_user(account, user.id).await?;
-    let settings = app.settings(account).await?;
+    let user = sessions::change_password(&app, &caller, req).await?;
     Ok(ok(
         StatusCode::OK,
         "Password changed",
-        serde_json::json!({ "user": fresh.view(&settings, Visibility::Own) }),
+        serde_json::json!({ "user": user }),
     ))
 }
 
@@ -403,9 +200,8 @@ async fn change_password(
 #[utoipa::path(post, path = "/v1/keys/rotate", tag = "operator",
     security(("operator_key" = [])),
     responses((status = 200, description = "Key rotated", body = KeyRotated)))]
-async fn rotate_keys(State(app): State<App>, _op: Operator) -> ApiResult {
-    let kid = app.keys.rotate(app.store.as_ref()).await?;
-    tracing::info!(kid = %kid, "signing key rotated");
+async fn rotate_keys(State(app): State<App>, op: Operator) -> ApiResult {
+    let kid = signing_keys::rotate(&app, &op).await?;
     Ok(ok(
         StatusCode::OK,
         "Signing key rotated",
@@ -413,62 +209,36 @@ async fn rotate_keys(State(app): State<App>, _op: Operator) -> ApiResult {
     ))
 }
 
-/// A new access token and refresh token for `user`, and their records.
-fn next_tokens(
-    app: &App,
-    account: Uuid,
-    user: Uuid,
-    now: ::time::OffsetDateTime,
-) -> ApiResult<(String, String, NextTokens)> {
-    let jti = Uuid::now_v7();
-    let (access, expires_at) = app.keys.issue_access_token(account, user, jti, now)?;
-    let (refresh, refresh_hash) = secret::generate_refresh_token();
-    Ok((
-        access,
-        refresh,
-        NextTokens {
-            refresh_hash,
-            refresh_expires_at: now + REFRESH_TOKEN_TTL,
-            access: TokenRecord {
-                id: jti,
-                user_id: user,
-                kind: "access",
-                room_id: None,
-                created_at: now,
-                expires_at,
-            },
-        },
-    ))
-}
-
-async fn answer(
-    app: &App,
-    account: Uuid,
-    user: &User,
-    access: String,
-    refresh: String,
-    cookies: bool,
-    what: &str,
-) -> ApiResult {
-    let settings = app.settings(account).await?;
+/// A session's answer, with its cookies when asked for.
+fn answer(account: Uuid, s: sessions::Session, cookies: bool, what: &str) -> ApiResult {
     let mut set = Vec::new();
     if cookies {
         let csrf = cookie_value(&secret::random_bytes::<24>());
         set = vec![
-            (ACCESS_COOKIE, access.clone(), ACCESS_TOKEN_TTL, true),
-            (REFRESH_COOKIE, refresh.clone(), REFRESH_TOKEN_TTL, true),
+            (
+                ACCESS_COOKIE,
+                s.access_token.clone(),
+                ACCESS_TOKEN_TTL,
+                true,
+            ),
+            (
+                REFRESH_COOKIE,
+                s.refresh_token.clone(),
+                REFRESH_TOKEN_TTL,
+                true,
+            ),
             (CSRF_COOKIE, csrf, REFRESH_TOKEN_TTL, false),
         ];
     }
-    let mut res = ok(
+    let mut res: Response = ok(
         StatusCode::OK,
         what,
         SessionTokens {
-            access_token: access,
-            refresh_token: refresh,
+            access_token: s.access_token,
+            refresh_token: s.refresh_token,
             token_type: "Bearer",
             expires_in: ACCESS_TOKEN_TTL.whole_seconds(),
-            user: user.view(&settings, Visibility::Own),
+            user: s.user,
         },
     );
     for (name, value, ttl, http_only) in set {
@@ -499,19 +269,6 @@ fn cookie_path(name: &str, account: Uuid) -> String {
     }
 }
 
-/// Closes the live connections of the tokens a revocation ended.
-pub fn kick_tokens(app: &App, account: Uuid, revoked: &Revoked, reason: &str) {
-    let Some(user) = revoked.user_id else { return };
-    for t in &revoked.tokens {
-        app.bus.publish(BusEvent::KickToken {
-            account_id: account,
-            user_id: user,
-            token_id: *t,
-            reason: reason.to_owned(),
-        });
-    }
-}
-
 /// The value of cookie `name`, if the request carries it.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -528,17 +285,17 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// Double-submit CSRF check for a cookie-authenticated request: a method
 /// that changes something must repeat the `roster_csrf` cookie in
 /// `X-CSRF-Token`.
-pub fn check_csrf(method: &Method, headers: &HeaderMap) -> ApiResult<()> {
+pub fn check_csrf(method: &Method, headers: &HeaderMap) -> service::Result<()> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
     let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
     match (cookie(headers, CSRF_COOKIE), sent) {
         (Some(c), Some(h)) if secret::equal_hashes(c.as_bytes(), h.as_bytes()) => Ok(()),
-        _ => Err(ApiError::forbidden(
+        _ => Err(service::Error::forbidden_field(
             "a request authenticated by cookie must repeat the roster_csrf cookie in X-CSRF-Token",
-        )
-        .with_field(CSRF_HEADER)),
+            CSRF_HEADER,
+        )),
     }
 }
 

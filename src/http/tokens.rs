@@ -1,6 +1,5 @@
 //! Per-user auth tokens (CometChat): issue, list, revoke one, revoke all.
-//! At most [`MAX_LIVE_USER_TOKENS`] live per user: issuing one more revokes
-//! the oldest, in the same transaction.
+//! The rules, and the cap on live tokens, are in [`crate::service::tokens`].
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -9,31 +8,19 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::auth::{kick_tokens, optional_json};
-use super::envelope::{ApiError, ApiResult, ok};
+use super::auth::optional_json;
+use super::envelope::{ApiResult, ok};
 use super::extract::{ApiQuery, Caller, Ids, encode_cursor, page};
 use crate::app::App;
-use crate::domain::permission::Permission;
+use crate::domain::session::IssueTokenRequest;
 use crate::domain::time;
-use crate::realtime::bus::BusEvent;
+use crate::service::tokens;
 use crate::store::sessions::TokenInfo;
-use crate::store::{StoreError, TokenRecord};
-
-/// CometChat's cap on active auth tokens per user.
-pub const MAX_LIVE_USER_TOKENS: i64 = 100;
 
 pub fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(issue_token, list_tokens, revoke_all_tokens))
         .routes(routes!(revoke_token))
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IssueTokenRequest {
-    /// Carried in the token as `roomId` (the room CollabKit's `join()` joins).
-    #[serde(alias = "roomId")]
-    room_id: Option<Uuid>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -78,14 +65,6 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-/// Anyone may manage their own tokens; others need `issue-user-tokens`.
-fn own_or_permitted(caller: &Caller, user: Uuid) -> ApiResult<()> {
-    if caller.user_id() == Some(user) {
-        return Ok(());
-    }
-    Ok(caller.require(Permission::IssueUserTokens)?)
-}
-
 /// Issue a `user` token. Needs `issue-user-tokens`. The user's 101st live
 /// token revokes their oldest.
 #[utoipa::path(post, path = "/v1/accounts/{accountId}/users/{userId}/tokens", tag = "tokens",
@@ -98,54 +77,16 @@ async fn issue_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    caller.require(Permission::IssueUserTokens)?;
-    let user = ids.get("userId");
+    // Refused before the body is read.
+    tokens::may_issue(&caller)?;
     let req: IssueTokenRequest = optional_json(&headers, &body)?;
-    if let Some(room) = req.room_id {
-        app.store
-            .get_room(caller.account_id, room)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => ApiError::not_found("room").with_field("room_id"),
-                other => other.into(),
-            })?;
-    }
-    let now = time::now();
-    let jti = Uuid::now_v7();
-    let (token, expires_at) =
-        app.keys
-            .issue_user_token(caller.account_id, user, req.room_id, jti, now)?;
-    let record = TokenRecord {
-        id: jti,
-        user_id: user,
-        kind: "user",
-        room_id: req.room_id,
-        created_at: now,
-        expires_at,
-    };
-    let revoked = app
-        .store
-        .issue_user_token(caller.account_id, &record, MAX_LIVE_USER_TOKENS)
-        .await?;
-    kick_tokens(
-        &app,
-        caller.account_id,
-        &revoked,
-        "token cap: oldest revoked",
-    );
-    let info = TokenInfo {
-        id: jti,
-        room_id: req.room_id,
-        created_at: now,
-        expires_at,
-        revoked_at: None,
-    };
+    let issued = tokens::issue(&app, &caller, ids.get("userId"), req).await?;
     Ok(ok(
         StatusCode::CREATED,
         "Token issued",
         TokenIssued {
-            token,
-            token_info: (&info).into(),
+            token: issued.token,
+            token_info: (&issued.info).into(),
         },
     ))
 }
@@ -161,17 +102,8 @@ async fn list_tokens(
     ids: Ids,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult {
-    let user = ids.get("userId");
-    own_or_permitted(&caller, user)?;
-    let p = app
-        .store
-        .list_user_tokens(
-            caller.account_id,
-            user,
-            time::now(),
-            page(q.limit, q.cursor.as_deref())?,
-        )
-        .await?;
+    let page = page(q.limit, q.cursor.as_deref());
+    let p = tokens::list(&app, &caller, ids.get("userId"), page).await?;
     Ok(ok(
         StatusCode::OK,
         "Tokens",
@@ -188,18 +120,8 @@ async fn list_tokens(
     params(("accountId" = Uuid, Path), ("userId" = Uuid, Path), ("tokenId" = Uuid, Path)),
     responses((status = 200, description = "Token revoked", body = TokenInfoView)))]
 async fn revoke_token(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
-    let user = ids.get("userId");
-    own_or_permitted(&caller, user)?;
-    let info = app
-        .store
-        .revoke_user_token(caller.account_id, user, ids.get("tokenId"), time::now())
-        .await?;
-    app.bus.publish(BusEvent::KickToken {
-        account_id: caller.account_id,
-        user_id: user,
-        token_id: info.id,
-        reason: "token revoked".into(),
-    });
+    let (user, token) = (ids.get("userId"), ids.get("tokenId"));
+    let info = tokens::revoke(&app, &caller, user, token).await?;
     Ok(ok(
         StatusCode::OK,
         "Token revoked",
@@ -214,19 +136,10 @@ async fn revoke_token(State(app): State<App>, caller: Caller, ids: Ids) -> ApiRe
     responses((status = 200, description = "Tokens revoked")))]
 async fn revoke_all_tokens(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
     let user = ids.get("userId");
-    own_or_permitted(&caller, user)?;
-    let now = time::now();
-    app.store
-        .revoke_tokens_before(caller.account_id, user, now)
-        .await?;
-    app.bus.publish(BusEvent::Kick {
-        account_id: caller.account_id,
-        user_id: user,
-        reason: "all tokens revoked".into(),
-    });
+    let before = tokens::revoke_all(&app, &caller, user).await?;
     Ok(ok(
         StatusCode::OK,
         "Tokens revoked",
-        serde_json::json!({ "user_id": user, "revoked_before": time::format(now) }),
+        serde_json::json!({ "user_id": user, "revoked_before": time::format(before) }),
     ))
 }

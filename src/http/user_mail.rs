@@ -1,17 +1,16 @@
 //! The route an address verification link leads to (the mail itself is
-//! made by [`crate::service::mail`]).
+//! made by [`crate::service::mail`], the check by
+//! [`crate::service::sessions::verify_email`]).
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::envelope::{ApiError, ApiResult, ok};
-use super::extract::{ApiQuery, Ids};
+use super::envelope::{ApiResult, ok};
+use super::extract::{ApiQuery, Visitor};
 use crate::app::App;
-use crate::domain::time;
-use crate::domain::user::Visibility;
-use crate::secret;
+use crate::service::sessions;
 
 pub fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::new().routes(routes!(verify_email))
@@ -33,26 +32,13 @@ pub struct VerifyParams {
         (status = 410, description = "The link was used, expired or is unknown")))]
 async fn verify_email(
     State(app): State<App>,
-    ids: Ids,
+    Visitor(visitor): Visitor,
     ApiQuery(q): ApiQuery<VerifyParams>,
 ) -> ApiResult {
-    let account = ids.get("accountId");
-    let user = app
-        .store
-        .verify_email(account, &secret::sha256(q.token.as_bytes()), time::now())
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::GONE,
-                "GONE",
-                "this verification link was already used, has expired or is unknown",
-            )
-            .with_field("token")
-        })?;
-    let settings = app.settings(account).await?;
+    let user = sessions::verify_email(&app, &visitor, &q.token).await?;
     Ok(ok(
         StatusCode::OK,
         "Email address verified",
-        serde_json::json!({ "user": user.view(&settings, Visibility::Own) }),
+        serde_json::json!({ "user": user }),
     ))
 }

@@ -7,9 +7,10 @@
 //! back.
 //!
 //! One module per aggregate: `users`, `rooms`, `spaces`, `members` (of
-//! rooms and spaces), `invites`, `access_links`; `access` holds where an
-//! actor stands in a space or room, `mail` the mail that goes with a user,
-//! `throttle` the brute-force buckets.
+//! rooms and spaces), `invites`, `access_links`, `tokens`, `sessions`,
+//! `signing_keys`; `access` holds where an actor stands in a space or room,
+//! `mail` the mail that goes with a user, `throttle` the brute-force
+//! buckets.
 //!
 //! The one rule: nothing here imports axum or an envelope type.
 
@@ -21,8 +22,11 @@ pub mod invites;
 pub mod mail;
 pub mod members;
 pub mod rooms;
+pub mod sessions;
+pub mod signing_keys;
 pub mod spaces;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
 
 pub use crate::domain::event::{ActorRef, Change};

@@ -1,0 +1,14 @@
+//! The token signing keys, rotated by the [`Operator`]: new tokens carry
+//! the new `kid`; the old key keeps verifying, and stays in the JWKS, for
+//! 90 days.
+
+use super::{Operator, Result};
+use crate::app::App;
+
+/// Retires the signing key in use and signs new tokens with a new one;
+/// returns the new `kid`. Other nodes pick it up within a minute.
+pub async fn rotate(app: &App, _operator: &Operator) -> Result<String> {
+    let kid = app.keys.rotate(app.store.as_ref()).await?;
+    tracing::info!(kid = %kid, "signing key rotated");
+    Ok(kid)
+}
