@@ -117,9 +117,14 @@ async fn run() -> anyhow::Result<()> {
             init_logging(&config.log_format);
             let (app, generated) = App::open(config).await?;
             print_generated_operator_key(generated);
-            let (account, api_key) = roster::http::accounts::create(&app, &name)
-                .await
-                .map_err(|e| anyhow::anyhow!("{} {}", e.code, e.message))?;
+            let operator = roster::service::Operator { request_id: None };
+            let roster::service::accounts::Created { account, api_key } =
+                roster::service::accounts::create(&app, &operator, &name)
+                    .await
+                    .map_err(|e| {
+                        let e = roster::http::envelope::ApiError::from(e);
+                        anyhow::anyhow!("{} {}", e.code, e.message)
+                    })?;
             println!(
                 "{}",
                 serde_json::json!({ "account": account, "api_key": api_key })

@@ -290,7 +290,7 @@ pub fn external_user_id(s: &str) -> Result<String, ValidationError> {
     Ok(s.to_owned())
 }
 
-// The bodies of the space, invite and guest-link routes as sent
+// The bodies of the space, invite, guest-link and role routes as sent
 // (text, parsed by the use cases).
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -342,6 +342,30 @@ pub struct CreateAccess {
     /// Reusable within its ttl; otherwise it works once.
     #[serde(alias = "isPermanent")]
     pub is_permanent: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRole {
+    pub name: String,
+    pub description: Option<String>,
+    /// Names from the permission catalogue (docs/access.md).
+    pub permissions: Vec<Permission>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRole {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub permissions: Option<Vec<Permission>>,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
 }
 
 #[cfg(test)]

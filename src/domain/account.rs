@@ -70,3 +70,19 @@ pub fn account_name(s: &str) -> Result<String, ValidationError> {
 pub fn key_name(s: &str) -> Result<String, ValidationError> {
     text::display_text("name", s, 100)
 }
+
+// The bodies of the account and API-key routes as sent.
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    /// `full` (default) or `read`.
+    pub scope: Option<String>,
+}

@@ -186,3 +186,20 @@ impl Settings {
             .collect()
     }
 }
+
+// The body of `PATCH /settings` as sent.
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSettings {
+    /// Each named field is declared (or redeclared); `null` removes it.
+    #[serde(alias = "customFields")]
+    #[schema(value_type = Object)]
+    pub custom_fields: Option<BTreeMap<String, Option<CustomFieldDef>>>,
+    /// Self sign-up: `{"enabled": true, "captcha": true}`.
+    #[serde(alias = "selfSignup", alias = "self_signup")]
+    pub signup: Option<SignupSettings>,
+    /// Mail to users: `{"verify": true}` mails new users a link confirming
+    /// their address.
+    pub email: Option<EmailSettings>,
+}

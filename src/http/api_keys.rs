@@ -4,28 +4,17 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
-use super::envelope::{ApiError, ApiResult, ok};
+use super::envelope::{ApiResult, ok};
 use super::extract::{ApiJson, ApiQuery, Caller, Ids, encode_cursor, page};
 use crate::app::App;
-use crate::domain::account::{ApiKey, Scope, key_name};
-use crate::domain::permission::Permission;
-use crate::secret::ApiKeySecret;
-use crate::store::NewApiKey;
+use crate::domain::account::{ApiKey, CreateKey};
+use crate::service::api_keys;
 
 pub fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(create_key, list_keys))
         .routes(routes!(revoke_key))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKey {
-    name: String,
-    /// `full` (default) or `read`.
-    scope: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -57,34 +46,12 @@ async fn create_key(
     caller: Caller,
     ApiJson(body): ApiJson<CreateKey>,
 ) -> ApiResult {
-    caller.require(Permission::ManageApiKeys)?;
-    let name = key_name(&body.name)?;
-    let scope = match body.scope.as_deref() {
-        None => Scope::Full,
-        Some(s) => Scope::parse(s)
-            .ok_or_else(|| ApiError::validation("scope", "must be `full` or `read`"))?,
-    };
-    let (secret, hash) = ApiKeySecret::generate();
-    let new = NewApiKey {
-        id: secret.id,
-        name,
-        scope,
-        secret_hash: hash,
-        created_at: crate::domain::time::now(),
-    };
-    app.store.create_api_key(caller.account_id, &new).await?;
-    let key = ApiKey {
-        id: new.id,
-        name: new.name,
-        scope,
-        created_at: new.created_at,
-        last_used_at: None,
-    };
+    let api_keys::Created { secret, key } = api_keys::create(&app, &caller, body).await?;
     Ok(ok(
         StatusCode::CREATED,
         "API key created",
         KeyCreated {
-            api_key: secret.full,
+            api_key: secret,
             key,
         },
     ))
@@ -99,11 +66,7 @@ async fn list_keys(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult {
-    caller.require(Permission::ManageApiKeys)?;
-    let p = app
-        .store
-        .list_api_keys(caller.account_id, page(q.limit, q.cursor.as_deref())?)
-        .await?;
+    let p = api_keys::list(&app, &caller, page(q.limit, q.cursor.as_deref())).await?;
     Ok(ok(
         StatusCode::OK,
         "API keys",
@@ -119,12 +82,8 @@ async fn list_keys(
     params(("accountId" = Uuid, Path), ("keyId" = Uuid, Path)),
     responses((status = 200, description = "API key revoked")))]
 async fn revoke_key(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
-    caller.require(Permission::ManageApiKeys)?;
-    let key: Uuid = ids.get("keyId");
-    app.store
-        .revoke_api_key(caller.account_id, key, crate::domain::time::now())
-        .await?;
-    app.forget_api_key(key);
+    let key = ids.get("keyId");
+    api_keys::revoke(&app, &caller, key).await?;
     Ok(ok(
         StatusCode::OK,
         "API key revoked",

@@ -1,6 +1,6 @@
 //! The HTTP layer: routing, middleware (request ids, the envelope, limits,
 //! metrics, panics), the OpenAPI document and Swagger UI. One file per
-//! resource; handlers stay short: extract → parse → one store call → answer.
+//! resource; handlers stay short: extract → one `service` call → answer.
 
 use std::time::{Duration, Instant};
 
