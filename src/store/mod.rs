@@ -1,5 +1,5 @@
-//! Storage: one [`Store`] trait, one implementation per backend
-//! (`sqlite.rs` for the embedded default, `postgres.rs` for scaled-out
+//! Storage: one [`Store`] trait, implemented once (`sql.rs`) for both backends
+//! (`sqlite/` for the embedded default, `postgres.rs` for scaled-out
 //! installs). Every method is a whole operation in one transaction and takes
 //! the account it acts in, so no method can reach another tenant's rows.
 //! Uniqueness lives in unique indexes; a violation becomes
@@ -47,6 +47,24 @@ impl StoreError {
         Self::Conflict {
             field: field.to_owned(),
             message: message.into(),
+        }
+    }
+}
+
+/// A database error in the store's vocabulary, by the backend that raised
+/// it (each names its unique indexes and outages its own way), so that `?`
+/// maps every sqlx error in one place per backend.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                postgres::map_err(e)
+            }
+            _ => sqlite::map_err(e),
         }
     }
 }
@@ -535,126 +553,11 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()>;
 }
 
-/// Everything of a user row, decoded the same way on every backend.
-pub(crate) struct UserColumns {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub room_id: Option<Uuid>,
-    pub custom_id: Option<String>,
-    pub username: Option<String>,
-    pub name: Option<String>,
-    pub nickname: Option<String>,
-    pub bio: Option<String>,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub phone: Option<String>,
-    pub profile_picture: Option<String>,
-    pub link: Option<String>,
-    pub status: String,
-    pub status_message: Option<String>,
-    pub active: bool,
-    pub roles: Vec<String>,
-    pub metadata: Map<String, Value>,
-    pub tags: Vec<String>,
-    pub custom_fields: Map<String, Value>,
-    pub require_password_change: bool,
-    pub has_password: bool,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    pub last_seen_at: Option<OffsetDateTime>,
-    pub deactivated_at: Option<OffsetDateTime>,
-    pub email_changed_at: Option<OffsetDateTime>,
-}
-
-impl From<UserColumns> for User {
-    fn from(c: UserColumns) -> Self {
-        User {
-            id: c.id,
-            account_id: c.account_id,
-            room_id: c.room_id,
-            custom_id: c.custom_id,
-            username: c.username,
-            name: c.name,
-            nickname: c.nickname,
-            bio: c.bio,
-            email: c.email,
-            email_verified: c.email_verified,
-            phone: c.phone,
-            profile_picture: c.profile_picture,
-            link: c.link,
-            status: Status::parse(&c.status).unwrap_or(Status::Offline),
-            status_message: c.status_message,
-            active: c.active,
-            roles: c.roles,
-            metadata: c.metadata,
-            tags: c.tags,
-            custom_fields: c.custom_fields,
-            require_password_change: c.require_password_change,
-            has_password: c.has_password,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-            last_seen_at: c.last_seen_at,
-            deactivated_at: c.deactivated_at,
-            email_changed_at: c.email_changed_at,
-        }
-    }
-}
-
 /// Columns selected for a user, in the order [`UserColumns`] reads them.
 pub(crate) const USER_COLUMNS: &str = "id, account_id, room_id, custom_id, username, name, nickname, bio, \
      email, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
      metadata, tags, custom_fields, require_password_change, password_hash IS NOT NULL AS has_password, \
      created_at, updated_at, last_seen_at, deactivated_at, email_changed_at";
-
-/// Decodes a user row on any backend whose types map like SQLite's and
-/// PostgreSQL's do.
-pub(crate) fn user_from_row<R>(r: &R) -> std::result::Result<User, sqlx::Error>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> OffsetDateTime: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> sqlx::types::Json<Vec<String>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> sqlx::types::Json<Map<String, Value>>:
-        sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let roles: sqlx::types::Json<Vec<String>> = r.try_get(16)?;
-    let metadata: sqlx::types::Json<Map<String, Value>> = r.try_get(17)?;
-    let tags: sqlx::types::Json<Vec<String>> = r.try_get(18)?;
-    let custom_fields: sqlx::types::Json<Map<String, Value>> = r.try_get(19)?;
-    Ok(UserColumns {
-        id: r.try_get(0)?,
-        account_id: r.try_get(1)?,
-        room_id: r.try_get(2)?,
-        custom_id: r.try_get(3)?,
-        username: r.try_get(4)?,
-        name: r.try_get(5)?,
-        nickname: r.try_get(6)?,
-        bio: r.try_get(7)?,
-        email: r.try_get(8)?,
-        email_verified: r.try_get(9)?,
-        phone: r.try_get(10)?,
-        profile_picture: r.try_get(11)?,
-        link: r.try_get(12)?,
-        status: r.try_get(13)?,
-        status_message: r.try_get(14)?,
-        active: r.try_get(15)?,
-        roles: roles.0,
-        metadata: metadata.0,
-        tags: tags.0,
-        custom_fields: custom_fields.0,
-        require_password_change: r.try_get(20)?,
-        has_password: r.try_get(21)?,
-        created_at: r.try_get(22)?,
-        updated_at: r.try_get(23)?,
-        last_seen_at: r.try_get(24)?,
-        deactivated_at: r.try_get(25)?,
-        email_changed_at: r.try_get(26)?,
-    }
-    .into())
-}
 
 /// Names the request field behind a unique index, from the database's words
 /// for it (SQLite's message or PostgreSQL's constraint name).
@@ -896,136 +799,16 @@ pub(crate) fn user_columns_of(alias: &str) -> String {
         .join(", ")
 }
 
-/// Typed column access shared by the backends' row types, so that each
-/// access-model row is decoded by one function for every backend.
-pub(crate) trait RowExt {
-    fn uuid(&self, i: usize) -> std::result::Result<Uuid, sqlx::Error>;
-    fn opt_uuid(&self, i: usize) -> std::result::Result<Option<Uuid>, sqlx::Error>;
-    fn text(&self, i: usize) -> std::result::Result<String, sqlx::Error>;
-    fn opt_text(&self, i: usize) -> std::result::Result<Option<String>, sqlx::Error>;
-    fn time(&self, i: usize) -> std::result::Result<OffsetDateTime, sqlx::Error>;
-    fn opt_time(&self, i: usize) -> std::result::Result<Option<OffsetDateTime>, sqlx::Error>;
-    fn boolean(&self, i: usize) -> std::result::Result<bool, sqlx::Error>;
-    fn int(&self, i: usize) -> std::result::Result<i64, sqlx::Error>;
-    fn permissions(&self, i: usize) -> std::result::Result<Vec<Permission>, sqlx::Error>;
-}
-
-macro_rules! row_ext {
-    ($row:ty, $int:ty) => {
-        impl RowExt for $row {
-            fn uuid(&self, i: usize) -> std::result::Result<Uuid, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn opt_uuid(&self, i: usize) -> std::result::Result<Option<Uuid>, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn text(&self, i: usize) -> std::result::Result<String, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn opt_text(&self, i: usize) -> std::result::Result<Option<String>, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn time(&self, i: usize) -> std::result::Result<OffsetDateTime, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn opt_time(
-                &self,
-                i: usize,
-            ) -> std::result::Result<Option<OffsetDateTime>, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn boolean(&self, i: usize) -> std::result::Result<bool, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn int(&self, i: usize) -> std::result::Result<i64, sqlx::Error> {
-                sqlx::Row::try_get::<$int, _>(self, i).map(i64::from)
-            }
-            fn permissions(&self, i: usize) -> std::result::Result<Vec<Permission>, sqlx::Error> {
-                sqlx::Row::try_get::<sqlx::types::Json<Vec<Permission>>, _>(self, i).map(|j| j.0)
-            }
-        }
-    };
-}
-
-row_ext!(sqlx::sqlite::SqliteRow, i64);
-row_ext!(sqlx::postgres::PgRow, i32);
-
-fn bad_column(what: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("unexpected stored {what}").into())
-}
-
 pub(crate) const SPACE_COLUMNS: &str =
     "id, account_id, name, visibility, created_by, created_at, updated_at";
 
-pub(crate) fn space_from_row(r: &impl RowExt) -> std::result::Result<Space, sqlx::Error> {
-    Ok(Space {
-        id: r.uuid(0)?,
-        account_id: r.uuid(1)?,
-        name: r.text(2)?,
-        visibility: Visibility::parse(&r.text(3)?).ok_or_else(|| bad_column("visibility"))?,
-        created_by: r.opt_uuid(4)?,
-        created_at: r.time(5)?,
-        updated_at: r.time(6)?,
-    })
-}
-
-/// `user_id, role, joined_at` of a membership row.
-pub(crate) fn member_from_row(r: &impl RowExt) -> std::result::Result<Member, sqlx::Error> {
-    Ok(Member {
-        user_id: r.uuid(0)?,
-        role: r.text(1)?,
-        joined_at: r.time(2)?,
-    })
-}
-
 pub(crate) const ROLE_COLUMNS: &str = "id, name, description, permissions, created_at";
-
-pub(crate) fn role_from_row(r: &impl RowExt) -> std::result::Result<Role, sqlx::Error> {
-    Ok(Role {
-        id: r.uuid(0)?.to_string(),
-        name: r.text(1)?,
-        description: r.opt_text(2)?,
-        permissions: r.permissions(3)?,
-        builtin: false,
-        created_at: Some(r.time(4)?),
-    })
-}
 
 pub(crate) const INVITE_COLUMNS: &str =
     "id, space_id, role, max_uses, uses, expires_at, revoked_at, created_by, created_at";
 
-pub(crate) fn invite_from_row(r: &impl RowExt) -> std::result::Result<Invite, sqlx::Error> {
-    Ok(Invite {
-        id: r.uuid(0)?,
-        space_id: r.uuid(1)?,
-        role: SpaceRole::parse(&r.text(2)?).ok_or_else(|| bad_column("space role"))?,
-        max_uses: r.int(3)?,
-        uses: r.int(4)?,
-        expires_at: r.opt_time(5)?,
-        revoked_at: r.opt_time(6)?,
-        created_by: r.opt_uuid(7)?,
-        created_at: r.time(8)?,
-    })
-}
-
 pub(crate) const LINK_COLUMNS: &str = "id, room_id, username, role, external_user_id, is_permanent, \
      expires_at, used_at, revoked_at, created_by, created_at";
-
-pub(crate) fn link_from_row(r: &impl RowExt) -> std::result::Result<AccessLink, sqlx::Error> {
-    Ok(AccessLink {
-        id: r.uuid(0)?,
-        room_id: r.uuid(1)?,
-        username: r.text(2)?,
-        role: RoomRole::parse(&r.text(3)?).ok_or_else(|| bad_column("room role"))?,
-        external_user_id: r.opt_text(4)?,
-        is_permanent: r.boolean(5)?,
-        expires_at: r.time(6)?,
-        used_at: r.opt_time(7)?,
-        revoked_at: r.opt_time(8)?,
-        created_by: r.opt_uuid(9)?,
-        created_at: r.time(10)?,
-    })
-}
 
 /// Why an invite cannot be used now, if it cannot.
 pub(crate) fn invite_gone(i: &Invite, at: OffsetDateTime) -> Option<crate::domain::access::Gone> {
