@@ -10,6 +10,7 @@ use super::envelope::{ApiResult, ok};
 use super::extract::{ApiJson, ApiQuery, Ids, Operator, encode_cursor, page};
 use crate::app::App;
 use crate::domain::account::{Account, Scope, account_name};
+use crate::domain::event::{ActorRef, Change};
 use crate::secret::ApiKeySecret;
 use crate::store::NewApiKey;
 
@@ -65,7 +66,12 @@ pub async fn create(app: &App, name: &str) -> ApiResult<(Account, String)> {
         secret_hash: hash,
         created_at: account.created_at,
     };
-    app.store.create_account(&account, &key).await?;
+    let change = Change::new(
+        account.created_at,
+        ActorRef::OPERATOR,
+        Some(super::envelope::request_id()),
+    );
+    app.store.create_account(&account, &key, &change).await?;
     Ok((account, secret.full))
 }
 

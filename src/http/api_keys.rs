@@ -72,7 +72,9 @@ async fn create_key(
         secret_hash: hash,
         created_at: crate::domain::time::now(),
     };
-    app.store.create_api_key(caller.account_id, &new).await?;
+    app.store
+        .create_api_key(caller.account_id, &new, &caller.change())
+        .await?;
     let key = ApiKey {
         id: new.id,
         name: new.name,
@@ -122,7 +124,7 @@ async fn revoke_key(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResu
     caller.require(Permission::ManageApiKeys)?;
     let key: Uuid = ids.get("keyId");
     app.store
-        .revoke_api_key(caller.account_id, key, crate::domain::time::now())
+        .revoke_api_key(caller.account_id, key, &caller.change())
         .await?;
     app.forget_api_key(key);
     Ok(ok(

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use super::envelope::{ApiError, ApiResult, ok};
 use super::extract::{ApiJson, Caller, CallerKind, Ids, Operator, parse_json};
 use crate::app::App;
+use crate::domain::event::{ActorRef, Change};
 use crate::domain::time;
 use crate::domain::user::{Password, User, UserView, Visibility};
 use crate::realtime::bus::BusEvent;
@@ -214,6 +215,11 @@ async fn login(
                 created_at: now,
                 tokens,
             },
+            &Change::new(
+                now,
+                ActorRef::user(user.id),
+                Some(super::envelope::request_id()),
+            ),
         )
         .await?;
     let cookies = req.cookies || app.config.session_cookies;
@@ -263,7 +269,16 @@ async fn refresh(
     let (access, refresh, next) = next_tokens(&app, account, user_id, now)?;
     match app
         .store
-        .rotate_refresh_token(account, &hash, &next, now)
+        .rotate_refresh_token(
+            account,
+            &hash,
+            &next,
+            &Change::new(
+                now,
+                ActorRef::user(user_id),
+                Some(super::envelope::request_id()),
+            ),
+        )
         .await?
     {
         Refreshed::Rotated(user) => {
@@ -301,6 +316,11 @@ async fn logout(
 ) -> ApiResult {
     let account = ids.get("accountId");
     let req: RefreshRequest = optional_json(&headers, &body)?;
+    let actor = match &caller {
+        Ok(c) => c.change().actor,
+        Err(_) => ActorRef::ANONYMOUS,
+    };
+    let change = Change::new(time::now(), actor, Some(super::envelope::request_id()));
     let by = match (req.refresh_token, caller, cookie(&headers, REFRESH_COOKIE)) {
         (Some(t), _, _) => SessionRef::Refresh(secret::sha256(t.as_bytes())),
         (None, Ok(c), _) => match c.kind {
@@ -320,7 +340,7 @@ async fn logout(
     };
     let revoked = app
         .store
-        .end_session(account, &by, time::now())
+        .end_session(account, &by, &change)
         .await
         .map_err(|e| match e {
             StoreError::NotFound(_) => bad_refresh(),
@@ -383,7 +403,7 @@ async fn change_password(
             &phc,
             req.revoke_other_sessions.unwrap_or(true),
             Some(*token_id),
-            time::now(),
+            &caller.change(),
         )
         .await?;
     kick_tokens(&app, account, &revoked, "password changed");
@@ -402,7 +422,14 @@ async fn change_password(
     security(("operator_key" = [])),
     responses((status = 200, description = "Key rotated", body = KeyRotated)))]
 async fn rotate_keys(State(app): State<App>, _op: Operator) -> ApiResult {
-    let kid = app.keys.rotate(app.store.as_ref()).await?;
+    let kid = app
+        .keys
+        .rotate(
+            app.store.as_ref(),
+            ActorRef::OPERATOR,
+            Some(super::envelope::request_id()),
+        )
+        .await?;
     tracing::info!(kid = %kid, "signing key rotated");
     Ok(ok(
         StatusCode::OK,

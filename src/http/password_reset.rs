@@ -18,6 +18,7 @@ use super::auth::kick_tokens;
 use super::envelope::{ApiError, ApiResult, ok};
 use super::extract::{ApiJson, Ids};
 use crate::app::App;
+use crate::domain::event::{ActorRef, Change};
 use crate::domain::time;
 use crate::domain::user::Password;
 use crate::secret;
@@ -167,6 +168,11 @@ async fn queue_link(app: &App, account: Uuid, email: String) -> anyhow::Result<(
                     attempts: 0,
                 },
             },
+            &Change::new(
+                now,
+                ActorRef::ANONYMOUS,
+                Some(super::envelope::request_id()),
+            ),
         )
         .await?;
     app.outbox.notify_one();
@@ -193,7 +199,11 @@ async fn confirm_reset(
             account,
             &secret::sha256(req.token.as_bytes()),
             &phc,
-            time::now(),
+            &Change::new(
+                time::now(),
+                ActorRef::ANONYMOUS,
+                Some(super::envelope::request_id()),
+            ),
         )
         .await?
         .ok_or_else(|| {

@@ -96,7 +96,7 @@ async fn create_role(
     };
     let role = app
         .store
-        .create_role(caller.account_id, &role)
+        .create_role(caller.account_id, &role, &caller.change())
         .await
         .map_err(|e| match e {
             crate::store::StoreError::Conflict { .. } => {
@@ -186,7 +186,7 @@ async fn update_role(
             name.as_deref(),
             description.as_ref().map(|d| d.as_deref()),
             perms.as_deref(),
-            time::now(),
+            &caller.change(),
         )
         .await
         .map_err(|e| match e {
@@ -212,7 +212,9 @@ async fn delete_role(
     if BUILTIN_ROLES.contains(&id.as_str()) {
         return Err(ApiError::forbidden("built-in roles cannot be deleted"));
     }
-    app.store.delete_role(caller.account_id, &id).await?;
+    app.store
+        .delete_role(caller.account_id, &id, &caller.change())
+        .await?;
     Ok(ok(
         StatusCode::OK,
         "Role deleted",

@@ -166,7 +166,7 @@ async fn create_room(
     };
     let room = app
         .store
-        .create_room(caller.account_id, Uuid::now_v7(), &new, time::now())
+        .create_room(caller.account_id, Uuid::now_v7(), &new, &caller.change())
         .await?;
     Ok(ok(StatusCode::CREATED, "Room created", RoomOne { room }))
 }
@@ -234,7 +234,7 @@ async fn update_room(
     };
     let room = app
         .store
-        .update_room(caller.account_id, room.id, &patch, time::now())
+        .update_room(caller.account_id, room.id, &patch, &caller.change())
         .await?;
     Ok(ok(StatusCode::OK, "Room updated", RoomOne { room }))
 }
@@ -248,7 +248,9 @@ async fn delete_room(State(app): State<App>, caller: Caller, ids: Ids) -> ApiRes
     if !standing.at_least(RoomRole::Moderator) {
         return Err(standing.refuse("a moderator of the room"));
     }
-    app.store.delete_room(caller.account_id, room.id).await?;
+    app.store
+        .delete_room(caller.account_id, room.id, &caller.change())
+        .await?;
     app.bus.publish(BusEvent::RoomClosed {
         account_id: caller.account_id,
         room_id: room.id,
@@ -290,7 +292,7 @@ async fn join_room(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResul
             user,
             RoomRole::User,
             true,
-            time::now(),
+            &caller.change(),
         )
         .await?;
     Ok(ok(StatusCode::OK, "Joined", MemberOne { member }))
@@ -353,7 +355,14 @@ async fn put_member(
     let target = ids.get("userId");
     let member = app
         .store
-        .put_room_member(caller.account_id, room.id, target, role, false, time::now())
+        .put_room_member(
+            caller.account_id,
+            room.id,
+            target,
+            role,
+            false,
+            &caller.change(),
+        )
         .await?;
     Ok(ok(StatusCode::OK, "Member set", MemberOne { member }))
 }
@@ -370,7 +379,7 @@ async fn remove_member(State(app): State<App>, caller: Caller, ids: Ids) -> ApiR
         return Err(standing.refuse("a moderator of the room"));
     }
     app.store
-        .remove_room_member(caller.account_id, room.id, target)
+        .remove_room_member(caller.account_id, room.id, target, &caller.change())
         .await?;
     app.bus.publish(BusEvent::RoomClosed {
         account_id: caller.account_id,
@@ -443,7 +452,10 @@ async fn create_access(
         created_at: now,
     };
     let token = app.keys.issue_guest_token(caller.account_id, &link, now)?;
-    let link = app.store.create_link(caller.account_id, &link).await?;
+    let link = app
+        .store
+        .create_link(caller.account_id, &link, &caller.change())
+        .await?;
     let base = app
         .config
         .public_url
@@ -507,7 +519,7 @@ async fn revoke_access(State(app): State<App>, caller: Caller, ids: Ids) -> ApiR
     may_manage_links(&caller, &room, &standing)?;
     let id = ids.get("linkId");
     app.store
-        .revoke_link(caller.account_id, room.id, id, time::now())
+        .revoke_link(caller.account_id, room.id, id, &caller.change())
         .await?;
     app.bus.publish(BusEvent::Kick {
         account_id: caller.account_id,

@@ -65,7 +65,7 @@ async fn update_settings(
         let settings = match body.custom_fields {
             Some(change) => {
                 app.store
-                    .update_custom_fields(caller.account_id, change)
+                    .update_custom_fields(caller.account_id, change, &caller.change())
                     .await?
             }
             None => app.store.get_settings(caller.account_id).await?,
@@ -73,7 +73,7 @@ async fn update_settings(
         let settings = match body.signup {
             Some(signup) => {
                 app.store
-                    .set_signup_settings(caller.account_id, &signup)
+                    .set_signup_settings(caller.account_id, &signup, &caller.change())
                     .await?
             }
             None => settings,
@@ -81,7 +81,7 @@ async fn update_settings(
         let settings = match body.email {
             Some(email) => {
                 app.store
-                    .set_email_settings(caller.account_id, &email)
+                    .set_email_settings(caller.account_id, &email, &caller.change())
                     .await?
             }
             None => settings,

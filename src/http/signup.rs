@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::envelope::{ApiError, ApiResult, ok};
 use super::extract::{ApiJson, Ids};
 use crate::app::App;
+use crate::domain::event::{ActorRef, Change};
 use crate::domain::time;
 use crate::domain::user::{CreateUserRequest, PasswordSource, UserView, Visibility};
 use crate::secret;
@@ -184,6 +185,11 @@ async fn signup(
                     },
                 },
             },
+            &Change::new(
+                now,
+                ActorRef::user(user_id),
+                Some(super::envelope::request_id()),
+            ),
         )
         .await?;
     Ok(ok(

@@ -130,7 +130,10 @@ async fn create_space(
         created_at: now,
         updated_at: now,
     };
-    let space = app.store.create_space(caller.account_id, &space).await?;
+    let space = app
+        .store
+        .create_space(caller.account_id, &space, &caller.change())
+        .await?;
     Ok(ok(StatusCode::CREATED, "Space created", SpaceOne { space }))
 }
 
@@ -199,7 +202,7 @@ async fn update_space(
             space.id,
             name.as_deref(),
             vis,
-            time::now(),
+            &caller.change(),
         )
         .await?;
     Ok(ok(StatusCode::OK, "Space updated", SpaceOne { space }))
@@ -215,7 +218,9 @@ async fn delete_space(State(app): State<App>, caller: Caller, ids: Ids) -> ApiRe
     if !standing.at_least(SpaceRole::Owner) {
         return Err(standing.refuse("the space's owner"));
     }
-    app.store.delete_space(caller.account_id, space.id).await?;
+    app.store
+        .delete_space(caller.account_id, space.id, &caller.change())
+        .await?;
     Ok(ok(
         StatusCode::OK,
         "Space deleted",
@@ -244,7 +249,7 @@ async fn join_space(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResu
             user,
             SpaceRole::User,
             true,
-            time::now(),
+            &caller.change(),
         )
         .await?;
     Ok(ok(StatusCode::OK, "Joined", MemberOne { member }))
@@ -305,7 +310,7 @@ async fn put_member(
             target,
             role,
             false,
-            time::now(),
+            &caller.change(),
         )
         .await
         .map_err(|e| match e {
@@ -379,7 +384,7 @@ async fn remove_member(State(app): State<App>, caller: Caller, ids: Ids) -> ApiR
         return Err(standing.refuse("the space's owner or a moderator"));
     }
     app.store
-        .remove_space_member(caller.account_id, space.id, target)
+        .remove_space_member(caller.account_id, space.id, target, &caller.change())
         .await?;
     Ok(ok(
         StatusCode::OK,
@@ -437,7 +442,10 @@ async fn create_invite(
         created_by: caller.user_id(),
         created_at: now,
     };
-    let invite = app.store.create_invite(caller.account_id, &invite).await?;
+    let invite = app
+        .store
+        .create_invite(caller.account_id, &invite, &caller.change())
+        .await?;
     Ok(ok(
         StatusCode::CREATED,
         "Invite created",
@@ -488,7 +496,7 @@ async fn revoke_invite(State(app): State<App>, caller: Caller, ids: Ids) -> ApiR
     }
     let id = ids.get("inviteId");
     app.store
-        .revoke_invite(caller.account_id, space.id, id, time::now())
+        .revoke_invite(caller.account_id, space.id, id, &caller.change())
         .await?;
     Ok(ok(
         StatusCode::OK,
@@ -511,7 +519,7 @@ async fn activate_invite(State(app): State<App>, caller: Caller, ids: Ids) -> Ap
             ids.get("spaceId"),
             ids.get("inviteId"),
             user,
-            time::now(),
+            &caller.change(),
         )
         .await?;
     Ok(ok(StatusCode::OK, "Invite activated", MemberOne { member }))

@@ -125,7 +125,12 @@ async fn issue_token(
     };
     let revoked = app
         .store
-        .issue_user_token(caller.account_id, &record, MAX_LIVE_USER_TOKENS)
+        .issue_user_token(
+            caller.account_id,
+            &record,
+            MAX_LIVE_USER_TOKENS,
+            &caller.change(),
+        )
         .await?;
     kick_tokens(
         &app,
@@ -192,7 +197,12 @@ async fn revoke_token(State(app): State<App>, caller: Caller, ids: Ids) -> ApiRe
     own_or_permitted(&caller, user)?;
     let info = app
         .store
-        .revoke_user_token(caller.account_id, user, ids.get("tokenId"), time::now())
+        .revoke_user_token(
+            caller.account_id,
+            user,
+            ids.get("tokenId"),
+            &caller.change(),
+        )
         .await?;
     app.bus.publish(BusEvent::KickToken {
         account_id: caller.account_id,
@@ -217,7 +227,7 @@ async fn revoke_all_tokens(State(app): State<App>, caller: Caller, ids: Ids) -> 
     own_or_permitted(&caller, user)?;
     let now = time::now();
     app.store
-        .revoke_tokens_before(caller.account_id, user, now)
+        .revoke_tokens_before(caller.account_id, user, &caller.change())
         .await?;
     app.bus.publish(BusEvent::Kick {
         account_id: caller.account_id,

@@ -9,6 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::envelope::{ApiError, ApiResult, ok};
 use super::extract::{ApiQuery, Ids};
 use crate::app::App;
+use crate::domain::event::{ActorRef, Change};
 use crate::domain::time;
 use crate::domain::user::Visibility;
 use crate::secret;
@@ -39,7 +40,15 @@ async fn verify_email(
     let account = ids.get("accountId");
     let user = app
         .store
-        .verify_email(account, &secret::sha256(q.token.as_bytes()), time::now())
+        .verify_email(
+            account,
+            &secret::sha256(q.token.as_bytes()),
+            &Change::new(
+                time::now(),
+                ActorRef::ANONYMOUS,
+                Some(super::envelope::request_id()),
+            ),
+        )
         .await?
         .ok_or_else(|| {
             ApiError::new(

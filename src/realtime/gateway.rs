@@ -189,7 +189,11 @@ async fn authorize_guest(app: &App, token: &str) -> Result<Identity, ApiError> {
         .use_link(
             claims.account_id,
             claims.link_id,
-            crate::domain::time::now(),
+            &crate::domain::event::Change::new(
+                crate::domain::time::now(),
+                crate::domain::event::ActorRef::ANONYMOUS,
+                None,
+            ),
         )
         .await
     {

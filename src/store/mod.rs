@@ -137,6 +137,11 @@ pub enum TokenCheck {
     Invalid,
 }
 
+/// Every method that changes something takes the [`Change`] (when, by whom,
+/// in which request) and appends the change's event(s) in the same
+/// transaction. Upkeep writes none: presence, a key's last use, the outbox's
+/// delivery state, server state, and upgrading the hash of an unchanged
+/// password.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for `/readyz` and logs.
@@ -151,10 +156,15 @@ pub trait Store: Send + Sync + 'static {
     async fn put_state_if_absent(&self, key: &str, value: &str) -> Result<bool>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, change: &Change) -> Result<()>;
 
     // --- accounts and API keys ---------------------------------------------
-    async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> Result<()>;
+    async fn create_account(
+        &self,
+        account: &Account,
+        first_key: &NewApiKey,
+        change: &Change,
+    ) -> Result<()>;
     async fn list_accounts(&self, page: Page) -> Result<Paged<Account>>;
     async fn get_account(&self, account: Uuid) -> Result<Account>;
     async fn get_settings(&self, account: Uuid) -> Result<Settings>;
@@ -162,12 +172,13 @@ pub trait Store: Send + Sync + 'static {
     async fn update_custom_fields(
         &self,
         account: Uuid,
-        change: std::collections::BTreeMap<String, Option<CustomFieldDef>>,
+        fields: std::collections::BTreeMap<String, Option<CustomFieldDef>>,
+        change: &Change,
     ) -> Result<Settings>;
 
-    async fn create_api_key(&self, account: Uuid, key: &NewApiKey) -> Result<()>;
+    async fn create_api_key(&self, account: Uuid, key: &NewApiKey, change: &Change) -> Result<()>;
     async fn list_api_keys(&self, account: Uuid, page: Page) -> Result<Paged<ApiKey>>;
-    async fn revoke_api_key(&self, account: Uuid, key: Uuid, at: OffsetDateTime) -> Result<()>;
+    async fn revoke_api_key(&self, account: Uuid, key: Uuid, change: &Change) -> Result<()>;
     /// A live (unrevoked) key by id, whatever its account.
     async fn api_key_for_auth(&self, key: Uuid) -> Result<Option<ApiKeyAuth>>;
     async fn touch_api_key(&self, key: Uuid, at: OffsetDateTime) -> Result<()>;
@@ -178,7 +189,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         id: Uuid,
         room: &NewRoom,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Room>;
     async fn list_rooms(
         &self,
@@ -192,10 +203,10 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         room: Uuid,
         patch: &RoomPatch,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Room>;
     /// Deletes the room and its memberships.
-    async fn delete_room(&self, account: Uuid, room: Uuid) -> Result<()>;
+    async fn delete_room(&self, account: Uuid, room: Uuid, change: &Change) -> Result<()>;
 
     // --- users ----------------------------------------------------------------
     /// Inserts the user, their tags and roles, their memberships (`room_id`
@@ -254,7 +265,7 @@ pub trait Store: Send + Sync + 'static {
 
     // --- spaces -------------------------------------------------------------------
     /// Creates a space; its creator (if a user) becomes its owner.
-    async fn create_space(&self, account: Uuid, space: &Space) -> Result<Space>;
+    async fn create_space(&self, account: Uuid, space: &Space, change: &Change) -> Result<Space>;
     /// Spaces, all of them (`viewer` None) or those a user may see: public
     /// ones and those they are a member of.
     async fn list_spaces(
@@ -270,10 +281,10 @@ pub trait Store: Send + Sync + 'static {
         space: Uuid,
         name: Option<&str>,
         visibility: Option<Visibility>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Space>;
     /// Deletes the space, its rooms, and every membership, invite and link of either.
-    async fn delete_space(&self, account: Uuid, space: Uuid) -> Result<()>;
+    async fn delete_space(&self, account: Uuid, space: Uuid, change: &Change) -> Result<()>;
     async fn space_role(&self, account: Uuid, space: Uuid, user: Uuid)
     -> Result<Option<SpaceRole>>;
     /// Makes `user` a member with `role` (or changes their role).
@@ -285,9 +296,15 @@ pub trait Store: Send + Sync + 'static {
         user: Uuid,
         role: SpaceRole,
         only_if_absent: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member>;
-    async fn remove_space_member(&self, account: Uuid, space: Uuid, user: Uuid) -> Result<()>;
+    async fn remove_space_member(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        user: Uuid,
+        change: &Change,
+    ) -> Result<()>;
     async fn list_space_members(
         &self,
         account: Uuid,
@@ -313,9 +330,15 @@ pub trait Store: Send + Sync + 'static {
         user: Uuid,
         role: RoomRole,
         only_if_absent: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member>;
-    async fn remove_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<()>;
+    async fn remove_room_member(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        user: Uuid,
+        change: &Change,
+    ) -> Result<()>;
     async fn list_room_members(
         &self,
         account: Uuid,
@@ -324,7 +347,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Paged<Member>>;
 
     // --- custom roles ---------------------------------------------------------
-    async fn create_role(&self, account: Uuid, role: &Role) -> Result<Role>;
+    async fn create_role(&self, account: Uuid, role: &Role, change: &Change) -> Result<Role>;
     /// Custom roles of the account (built-in ones are not stored).
     async fn list_roles(&self, account: Uuid) -> Result<Vec<Role>>;
     async fn get_role(&self, account: Uuid, role: &str) -> Result<Role>;
@@ -335,20 +358,25 @@ pub trait Store: Send + Sync + 'static {
         name: Option<&str>,
         description: Option<Option<&str>>,
         permissions: Option<&[Permission]>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Role>;
     /// Refused (`Conflict`) while a user holds the role.
-    async fn delete_role(&self, account: Uuid, role: &str) -> Result<()>;
+    async fn delete_role(&self, account: Uuid, role: &str, change: &Change) -> Result<()>;
 
     // --- invites ----------------------------------------------------------------
-    async fn create_invite(&self, account: Uuid, invite: &Invite) -> Result<Invite>;
+    async fn create_invite(
+        &self,
+        account: Uuid,
+        invite: &Invite,
+        change: &Change,
+    ) -> Result<Invite>;
     async fn list_invites(&self, account: Uuid, space: Uuid, page: Page) -> Result<Paged<Invite>>;
     async fn revoke_invite(
         &self,
         account: Uuid,
         space: Uuid,
         invite: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<()>;
     /// Uses the invite once (a conditional update, so concurrent activations
     /// of a one-use invite admit exactly one) and makes `user` a member with
@@ -359,21 +387,26 @@ pub trait Store: Send + Sync + 'static {
         space: Uuid,
         invite: Uuid,
         user: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member>;
 
     // --- guest access links -----------------------------------------------------
-    async fn create_link(&self, account: Uuid, link: &AccessLink) -> Result<AccessLink>;
+    async fn create_link(
+        &self,
+        account: Uuid,
+        link: &AccessLink,
+        change: &Change,
+    ) -> Result<AccessLink>;
     async fn list_links(&self, account: Uuid, room: Uuid, page: Page) -> Result<Paged<AccessLink>>;
     async fn revoke_link(
         &self,
         account: Uuid,
         room: Uuid,
         link: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<()>;
     /// Checks a link for use at `at`; a one-time link is consumed (once).
-    async fn use_link(&self, account: Uuid, link: Uuid, at: OffsetDateTime) -> Result<AccessLink>;
+    async fn use_link(&self, account: Uuid, link: Uuid, change: &Change) -> Result<AccessLink>;
 
     // --- presence and membership ----------------------------------------------
     /// Whether `user` is a member of `room`.
@@ -421,7 +454,12 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<()>;
     /// Records a new session: its first refresh token and access token.
-    async fn create_session(&self, account: Uuid, session: &sessions::NewSession) -> Result<()>;
+    async fn create_session(
+        &self,
+        account: Uuid,
+        session: &sessions::NewSession,
+        change: &Change,
+    ) -> Result<()>;
     /// Whose refresh token this is (by its hash), used or not.
     async fn refresh_token_owner(&self, account: Uuid, hash: &[u8]) -> Result<Option<Uuid>>;
     /// Trades a live refresh token for `next`, atomically. A refresh token
@@ -432,7 +470,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         presented: &[u8],
         next: &sessions::NextTokens,
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Refreshed>;
     /// Revokes the session a refresh token or a token belongs to (a token
     /// outside any session is revoked alone); returns the access/user token
@@ -441,7 +479,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account: Uuid,
         by: &sessions::SessionRef,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Revoked>;
     /// Sets a new password hash, clears `require_password_change` and, if
     /// asked, revokes every other session of the user (all but the one
@@ -453,7 +491,7 @@ pub trait Store: Send + Sync + 'static {
         hash: &str,
         revoke_others: bool,
         keep_token: Option<Uuid>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Revoked>;
     /// Records a new `user` token and revokes the oldest live ones beyond
     /// `max_live`, in one transaction; returns the ids revoked.
@@ -462,6 +500,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         token: &TokenRecord,
         max_live: i64,
+        change: &Change,
     ) -> Result<sessions::Revoked>;
     /// The user's live `user` tokens, oldest first.
     async fn list_user_tokens(
@@ -477,26 +516,23 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         user: Uuid,
         token: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::TokenInfo>;
     /// Ends every token and session of the user issued until `at`.
-    async fn revoke_tokens_before(
-        &self,
-        account: Uuid,
-        user: Uuid,
-        at: OffsetDateTime,
-    ) -> Result<()>;
+    async fn revoke_tokens_before(&self, account: Uuid, user: Uuid, change: &Change) -> Result<()>;
     /// Replaces the account's self sign-up settings; returns all settings.
     async fn set_signup_settings(
         &self,
         account: Uuid,
         signup: &crate::domain::settings::SignupSettings,
+        change: &Change,
     ) -> Result<Settings>;
     /// Records a password reset link and queues the mail that carries it.
     async fn request_password_reset(
         &self,
         account: Uuid,
         reset: &sessions::NewPasswordReset,
+        change: &Change,
     ) -> Result<()>;
     /// Spends a live reset link: sets the password, ends every session of
     /// the user and every other link. `None`: unknown, used or expired.
@@ -505,7 +541,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         hash: &[u8],
         password_hash: &str,
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<Option<sessions::Revoked>>;
     /// Queues a mail on its own.
     async fn enqueue_mail(&self, mail: &sessions::OutboxMail) -> Result<()>;
@@ -541,16 +577,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account: Uuid,
         hash: &[u8],
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<Option<User>>;
     /// Replaces the account's email settings; returns all settings.
     async fn set_email_settings(
         &self,
         account: Uuid,
         email: &crate::domain::settings::EmailSettings,
+        change: &Change,
     ) -> Result<Settings>;
     /// Retires every signing key and adds `key` as the one that signs.
-    async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()>;
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, change: &Change) -> Result<()>;
 }
 
 /// Columns selected for a user, in the order [`UserColumns`] reads them.

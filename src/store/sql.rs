@@ -281,6 +281,23 @@ async fn exists(
     found.map(|_| ()).ok_or(StoreError::NotFound(what))
 }
 
+/// `NotFound(what)` unless `sql` (taking account, parent id and id) finds a row.
+async fn exists_in(
+    c: &mut Conn,
+    sql: &'static str,
+    account: Uuid,
+    (parent, id): (Uuid, Uuid),
+    what: &'static str,
+) -> Result<()> {
+    let found: Option<i32> = sqlx::query_scalar(sql)
+        .bind(account)
+        .bind(parent)
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?;
+    found.map(|_| ()).ok_or(StoreError::NotFound(what))
+}
+
 /// The user, locked against concurrent changes until the transaction ends
 /// (PostgreSQL) when `lock` is set.
 pub(super) async fn select_user(
@@ -492,6 +509,161 @@ pub(super) async fn insert_event(
     Ok(())
 }
 
+/// Appends the event `kind` of a change to `subject` (its kind and id),
+/// carrying `data`: the resource after the change (before it, for a delete).
+async fn record<T: serde::Serialize + ?Sized>(
+    c: &mut Conn,
+    account: Option<Uuid>,
+    change: &Change,
+    kind: &str,
+    subject: (&str, String),
+    data: &T,
+) -> Result<()> {
+    let data = serde_json::to_value(data).map_err(|e| StoreError::Other(e.into()))?;
+    insert_event(c, account, change, kind, subject, data).await
+}
+
+/// The event of a membership that was added or whose role changed (none
+/// when `before` is already `after`'s role); `of` names the room or space.
+async fn record_member(
+    c: &mut Conn,
+    account: Uuid,
+    change: &Change,
+    of: (&str, Uuid),
+    before: Option<&str>,
+    after: &Member,
+) -> Result<()> {
+    let kind = match before {
+        None => "member.added",
+        Some(role) if role != after.role => "member.role_changed",
+        Some(_) => return Ok(()),
+    };
+    record(
+        c,
+        Some(account),
+        change,
+        kind,
+        member_subject(of, after.user_id),
+        &member_data(of, after),
+    )
+    .await
+}
+
+/// A membership as an event's subject: `room_member` or `space_member`,
+/// `{room or space id}/{user id}`.
+fn member_subject(of: (&str, Uuid), user: Uuid) -> (&'static str, String) {
+    let kind = if of.0 == "room" {
+        "room_member"
+    } else {
+        "space_member"
+    };
+    (kind, format!("{}/{user}", of.1))
+}
+
+fn member_data(of: (&str, Uuid), m: &Member) -> serde_json::Value {
+    serde_json::json!({
+        format!("{}_id", of.0): of.1,
+        "user_id": m.user_id,
+        "role": m.role,
+        "joined_at": m.joined_at,
+    })
+}
+
+/// Ends a membership of a room or space (`of`), with its `member.removed`.
+async fn remove_member(
+    c: &mut Conn,
+    account: Uuid,
+    of: (&str, Uuid),
+    user: Uuid,
+    change: &Change,
+) -> Result<()> {
+    let sql = if of.0 == "room" {
+        "DELETE FROM room_members WHERE account_id = $1 AND room_id = $2 AND user_id = $3 RETURNING user_id, role, joined_at"
+    } else {
+        "DELETE FROM space_members WHERE account_id = $1 AND space_id = $2 AND user_id = $3 RETURNING user_id, role, joined_at"
+    };
+    let row = sqlx::query(sql)
+        .bind(account)
+        .bind(of.1)
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await?;
+    let gone = one(row, member_from_row, "member")?;
+    let subject = member_subject(of, user);
+    record(
+        c,
+        Some(account),
+        change,
+        "member.removed",
+        subject,
+        &member_data(of, &gone),
+    )
+    .await
+}
+
+/// `token.revoked` for a user's token (an access token or a `user` token).
+async fn record_token_revoked(
+    c: &mut Conn,
+    account: Uuid,
+    change: &Change,
+    token: Uuid,
+    user: Uuid,
+) -> Result<()> {
+    let data = serde_json::json!({"id": token, "user_id": user, "revoked_at": change.at});
+    let subject = ("token", token.to_string());
+    record(c, Some(account), change, "token.revoked", subject, &data).await
+}
+
+/// `user.password_changed`, carrying the user after the change.
+async fn record_password_changed(
+    c: &mut Conn,
+    account: Uuid,
+    change: &Change,
+    user: Uuid,
+) -> Result<()> {
+    let changed = select_user(c, account, user, false).await?;
+    insert_user_events(c, account, change, &["user.password_changed"], &changed).await
+}
+
+/// `room.deleted` for each room row a delete returned, carrying the room as
+/// it was.
+async fn record_deleted_rooms(
+    c: &mut Conn,
+    account: Uuid,
+    change: &Change,
+    rows: Vec<DbRow>,
+) -> Result<()> {
+    for room in all(rows, room_from_row)? {
+        let subject = ("room", room.id.to_string());
+        record(c, Some(account), change, "room.deleted", subject, &room).await?;
+    }
+    Ok(())
+}
+
+/// A signing key's event (server-wide: no account), naming the key by its
+/// `kid`; the private part is never recorded.
+async fn record_signing_key(
+    c: &mut Conn,
+    change: &Change,
+    kind: &str,
+    key: &SigningKeyRecord,
+) -> Result<()> {
+    let data = serde_json::json!({
+        "kid": key.kid,
+        "public_x": key.public_x,
+        "created_at": key.created_at,
+    });
+    record(
+        c,
+        None,
+        change,
+        kind,
+        ("signing_key", key.kid.clone()),
+        &data,
+    )
+    .await
+}
+
 /// One event per type of a user's change, each carrying the user after it.
 async fn insert_user_events(
     c: &mut Conn,
@@ -514,7 +686,12 @@ async fn insert_user_events(
     Ok(())
 }
 
-async fn insert_api_key(c: &mut Conn, account: Uuid, key: &NewApiKey) -> Result<()> {
+async fn insert_api_key(
+    c: &mut Conn,
+    account: Uuid,
+    key: &NewApiKey,
+    change: &Change,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, account_id, name, scope, secret_hash, created_at, last_used_at, revoked_at) \
          VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)",
@@ -527,7 +704,22 @@ async fn insert_api_key(c: &mut Conn, account: Uuid, key: &NewApiKey) -> Result<
     .bind(key.created_at)
     .execute(&mut *c)
     .await?;
-    Ok(())
+    let view = ApiKey {
+        id: key.id,
+        name: key.name.clone(),
+        scope: key.scope,
+        created_at: key.created_at,
+        last_used_at: None,
+    };
+    record(
+        c,
+        Some(account),
+        change,
+        "api_key.created",
+        ("api_key", key.id.to_string()),
+        &view,
+    )
+    .await
 }
 
 /// Reads the account's settings (locked on PostgreSQL), changes them with
@@ -535,6 +727,7 @@ async fn insert_api_key(c: &mut Conn, account: Uuid, key: &NewApiKey) -> Result<
 async fn update_settings(
     c: &mut Conn,
     account: Uuid,
+    change: &Change,
     f: impl FnOnce(&mut Settings) -> Result<()>,
 ) -> Result<Settings> {
     let found: Option<Json<Settings>> = sqlx::query_scalar(concat!(
@@ -551,6 +744,16 @@ async fn update_settings(
         .bind(account)
         .execute(&mut *c)
         .await?;
+    let subject = ("settings", account.to_string());
+    record(
+        c,
+        Some(account),
+        change,
+        "settings.updated",
+        subject,
+        &settings,
+    )
+    .await?;
     Ok(settings)
 }
 
@@ -563,8 +766,14 @@ async fn upsert_space_member(
     user: Uuid,
     role: &str,
     conflict: &'static str,
-    at: OffsetDateTime,
+    change: &Change,
 ) -> Result<Member> {
+    let before: Option<String> =
+        sqlx::query_scalar("SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2")
+            .bind(space)
+            .bind(user)
+            .fetch_optional(&mut *c)
+            .await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (space_id, user_id) {conflict}"
@@ -573,7 +782,7 @@ async fn upsert_space_member(
     .bind(space)
     .bind(user)
     .bind(role)
-    .bind(at)
+    .bind(change.at)
     .execute(&mut *c)
     .await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -583,7 +792,17 @@ async fn upsert_space_member(
     .bind(user)
     .fetch_one(&mut *c)
     .await?;
-    member_from_row(&row).map_err(StoreError::from)
+    let member = member_from_row(&row)?;
+    record_member(
+        c,
+        account,
+        change,
+        ("space", space),
+        before.as_deref(),
+        &member,
+    )
+    .await?;
+    Ok(member)
 }
 
 // --- sessions -------------------------------------------------------------------
@@ -667,17 +886,24 @@ async fn insert_next_tokens(
 /// every access token they produced; returns those tokens.
 async fn revoke_sessions(
     c: &mut Conn,
+    account: Uuid,
     filter: &'static str,
     value: Uuid,
-    at: OffsetDateTime,
+    change: &Change,
 ) -> Result<sessions::Revoked> {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $1) WHERE {filter}"
+    let at = change.at;
+    let ended: Vec<(Uuid, Uuid)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE sessions SET revoked_at = $1 WHERE {filter} AND revoked_at IS NULL RETURNING id, user_id"
     )))
     .bind(at)
     .bind(value)
-    .execute(&mut *c)
+    .fetch_all(&mut *c)
     .await?;
+    for (session, user) in ended {
+        let data = serde_json::json!({"id": session, "user_id": user, "revoked_at": at});
+        let subject = ("session", session.to_string());
+        record(c, Some(account), change, "session.revoked", subject, &data).await?;
+    }
     let tokens = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE tokens SET revoked_at = $1 WHERE session_id IN (SELECT id FROM sessions WHERE {filter}) \
          AND revoked_at IS NULL RETURNING id"
@@ -807,8 +1033,8 @@ impl Store for Backend {
         all(rows, signing_key_from_row)
     }
 
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()> {
-        let key = key.clone();
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, change: &Change) -> Result<()> {
+        let (key, change) = (key.clone(), change.clone());
         write!(self, |c| {
             sqlx::query(
                 "INSERT INTO signing_keys (kid, private_der, public_x, created_at, retired_at) \
@@ -821,14 +1047,19 @@ impl Store for Backend {
             .bind(key.retired_at)
             .execute(&mut *c)
             .await?;
-            Ok(())
+            record_signing_key(c, &change, "signing_key.created", &key).await
         })
     }
 
     // --- accounts and API keys -----------------------------------------------------
 
-    async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> Result<()> {
-        let (account, key) = (account.clone(), first_key.clone());
+    async fn create_account(
+        &self,
+        account: &Account,
+        first_key: &NewApiKey,
+        change: &Change,
+    ) -> Result<()> {
+        let (account, key, change) = (account.clone(), first_key.clone(), change.clone());
         write!(self, |c| {
             sqlx::query(
                 "INSERT INTO accounts (id, name, settings, created_at) VALUES ($1, $2, $3, $4)",
@@ -839,7 +1070,17 @@ impl Store for Backend {
             .bind(account.created_at)
             .execute(&mut *c)
             .await?;
-            insert_api_key(c, account.id, &key).await
+            let subject = ("account", account.id.to_string());
+            record(
+                c,
+                Some(account.id),
+                &change,
+                "account.created",
+                subject,
+                &account,
+            )
+            .await?;
+            insert_api_key(c, account.id, &key, &change).await
         })
     }
 
@@ -874,16 +1115,20 @@ impl Store for Backend {
     async fn update_custom_fields(
         &self,
         account: Uuid,
-        change: BTreeMap<String, Option<CustomFieldDef>>,
+        fields: BTreeMap<String, Option<CustomFieldDef>>,
+        change: &Change,
     ) -> Result<Settings> {
+        let change = change.clone();
         write!(self, |c| {
-            update_settings(c, account, |s| Ok(s.apply_custom_fields(change)?)).await
+            update_settings(c, account, &change, |s| Ok(s.apply_custom_fields(fields)?)).await
         })
     }
 
-    async fn create_api_key(&self, account: Uuid, key: &NewApiKey) -> Result<()> {
-        let key = key.clone();
-        write!(self, |c| { insert_api_key(c, account, &key).await })
+    async fn create_api_key(&self, account: Uuid, key: &NewApiKey, change: &Change) -> Result<()> {
+        let (key, change) = (key.clone(), change.clone());
+        write!(self, |c| {
+            insert_api_key(c, account, &key, &change).await
+        })
     }
 
     async fn list_api_keys(&self, account: Uuid, page: Page) -> Result<Paged<ApiKey>> {
@@ -899,17 +1144,29 @@ impl Store for Backend {
         paged(rows, page, api_key_from_row, |k| k.id)
     }
 
-    async fn revoke_api_key(&self, account: Uuid, key: Uuid, at: OffsetDateTime) -> Result<()> {
+    async fn revoke_api_key(&self, account: Uuid, key: Uuid, change: &Change) -> Result<()> {
+        let change = change.clone();
         write!(self, |c| {
-            let r = sqlx::query(
-                    "UPDATE api_keys SET revoked_at = $1 WHERE account_id = $2 AND id = $3 AND revoked_at IS NULL",
-                )
-                .bind(at)
-                .bind(account)
-                .bind(key)
-                .execute(&mut *c)
-                .await?;
-            touched(r.rows_affected(), "api key")
+            let row = sqlx::query(
+                "UPDATE api_keys SET revoked_at = $1 WHERE account_id = $2 AND id = $3 AND revoked_at IS NULL \
+                 RETURNING id, name, scope, created_at, last_used_at",
+            )
+            .bind(change.at)
+            .bind(account)
+            .bind(key)
+            .fetch_optional(&mut *c)
+            .await?;
+            let revoked = one(row, api_key_from_row, "api key")?;
+            let subject = ("api_key", key.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "api_key.revoked",
+                subject,
+                &revoked,
+            )
+            .await
         })
     }
 
@@ -950,9 +1207,10 @@ impl Store for Backend {
         account: Uuid,
         id: Uuid,
         room: &NewRoom,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Room> {
-        let room = room.clone();
+        let (room, change) = (room.clone(), change.clone());
+        let at = change.at;
         write!(self, |c| {
             if let Some(space) = room.space_id {
                 exists(
@@ -978,20 +1236,7 @@ impl Store for Backend {
                 .bind(at)
                 .execute(&mut *c)
                 .await?;
-            if let Some(creator) = room.created_by {
-                // The creator (when a user of this account) moderates the room.
-                sqlx::query(
-                        "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
-                         SELECT $1, $2, id, 'moderator', $3 FROM users WHERE account_id = $1 AND id = $4",
-                    )
-                    .bind(account)
-                    .bind(id)
-                    .bind(at)
-                    .bind(creator)
-                    .execute(&mut *c)
-                    .await?;
-            }
-            Ok(Room {
+            let created = Room {
                 id,
                 account_id: account,
                 space_id: room.space_id,
@@ -1001,7 +1246,38 @@ impl Store for Backend {
                 created_by: room.created_by,
                 created_at: at,
                 updated_at: at,
-            })
+            };
+            record(
+                c,
+                Some(account),
+                &change,
+                "room.created",
+                ("room", id.to_string()),
+                &created,
+            )
+            .await?;
+            if let Some(creator) = room.created_by {
+                // The creator (when a user of this account) moderates the room.
+                let joined = sqlx::query(
+                        "INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
+                         SELECT $1, $2, id, 'moderator', $3 FROM users WHERE account_id = $1 AND id = $4",
+                    )
+                    .bind(account)
+                    .bind(id)
+                .bind(at)
+                .bind(creator)
+                .execute(&mut *c)
+                .await?;
+                if joined.rows_affected() == 1 {
+                    let member = Member {
+                        user_id: creator,
+                        role: "moderator".into(),
+                        joined_at: at,
+                    };
+                    record_member(c, account, &change, ("room", id), None, &member).await?;
+                }
+            }
+            Ok(created)
         })
     }
 
@@ -1040,9 +1316,9 @@ impl Store for Backend {
         account: Uuid,
         room: Uuid,
         patch: &RoomPatch,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Room> {
-        let patch = patch.clone();
+        let (patch, change) = (patch.clone(), change.clone());
         write!(self, |c| {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE rooms SET name = COALESCE($1, name), visibility = COALESCE($2, visibility), \
@@ -1052,24 +1328,31 @@ impl Store for Backend {
                 .bind(&patch.name)
                 .bind(patch.visibility.map(Visibility::as_str))
                 .bind(patch.is_default)
-                .bind(at)
-                .bind(account)
-                .bind(room)
-                .fetch_optional(&mut *c)
-                .await?;
-            one(row, room_from_row, "room")
+            .bind(change.at)
+            .bind(account)
+            .bind(room)
+            .fetch_optional(&mut *c)
+            .await?;
+            let updated = one(row, room_from_row, "room")?;
+            let subject = ("room", room.to_string());
+            record(c, Some(account), &change, "room.updated", subject, &updated).await?;
+            Ok(updated)
         })
     }
 
-    async fn delete_room(&self, account: Uuid, room: Uuid) -> Result<()> {
+    async fn delete_room(&self, account: Uuid, room: Uuid, change: &Change) -> Result<()> {
+        let change = change.clone();
         write!(self, |c| {
             // Memberships go with the room (ON DELETE CASCADE).
-            let r = sqlx::query("DELETE FROM rooms WHERE account_id = $1 AND id = $2")
-                .bind(account)
-                .bind(room)
-                .execute(&mut *c)
-                .await?;
-            touched(r.rows_affected(), "room")
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM rooms WHERE account_id = $1 AND id = $2 RETURNING {ROOM_COLUMNS}"
+            )))
+            .bind(account)
+            .bind(room)
+            .fetch_all(&mut *c)
+            .await?;
+            touched(rows.len() as u64, "room")?;
+            record_deleted_rooms(c, account, &change, rows).await
         })
     }
 
@@ -1251,8 +1534,8 @@ impl Store for Backend {
 
     // --- spaces ---------------------------------------------------------------------
 
-    async fn create_space(&self, account: Uuid, space: &Space) -> Result<Space> {
-        let space = space.clone();
+    async fn create_space(&self, account: Uuid, space: &Space, change: &Change) -> Result<Space> {
+        let (space, change) = (space.clone(), change.clone());
         write!(self, |c| {
             sqlx::query(
                     "INSERT INTO spaces (id, account_id, name, visibility, created_by, created_at, updated_at) \
@@ -1265,19 +1548,29 @@ impl Store for Backend {
                 .bind(space.created_by)
                 .bind(space.created_at)
                 .bind(space.updated_at)
-                .execute(&mut *c)
-                .await?;
+            .execute(&mut *c)
+            .await?;
+            let subject = ("space", space.id.to_string());
+            record(c, Some(account), &change, "space.created", subject, &space).await?;
             if let Some(creator) = space.created_by {
-                sqlx::query(
+                let joined = sqlx::query(
                         "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) \
                          SELECT $1, $2, id, 'owner', $3 FROM users WHERE account_id = $1 AND id = $4",
                     )
                     .bind(account)
                     .bind(space.id)
                     .bind(space.created_at)
-                    .bind(creator)
-                    .execute(&mut *c)
-                    .await?;
+                .bind(creator)
+                .execute(&mut *c)
+                .await?;
+                if joined.rows_affected() == 1 {
+                    let member = Member {
+                        user_id: creator,
+                        role: "owner".into(),
+                        joined_at: space.created_at,
+                    };
+                    record_member(c, account, &change, ("space", space.id), None, &member).await?;
+                }
             }
             Ok(space)
         })
@@ -1321,9 +1614,9 @@ impl Store for Backend {
         space: Uuid,
         name: Option<&str>,
         visibility: Option<Visibility>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Space> {
-        let name = name.map(str::to_owned);
+        let (name, change) = (name.map(str::to_owned), change.clone());
         write!(self, |c| {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE spaces SET name = COALESCE($1, name), visibility = COALESCE($2, visibility), \
@@ -1331,28 +1624,47 @@ impl Store for Backend {
                 )))
                 .bind(name)
                 .bind(visibility.map(Visibility::as_str))
-                .bind(at)
-                .bind(account)
-                .bind(space)
-                .fetch_optional(&mut *c)
-                .await?;
-            one(row, space_from_row, "space")
+            .bind(change.at)
+            .bind(account)
+            .bind(space)
+            .fetch_optional(&mut *c)
+            .await?;
+            let updated = one(row, space_from_row, "space")?;
+            let subject = ("space", space.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "space.updated",
+                subject,
+                &updated,
+            )
+            .await?;
+            Ok(updated)
         })
     }
 
-    async fn delete_space(&self, account: Uuid, space: Uuid) -> Result<()> {
+    async fn delete_space(&self, account: Uuid, space: Uuid, change: &Change) -> Result<()> {
+        let change = change.clone();
         write!(self, |c| {
-            sqlx::query("DELETE FROM rooms WHERE account_id = $1 AND space_id = $2")
-                .bind(account)
-                .bind(space)
-                .execute(&mut *c)
-                .await?;
-            let r = sqlx::query("DELETE FROM spaces WHERE account_id = $1 AND id = $2")
-                .bind(account)
-                .bind(space)
-                .execute(&mut *c)
-                .await?;
-            touched(r.rows_affected(), "space")
+            let rooms = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM rooms WHERE account_id = $1 AND space_id = $2 RETURNING {ROOM_COLUMNS}"
+            )))
+            .bind(account)
+            .bind(space)
+            .fetch_all(&mut *c)
+            .await?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM spaces WHERE account_id = $1 AND id = $2 RETURNING {SPACE_COLUMNS}"
+            )))
+            .bind(account)
+            .bind(space)
+            .fetch_optional(&mut *c)
+            .await?;
+            let gone = one(row, space_from_row, "space")?;
+            record_deleted_rooms(c, account, &change, rooms).await?;
+            let subject = ("space", space.to_string());
+            record(c, Some(account), &change, "space.deleted", subject, &gone).await
         })
     }
 
@@ -1380,8 +1692,9 @@ impl Store for Backend {
         user: Uuid,
         role: SpaceRole,
         only_if_absent: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member> {
+        let change = change.clone();
         write!(self, |c| {
             exists(
                 c,
@@ -1404,21 +1717,20 @@ impl Store for Backend {
             } else {
                 "DO UPDATE SET role = excluded.role"
             };
-            upsert_space_member(c, account, space, user, role.as_str(), conflict, at).await
+            upsert_space_member(c, account, space, user, role.as_str(), conflict, &change).await
         })
     }
 
-    async fn remove_space_member(&self, account: Uuid, space: Uuid, user: Uuid) -> Result<()> {
+    async fn remove_space_member(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        user: Uuid,
+        change: &Change,
+    ) -> Result<()> {
+        let change = change.clone();
         write!(self, |c| {
-            let r = sqlx::query(
-                    "DELETE FROM space_members WHERE account_id = $1 AND space_id = $2 AND user_id = $3",
-                )
-                .bind(account)
-                .bind(space)
-                .bind(user)
-                .execute(&mut *c)
-                .await?;
-            touched(r.rows_affected(), "member")
+            remove_member(c, account, ("space", space), user, &change).await
         })
     }
 
@@ -1483,8 +1795,10 @@ impl Store for Backend {
         user: Uuid,
         role: RoomRole,
         only_if_absent: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member> {
+        let change = change.clone();
+        let at = change.at;
         write!(self, |c| {
             exists(
                 c,
@@ -1551,21 +1865,30 @@ impl Store for Backend {
             .bind(user)
             .fetch_one(&mut *c)
             .await?;
-            member_from_row(&row).map_err(StoreError::from)
+            let member = member_from_row(&row)?;
+            record_member(
+                c,
+                account,
+                &change,
+                ("room", room),
+                existing.as_deref(),
+                &member,
+            )
+            .await?;
+            Ok(member)
         })
     }
 
-    async fn remove_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<()> {
+    async fn remove_room_member(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        user: Uuid,
+        change: &Change,
+    ) -> Result<()> {
+        let change = change.clone();
         write!(self, |c| {
-            let r = sqlx::query(
-                "DELETE FROM room_members WHERE account_id = $1 AND room_id = $2 AND user_id = $3",
-            )
-            .bind(account)
-            .bind(room)
-            .bind(user)
-            .execute(&mut *c)
-            .await?;
-            touched(r.rows_affected(), "member")
+            remove_member(c, account, ("room", room), user, &change).await
         })
     }
 
@@ -1590,8 +1913,8 @@ impl Store for Backend {
 
     // --- custom roles -----------------------------------------------------------------
 
-    async fn create_role(&self, account: Uuid, role: &Role) -> Result<Role> {
-        let role = role.clone();
+    async fn create_role(&self, account: Uuid, role: &Role, change: &Change) -> Result<Role> {
+        let (role, change) = (role.clone(), change.clone());
         let id = Uuid::try_parse(&role.id).map_err(|e| StoreError::Other(e.into()))?;
         write!(self, |c| {
             sqlx::query(
@@ -1604,9 +1927,11 @@ impl Store for Backend {
                 .bind(role.name.to_lowercase())
                 .bind(&role.description)
                 .bind(Json(&role.permissions))
-                .bind(role.created_at)
-                .execute(&mut *c)
-                .await?;
+            .bind(role.created_at)
+            .execute(&mut *c)
+            .await?;
+            let subject = ("role", role.id.clone());
+            record(c, Some(account), &change, "role.created", subject, &role).await?;
             Ok(role)
         })
     }
@@ -1640,8 +1965,9 @@ impl Store for Backend {
         name: Option<&str>,
         description: Option<Option<&str>>,
         permissions: Option<&[Permission]>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Role> {
+        let change = change.clone();
         let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
         let name = name.map(str::to_owned);
         let description = description.map(|d| d.map(str::to_owned));
@@ -1658,16 +1984,20 @@ impl Store for Backend {
             .bind(description.is_some())
             .bind(description.flatten())
             .bind(permissions.map(Json))
-            .bind(at)
+            .bind(change.at)
             .bind(account)
             .bind(id)
             .fetch_optional(&mut *c)
             .await?;
-            one(row, role_from_row, "role")
+            let updated = one(row, role_from_row, "role")?;
+            let subject = ("role", updated.id.clone());
+            record(c, Some(account), &change, "role.updated", subject, &updated).await?;
+            Ok(updated)
         })
     }
 
-    async fn delete_role(&self, account: Uuid, role: &str) -> Result<()> {
+    async fn delete_role(&self, account: Uuid, role: &str, change: &Change) -> Result<()> {
+        let change = change.clone();
         let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
         let role = role.to_owned();
         write!(self, |c| {
@@ -1696,19 +2026,35 @@ impl Store for Backend {
                     "users still hold this role; take it from them first",
                 ));
             }
-            sqlx::query("DELETE FROM roles WHERE account_id = $1 AND id = $2")
-                .bind(account)
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
-            Ok(())
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM roles WHERE account_id = $1 AND id = $2 RETURNING {ROLE_COLUMNS}"
+            )))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+            let gone = one(row, role_from_row, "role")?;
+            record(
+                c,
+                Some(account),
+                &change,
+                "role.deleted",
+                ("role", role),
+                &gone,
+            )
+            .await
         })
     }
 
     // --- invites ------------------------------------------------------------------------
 
-    async fn create_invite(&self, account: Uuid, invite: &Invite) -> Result<Invite> {
-        let invite = invite.clone();
+    async fn create_invite(
+        &self,
+        account: Uuid,
+        invite: &Invite,
+        change: &Change,
+    ) -> Result<Invite> {
+        let (invite, change) = (invite.clone(), change.clone());
         write!(self, |c| {
             exists(
                 c,
@@ -1729,9 +2075,19 @@ impl Store for Backend {
                 .bind(i32::try_from(invite.max_uses).unwrap_or(i32::MAX))
                 .bind(invite.expires_at)
                 .bind(invite.created_by)
-                .bind(invite.created_at)
-                .execute(&mut *c)
-                .await?;
+            .bind(invite.created_at)
+            .execute(&mut *c)
+            .await?;
+            let subject = ("invite", invite.id.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "invite.created",
+                subject,
+                &invite,
+            )
+            .await?;
             Ok(invite)
         })
     }
@@ -1755,20 +2111,37 @@ impl Store for Backend {
         account: Uuid,
         space: Uuid,
         invite: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<()> {
+        let change = change.clone();
         write!(self, |c| {
-            let r = sqlx::query(
-                "UPDATE invites SET revoked_at = COALESCE(revoked_at, $1) \
-                     WHERE account_id = $2 AND space_id = $3 AND id = $4",
-            )
-            .bind(at)
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE invites SET revoked_at = $1 WHERE account_id = $2 AND space_id = $3 AND id = $4 \
+                 AND revoked_at IS NULL RETURNING {INVITE_COLUMNS}"
+            )))
+            .bind(change.at)
             .bind(account)
             .bind(space)
             .bind(invite)
-            .execute(&mut *c)
+            .fetch_optional(&mut *c)
             .await?;
-            touched(r.rows_affected(), "invite")
+            let Some(row) = row else {
+                // Revoked before (no change) or not there at all.
+                let sql =
+                    "SELECT 1 FROM invites WHERE account_id = $1 AND space_id = $2 AND id = $3";
+                return exists_in(c, sql, account, (space, invite), "invite").await;
+            };
+            let revoked = invite_from_row(&row)?;
+            let subject = ("invite", invite.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "invite.revoked",
+                subject,
+                &revoked,
+            )
+            .await
         })
     }
 
@@ -1778,8 +2151,10 @@ impl Store for Backend {
         space: Uuid,
         invite: Uuid,
         user: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member> {
+        let change = change.clone();
+        let at = change.at;
         write!(self, |c| {
             // One conditional update: of concurrent activations of a
             // one-use invite exactly one sees a row.
@@ -1817,14 +2192,38 @@ impl Store for Backend {
                     WHEN space_members.role = 'owner' THEN 'owner' \
                     WHEN space_members.role = 'moderator' OR excluded.role = 'moderator' THEN 'moderator' \
                     ELSE 'user' END";
-            upsert_space_member(c, account, space, user, found.role.as_str(), conflict, at).await
+            let subject = ("invite", invite.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "invite.activated",
+                subject,
+                &found,
+            )
+            .await?;
+            upsert_space_member(
+                c,
+                account,
+                space,
+                user,
+                found.role.as_str(),
+                conflict,
+                &change,
+            )
+            .await
         })
     }
 
     // --- guest access links -----------------------------------------------------------------
 
-    async fn create_link(&self, account: Uuid, link: &AccessLink) -> Result<AccessLink> {
-        let link = link.clone();
+    async fn create_link(
+        &self,
+        account: Uuid,
+        link: &AccessLink,
+        change: &Change,
+    ) -> Result<AccessLink> {
+        let (link, change) = (link.clone(), change.clone());
         write!(self, |c| {
             exists(
                 c,
@@ -1848,9 +2247,19 @@ impl Store for Backend {
                 .bind(link.is_permanent)
                 .bind(link.expires_at)
                 .bind(link.created_by)
-                .bind(link.created_at)
-                .execute(&mut *c)
-                .await?;
+            .bind(link.created_at)
+            .execute(&mut *c)
+            .await?;
+            let subject = ("access_link", link.id.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "access_link.created",
+                subject,
+                &link,
+            )
+            .await?;
             Ok(link)
         })
     }
@@ -1874,24 +2283,43 @@ impl Store for Backend {
         account: Uuid,
         room: Uuid,
         link: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<()> {
+        let change = change.clone();
         write!(self, |c| {
-            let r = sqlx::query(
-                "UPDATE access_links SET revoked_at = COALESCE(revoked_at, $1) \
-                     WHERE account_id = $2 AND room_id = $3 AND id = $4",
-            )
-            .bind(at)
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE access_links SET revoked_at = $1 WHERE account_id = $2 AND room_id = $3 AND id = $4 \
+                 AND revoked_at IS NULL RETURNING {LINK_COLUMNS}"
+            )))
+            .bind(change.at)
             .bind(account)
             .bind(room)
             .bind(link)
-            .execute(&mut *c)
+            .fetch_optional(&mut *c)
             .await?;
-            touched(r.rows_affected(), "access link")
+            let Some(row) = row else {
+                // Revoked before (no change) or not there at all.
+                let sql =
+                    "SELECT 1 FROM access_links WHERE account_id = $1 AND room_id = $2 AND id = $3";
+                return exists_in(c, sql, account, (room, link), "access link").await;
+            };
+            let revoked = link_from_row(&row)?;
+            let subject = ("access_link", link.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "access_link.revoked",
+                subject,
+                &revoked,
+            )
+            .await
         })
     }
 
-    async fn use_link(&self, account: Uuid, link: Uuid, at: OffsetDateTime) -> Result<AccessLink> {
+    async fn use_link(&self, account: Uuid, link: Uuid, change: &Change) -> Result<AccessLink> {
+        let change = change.clone();
+        let at = change.at;
         write!(self, |c| {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {LINK_COLUMNS} FROM access_links WHERE account_id = $1 AND id = $2{}",
@@ -1912,6 +2340,20 @@ impl Store for Backend {
                     .execute(&mut *c)
                     .await?;
             }
+            let used = AccessLink {
+                used_at: Some(at),
+                ..found.clone()
+            };
+            let subject = ("access_link", link.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "access_link.used",
+                subject,
+                &used,
+            )
+            .await?;
             Ok(found)
         })
     }
@@ -2042,8 +2484,13 @@ impl Store for Backend {
         })
     }
 
-    async fn create_session(&self, account: Uuid, s: &sessions::NewSession) -> Result<()> {
-        let s = s.clone();
+    async fn create_session(
+        &self,
+        account: Uuid,
+        s: &sessions::NewSession,
+        change: &Change,
+    ) -> Result<()> {
+        let (s, change) = (s.clone(), change.clone());
         write!(self, |c| {
             sqlx::query(
                 "INSERT INTO sessions (id, account_id, user_id, created_at, revoked_at) \
@@ -2055,7 +2502,18 @@ impl Store for Backend {
             .bind(s.created_at)
             .execute(&mut *c)
             .await?;
-            insert_next_tokens(c, account, s.id, s.user_id, &s.tokens).await
+            insert_next_tokens(c, account, s.id, s.user_id, &s.tokens).await?;
+            let data =
+                serde_json::json!({"id": s.id, "user_id": s.user_id, "created_at": s.created_at});
+            record(
+                c,
+                Some(account),
+                &change,
+                "session.created",
+                ("session", s.id.to_string()),
+                &data,
+            )
+            .await
         })
     }
 
@@ -2073,9 +2531,10 @@ impl Store for Backend {
         account: Uuid,
         presented: &[u8],
         next: &sessions::NextTokens,
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Refreshed> {
-        let (presented, next) = (presented.to_vec(), next.clone());
+        let (presented, next, change) = (presented.to_vec(), next.clone(), change.clone());
+        let now = change.at;
         write!(self, |c| {
             // The refresh token's row lock (PostgreSQL) makes spending it
             // and finding it spent one step: of two concurrent refreshes
@@ -2102,7 +2561,7 @@ impl Store for Backend {
                 return Ok(sessions::Refreshed::Invalid);
             };
             if used {
-                let mut revoked = revoke_sessions(c, "id = $2", session, now).await?;
+                let mut revoked = revoke_sessions(c, account, "id = $2", session, &change).await?;
                 revoked.user_id = Some(user);
                 return Ok(sessions::Refreshed::Reused {
                     user_id: user,
@@ -2118,6 +2577,16 @@ impl Store for Backend {
                 .execute(&mut *c)
                 .await?;
             insert_next_tokens(c, account, session, user, &next).await?;
+            let data = serde_json::json!({"id": session, "user_id": user, "refreshed_at": now});
+            record(
+                c,
+                Some(account),
+                &change,
+                "session.refreshed",
+                ("session", session.to_string()),
+                &data,
+            )
+            .await?;
             let fresh = select_user(c, account, user, false).await?;
             Ok(sessions::Refreshed::Rotated(Box::new(fresh)))
         })
@@ -2127,9 +2596,10 @@ impl Store for Backend {
         &self,
         account: Uuid,
         by: &sessions::SessionRef,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Revoked> {
-        let by = by.clone();
+        let (by, change) = (by.clone(), change.clone());
+        let at = change.at;
         write!(self, |c| {
             let found: Option<(Option<Uuid>, Uuid, Uuid)> = match &by {
                     sessions::SessionRef::Refresh(hash) => sqlx::query_as(
@@ -2146,7 +2616,7 @@ impl Store for Backend {
                 .await?;
             let (session, token, user) = found.ok_or(StoreError::NotFound("session"))?;
             let mut revoked = match session {
-                Some(session) => revoke_sessions(c, "id = $2", session, at).await?,
+                Some(session) => revoke_sessions(c, account, "id = $2", session, &change).await?,
                 None => {
                     sqlx::query(
                         "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
@@ -2155,6 +2625,7 @@ impl Store for Backend {
                     .bind(token)
                     .execute(&mut *c)
                     .await?;
+                    record_token_revoked(c, account, &change, token, user).await?;
                     sessions::Revoked {
                         user_id: None,
                         tokens: vec![token],
@@ -2173,11 +2644,13 @@ impl Store for Backend {
         hash: &str,
         revoke_others: bool,
         keep_token: Option<Uuid>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Revoked> {
-        let hash = hash.to_owned();
+        let (hash, change) = (hash.to_owned(), change.clone());
+        let at = change.at;
         write!(self, |c| {
             store_password(c, account, user, &hash, true, at).await?;
+            record_password_changed(c, account, &change, user).await?;
             let mut revoked = sessions::Revoked {
                 user_id: Some(user),
                 tokens: vec![],
@@ -2217,8 +2690,9 @@ impl Store for Backend {
         account: Uuid,
         token: &TokenRecord,
         max_live: i64,
+        change: &Change,
     ) -> Result<sessions::Revoked> {
-        let token = token.clone();
+        let (token, change) = (token.clone(), change.clone());
         write!(self, |c| {
             // The user's row lock serializes the cap: concurrent issues
             // for one user count one after another.
@@ -2264,6 +2738,19 @@ impl Store for Backend {
             .bind(max_live)
             .fetch_all(&mut *c)
             .await?;
+            let subject = ("token", token.id.to_string());
+            let data = serde_json::json!({
+                "id": token.id,
+                "user_id": token.user_id,
+                "kind": token.kind,
+                "room_id": token.room_id,
+                "created_at": token.created_at,
+                "expires_at": token.expires_at,
+            });
+            record(c, Some(account), &change, "token.issued", subject, &data).await?;
+            for &old in &tokens {
+                record_token_revoked(c, account, &change, old, token.user_id).await?;
+            }
             Ok(sessions::Revoked {
                 user_id: Some(token.user_id),
                 tokens,
@@ -2307,30 +2794,33 @@ impl Store for Backend {
         account: Uuid,
         user: Uuid,
         token: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::TokenInfo> {
+        let change = change.clone();
         write!(self, |c| {
             let row: Option<TokenInfoRow> = sqlx::query_as(
                 "UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) \
                      WHERE account_id = $2 AND user_id = $3 AND id = $4 AND kind = 'user' \
                      RETURNING id, room_id, created_at, expires_at, revoked_at",
             )
-            .bind(at)
+            .bind(change.at)
             .bind(account)
             .bind(user)
             .bind(token)
             .fetch_optional(&mut *c)
             .await?;
-            row.map(token_info).ok_or(StoreError::NotFound("token"))
+            let info = row.map(token_info).ok_or(StoreError::NotFound("token"))?;
+            // Revoked again: no change, no event.
+            if info.revoked_at == Some(change.at) {
+                record_token_revoked(c, account, &change, token, user).await?;
+            }
+            Ok(info)
         })
     }
 
-    async fn revoke_tokens_before(
-        &self,
-        account: Uuid,
-        user: Uuid,
-        at: OffsetDateTime,
-    ) -> Result<()> {
+    async fn revoke_tokens_before(&self, account: Uuid, user: Uuid, change: &Change) -> Result<()> {
+        let change = change.clone();
+        let at = change.at;
         write!(self, |c| {
             let r = sqlx::query(
                 "UPDATE users SET tokens_valid_after = $1 WHERE account_id = $2 AND id = $3",
@@ -2341,14 +2831,17 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             touched(r.rows_affected(), "user")?;
-            sqlx::query(
-                "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            let ended: Vec<Uuid> = sqlx::query_scalar(
+                "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
             )
             .bind(at)
             .bind(user)
-            .execute(&mut *c)
+            .fetch_all(&mut *c)
             .await?;
-            revoke_sessions(c, "user_id = $2", user, at).await?;
+            for token in ended {
+                record_token_revoked(c, account, &change, token, user).await?;
+            }
+            revoke_sessions(c, account, "user_id = $2", user, &change).await?;
             Ok(())
         })
     }
@@ -2357,10 +2850,11 @@ impl Store for Backend {
         &self,
         account: Uuid,
         signup: &SignupSettings,
+        change: &Change,
     ) -> Result<Settings> {
-        let signup = signup.clone();
+        let (signup, change) = (signup.clone(), change.clone());
         write!(self, |c| {
-            update_settings(c, account, |s| {
+            update_settings(c, account, &change, |s| {
                 s.signup = signup;
                 Ok(())
             })
@@ -2372,8 +2866,9 @@ impl Store for Backend {
         &self,
         account: Uuid,
         r: &sessions::NewPasswordReset,
+        change: &Change,
     ) -> Result<()> {
-        let r = r.clone();
+        let (r, change) = (r.clone(), change.clone());
         write!(self, |c| {
             sqlx::query(
                     "INSERT INTO password_resets (hash, account_id, user_id, created_at, expires_at, used_at) \
@@ -2386,7 +2881,18 @@ impl Store for Backend {
                 .bind(r.expires_at)
                 .execute(&mut *c)
                 .await?;
-            insert_mail(c, &r.mail).await
+            insert_mail(c, &r.mail).await?;
+            let data = serde_json::json!({"user_id": r.user_id, "expires_at": r.expires_at});
+            let subject = ("user", r.user_id.to_string());
+            record(
+                c,
+                Some(account),
+                &change,
+                "user.password_reset_requested",
+                subject,
+                &data,
+            )
+            .await
         })
     }
 
@@ -2395,9 +2901,11 @@ impl Store for Backend {
         account: Uuid,
         hash: &[u8],
         password_hash: &str,
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<Option<sessions::Revoked>> {
         let (hash, password_hash) = (hash.to_vec(), password_hash.to_owned());
+        let change = change.clone();
+        let now = change.at;
         write!(self, |c| {
             let user: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "UPDATE password_resets SET used_at = $1 WHERE hash = $2 AND account_id = $3 \
@@ -2419,7 +2927,8 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             store_password(c, account, user, &password_hash, true, now).await?;
-            let mut revoked = revoke_sessions(c, "user_id = $2", user, now).await?;
+            record_password_changed(c, account, &change, user).await?;
+            let mut revoked = revoke_sessions(c, account, "user_id = $2", user, &change).await?;
             revoked.user_id = Some(user);
             Ok(Some(revoked))
         })
@@ -2505,9 +3014,10 @@ impl Store for Backend {
         &self,
         account: Uuid,
         hash: &[u8],
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<Option<User>> {
-        let hash = hash.to_vec();
+        let (hash, change) = (hash.to_vec(), change.clone());
+        let now = change.at;
         write!(self, |c| {
             let found: Option<(Uuid, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE email_verifications SET used_at = $1 WHERE hash = $2 AND account_id = $3 \
@@ -2536,14 +3046,21 @@ impl Store for Backend {
             if r.rows_affected() == 0 {
                 return Ok(None);
             }
-            Ok(Some(select_user(c, account, user, false).await?))
+            let verified = select_user(c, account, user, false).await?;
+            insert_user_events(c, account, &change, &["user.updated"], &verified).await?;
+            Ok(Some(verified))
         })
     }
 
-    async fn set_email_settings(&self, account: Uuid, email: &EmailSettings) -> Result<Settings> {
-        let email = email.clone();
+    async fn set_email_settings(
+        &self,
+        account: Uuid,
+        email: &EmailSettings,
+        change: &Change,
+    ) -> Result<Settings> {
+        let (email, change) = (email.clone(), change.clone());
         write!(self, |c| {
-            update_settings(c, account, |s| {
+            update_settings(c, account, &change, |s| {
                 s.email = email;
                 Ok(())
             })
@@ -2551,11 +3068,11 @@ impl Store for Backend {
         })
     }
 
-    async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()> {
-        let key = key.clone();
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, change: &Change) -> Result<()> {
+        let (key, change) = (key.clone(), change.clone());
         write!(self, |c| {
             sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-                .bind(at)
+                .bind(change.at)
                 .execute(&mut *c)
                 .await?;
             sqlx::query(
@@ -2568,7 +3085,7 @@ impl Store for Backend {
             .bind(key.created_at)
             .execute(&mut *c)
             .await?;
-            Ok(())
+            record_signing_key(c, &change, "signing_key.rotated", &key).await
         })
     }
 }
