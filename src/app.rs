@@ -246,7 +246,12 @@ pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<String> {
         crate::tokens::KeyCipher::new(config.signing_key_master_key.as_deref()),
     )
     .await?;
-    keys.rotate(store.as_ref()).await
+    keys.rotate(
+        store.as_ref(),
+        crate::domain::event::ActorRef::OPERATOR,
+        None,
+    )
+    .await
 }
 
 /// Re-reads the signing keys every minute, so a rotation made on another

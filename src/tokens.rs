@@ -19,6 +19,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::domain::access::AccessLink;
+use crate::domain::event::{ActorRef, Change};
 use crate::store::{SigningKeyRecord, Store};
 
 /// Lifetime of a `user` token (CollabKit: 90 days).
@@ -211,7 +212,10 @@ impl Keys {
         let mut records = store.signing_keys().await?;
         if records.iter().all(|r| r.retired_at.is_some()) {
             let key = generate_key(crate::domain::time::now())?;
-            store.insert_signing_key(&cipher.seal(&key)?).await?;
+            let change = Change::system(key.created_at);
+            store
+                .insert_signing_key(&cipher.seal(&key)?, &change)
+                .await?;
             records = store.signing_keys().await?;
         }
         let set = build_set(&cipher.open_all(records)?, crate::domain::time::now())?;
@@ -402,11 +406,16 @@ impl Keys {
 
     /// Retires the signing key(s) in use and makes a new one the signer;
     /// the old ones keep verifying for [`RETIRED_KEY_KEPT`]. Returns the new kid.
-    pub async fn rotate(&self, store: &dyn Store) -> anyhow::Result<String> {
+    pub async fn rotate(
+        &self,
+        store: &dyn Store,
+        by: ActorRef,
+        request_id: Option<String>,
+    ) -> anyhow::Result<String> {
         let now = crate::domain::time::now();
         let key = generate_key(now)?;
         store
-            .rotate_signing_key(&self.cipher.seal(&key)?, now)
+            .rotate_signing_key(&self.cipher.seal(&key)?, &Change::new(now, by, request_id))
             .await?;
         self.reload(store).await?;
         Ok(key.kid)

@@ -11,7 +11,7 @@ use uuid::Uuid;
 /// Who an event names as its actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ActorRef {
-    /// `api_key`, `user`, `operator` or `system`.
+    /// `api_key`, `user`, `operator`, `anonymous` or `system`.
     pub kind: &'static str,
     pub id: Option<Uuid>,
 }
@@ -25,6 +25,19 @@ impl ActorRef {
         kind: "operator",
         id: None,
     };
+    /// Nobody signed in yet: a login, a sign-up, a password reset or a
+    /// guest link, before the request proves who it is.
+    pub const ANONYMOUS: ActorRef = ActorRef {
+        kind: "anonymous",
+        id: None,
+    };
+
+    pub fn user(id: Uuid) -> Self {
+        Self {
+            kind: "user",
+            id: Some(id),
+        }
+    }
 }
 
 /// The context of one change, handed to storage with it: when, by whom, in
@@ -37,6 +50,14 @@ pub struct Change {
 }
 
 impl Change {
+    pub fn new(at: OffsetDateTime, actor: ActorRef, request_id: Option<String>) -> Self {
+        Self {
+            at,
+            actor,
+            request_id,
+        }
+    }
+
     /// A change made by the server itself (a background job, the CLI).
     pub fn system(at: OffsetDateTime) -> Self {
         Self {

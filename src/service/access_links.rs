@@ -72,7 +72,10 @@ pub async fn create(app: &App, actor: &Actor, room: Uuid, req: CreateAccess) -> 
         created_at: now,
     };
     let token = app.keys.issue_guest_token(actor.account_id, &link, now)?;
-    let link = app.store.create_link(actor.account_id, &link).await?;
+    let link = app
+        .store
+        .create_link(actor.account_id, &link, &actor.change())
+        .await?;
     let base = super::public_base(app);
     let mut url = url::Url::parse(&format!("{base}/rooms/{}", room.id))
         .map_err(|e| anyhow::anyhow!("public_url is not a URL: {e}"))?;
@@ -111,7 +114,7 @@ pub async fn revoke(app: &App, actor: &Actor, room: Uuid, link: Uuid) -> Result<
     let (room, standing) = in_room(app, actor, room).await?;
     may_manage(actor, &room, &standing)?;
     app.store
-        .revoke_link(actor.account_id, room.id, link, time::now())
+        .revoke_link(actor.account_id, room.id, link, &actor.change())
         .await?;
     app.bus.publish(BusEvent::Kick {
         account_id: actor.account_id,
@@ -129,7 +132,7 @@ pub async fn open(app: &App, actor: &Actor) -> Result<AccessLink> {
     };
     match app
         .store
-        .use_link(actor.account_id, link_id, time::now())
+        .use_link(actor.account_id, link_id, &actor.change())
         .await
     {
         Ok(link) if link.room_id == room_id => Ok(link),

@@ -16,7 +16,7 @@ pub struct Created {
 }
 
 /// Creates an account and its first API key.
-pub async fn create(app: &App, _operator: &Operator, name: &str) -> Result<Created> {
+pub async fn create(app: &App, operator: &Operator, name: &str) -> Result<Created> {
     let account = Account {
         id: Uuid::now_v7(),
         name: account_name(name)?,
@@ -30,7 +30,9 @@ pub async fn create(app: &App, _operator: &Operator, name: &str) -> Result<Creat
         secret_hash: hash,
         created_at: account.created_at,
     };
-    app.store.create_account(&account, &key).await?;
+    app.store
+        .create_account(&account, &key, &operator.change())
+        .await?;
     Ok(Created {
         account,
         api_key: secret.full,

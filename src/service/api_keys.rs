@@ -35,7 +35,9 @@ pub async fn create(app: &App, actor: &Actor, req: CreateKey) -> Result<Created>
         secret_hash: hash,
         created_at: crate::domain::time::now(),
     };
-    app.store.create_api_key(actor.account_id, &new).await?;
+    app.store
+        .create_api_key(actor.account_id, &new, &actor.change())
+        .await?;
     Ok(Created {
         secret: secret.full,
         key: ApiKey {
@@ -61,7 +63,7 @@ pub async fn list(app: &App, actor: &Actor, page: Result<Page>) -> Result<Paged<
 pub async fn revoke(app: &App, actor: &Actor, key: Uuid) -> Result<()> {
     actor.require(Permission::ManageApiKeys)?;
     app.store
-        .revoke_api_key(actor.account_id, key, crate::domain::time::now())
+        .revoke_api_key(actor.account_id, key, &actor.change())
         .await?;
     app.forget_api_key(key);
     Ok(())

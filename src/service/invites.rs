@@ -48,7 +48,10 @@ pub async fn create(app: &App, actor: &Actor, space: Uuid, req: CreateInvite) ->
         created_by: actor.user_id(),
         created_at: now,
     };
-    Ok(app.store.create_invite(actor.account_id, &invite).await?)
+    Ok(app
+        .store
+        .create_invite(actor.account_id, &invite, &actor.change())
+        .await?)
 }
 
 /// Lists a space's invites. The owner, moderators, API keys, `manage-rooms`.
@@ -76,7 +79,7 @@ pub async fn revoke(app: &App, actor: &Actor, space: Uuid, invite: Uuid) -> Resu
         return Err(standing.refuse("the space's owner or a moderator"));
     }
     app.store
-        .revoke_invite(actor.account_id, space.id, invite, time::now())
+        .revoke_invite(actor.account_id, space.id, invite, &actor.change())
         .await?;
     Ok(())
 }
@@ -87,6 +90,6 @@ pub async fn activate(app: &App, actor: &Actor, space: Uuid, invite: Uuid) -> Re
     let user = user_only(actor, "activate an invite")?;
     Ok(app
         .store
-        .activate_invite(actor.account_id, space, invite, user, time::now())
+        .activate_invite(actor.account_id, space, invite, user, &actor.change())
         .await?)
 }

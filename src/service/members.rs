@@ -13,7 +13,6 @@ use super::{Actor, Error, Result};
 use crate::app::App;
 use crate::domain::access::{Member, RoomRole, SpaceRole};
 use crate::domain::room::Visibility;
-use crate::domain::time;
 use crate::realtime::bus::BusEvent;
 use crate::store::{Page, Paged};
 
@@ -43,7 +42,7 @@ pub async fn join_room(app: &App, actor: &Actor, room: Uuid) -> Result<Member> {
             user,
             RoomRole::User,
             true,
-            time::now(),
+            &actor.change(),
         )
         .await?)
 }
@@ -87,7 +86,14 @@ pub async fn put_room(
     }
     Ok(app
         .store
-        .put_room_member(actor.account_id, room.id, target, role, false, time::now())
+        .put_room_member(
+            actor.account_id,
+            room.id,
+            target,
+            role,
+            false,
+            &actor.change(),
+        )
         .await?)
 }
 
@@ -99,7 +105,7 @@ pub async fn remove_room(app: &App, actor: &Actor, room: Uuid, target: Uuid) -> 
         return Err(standing.refuse("a moderator of the room"));
     }
     app.store
-        .remove_room_member(actor.account_id, room.id, target)
+        .remove_room_member(actor.account_id, room.id, target, &actor.change())
         .await?;
     app.bus.publish(BusEvent::RoomClosed {
         account_id: actor.account_id,
@@ -127,7 +133,7 @@ pub async fn join_space(app: &App, actor: &Actor, space: Uuid) -> Result<Member>
             user,
             SpaceRole::User,
             true,
-            time::now(),
+            &actor.change(),
         )
         .await?)
 }
@@ -164,7 +170,14 @@ pub async fn put_space(
     check_outranks(app, actor, &standing, space.id, target, role).await?;
     Ok(app
         .store
-        .put_space_member(actor.account_id, space.id, target, role, false, time::now())
+        .put_space_member(
+            actor.account_id,
+            space.id,
+            target,
+            role,
+            false,
+            &actor.change(),
+        )
         .await?)
 }
 
@@ -228,7 +241,7 @@ pub async fn remove_space(app: &App, actor: &Actor, space: Uuid, target: Uuid) -
         return Err(standing.refuse("the space's owner or a moderator"));
     }
     app.store
-        .remove_space_member(actor.account_id, space.id, target)
+        .remove_space_member(actor.account_id, space.id, target, &actor.change())
         .await?;
     Ok(())
 }

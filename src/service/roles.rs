@@ -62,7 +62,7 @@ pub async fn create(app: &App, actor: &Actor, req: CreateRole) -> Result<Role> {
         created_at: Some(now),
     };
     app.store
-        .create_role(actor.account_id, &role)
+        .create_role(actor.account_id, &role, &actor.change())
         .await
         .map_err(name_conflict)
 }
@@ -110,7 +110,7 @@ pub async fn update(app: &App, actor: &Actor, id: &str, req: UpdateRole) -> Resu
             name.as_deref(),
             description.as_ref().map(|d| d.as_deref()),
             perms.as_deref(),
-            time::now(),
+            &actor.change(),
         )
         .await
         .map_err(name_conflict)
@@ -122,6 +122,8 @@ pub async fn delete(app: &App, actor: &Actor, id: &str) -> Result<()> {
     if BUILTIN_ROLES.contains(&id) {
         return Err(Error::forbidden("built-in roles cannot be deleted"));
     }
-    app.store.delete_role(actor.account_id, id).await?;
+    app.store
+        .delete_role(actor.account_id, id, &actor.change())
+        .await?;
     Ok(())
 }

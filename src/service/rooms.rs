@@ -12,7 +12,6 @@ use crate::domain::permission::Permission;
 use crate::domain::room::{
     CreateRoom, NewRoom, Room, RoomPatch, UpdateRoom, Visibility, room_name,
 };
-use crate::domain::time;
 use crate::realtime::bus::BusEvent;
 use crate::store::{Page, Paged};
 
@@ -49,7 +48,7 @@ pub async fn create(app: &App, actor: &Actor, req: CreateRoom) -> Result<Room> {
     };
     Ok(app
         .store
-        .create_room(actor.account_id, Uuid::now_v7(), &new, time::now())
+        .create_room(actor.account_id, Uuid::now_v7(), &new, &actor.change())
         .await?)
 }
 
@@ -88,7 +87,7 @@ pub async fn update(app: &App, actor: &Actor, id: Uuid, req: UpdateRoom) -> Resu
     };
     Ok(app
         .store
-        .update_room(actor.account_id, room.id, &patch, time::now())
+        .update_room(actor.account_id, room.id, &patch, &actor.change())
         .await?)
 }
 
@@ -99,7 +98,9 @@ pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> Result<()> {
     if !standing.at_least(RoomRole::Moderator) {
         return Err(standing.refuse("a moderator of the room"));
     }
-    app.store.delete_room(actor.account_id, room.id).await?;
+    app.store
+        .delete_room(actor.account_id, room.id, &actor.change())
+        .await?;
     app.bus.publish(BusEvent::RoomClosed {
         account_id: actor.account_id,
         room_id: room.id,

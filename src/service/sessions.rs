@@ -144,6 +144,7 @@ pub async fn login(app: &App, actor: &Actor, ip: IpAddr, req: LoginRequest) -> R
                 created_at: now,
                 tokens,
             },
+            &actor.change_as_user(user.id, now),
         )
         .await?;
     session(app, account, &user, access, refresh).await
@@ -177,7 +178,7 @@ pub async fn refresh(
     let (access, refresh, next) = next_tokens(app, account, user_id, now)?;
     match app
         .store
-        .rotate_refresh_token(account, &hash, &next, now)
+        .rotate_refresh_token(account, &hash, &next, &actor.change_as_user(user_id, now))
         .await?
     {
         Refreshed::Rotated(user) => session(app, account, &user, access, refresh).await,
@@ -214,7 +215,7 @@ pub async fn logout(app: &App, actor: &Actor, refresh_token: Option<&str>) -> Re
     };
     let revoked = app
         .store
-        .end_session(account, &by, time::now())
+        .end_session(account, &by, &actor.change())
         .await
         .map_err(|e| match e {
             StoreError::NotFound(_) => bad_refresh(),
@@ -266,7 +267,7 @@ pub async fn change_password(
             &phc,
             req.revoke_other_sessions.unwrap_or(true),
             Some(*token_id),
-            time::now(),
+            &actor.change(),
         )
         .await?;
     kick_tokens(app, account, &revoked, "password changed");
@@ -361,6 +362,7 @@ pub async fn signup(app: &App, actor: &Actor, ip: IpAddr, req: SignupRequest) ->
                 created_at: now,
                 tokens,
             },
+            &actor.change_as_user(user_id, now),
         )
         .await?;
     Ok(SignedUp {
@@ -506,6 +508,7 @@ async fn queue_reset_link(app: &App, actor: &Actor, email: String) -> anyhow::Re
                     attempts: 0,
                 },
             },
+            &actor.change(),
         )
         .await?;
     app.outbox.notify_one();
@@ -524,7 +527,7 @@ pub async fn confirm_reset(app: &App, actor: &Actor, req: ResetConfirm) -> Resul
             account,
             &secret::sha256(req.token.as_bytes()),
             &phc,
-            time::now(),
+            &actor.change(),
         )
         .await?
         .ok_or_else(|| {
@@ -543,7 +546,7 @@ pub async fn verify_email(app: &App, actor: &Actor, token: &str) -> Result<UserV
     let account = actor.account_id;
     let user = app
         .store
-        .verify_email(account, &secret::sha256(token.as_bytes()), time::now())
+        .verify_email(account, &secret::sha256(token.as_bytes()), &actor.change())
         .await?
         .ok_or_else(|| {
             Error::gone_field(

@@ -22,15 +22,27 @@ pub async fn update(app: &App, actor: &Actor, req: UpdateSettings) -> Result<Set
     // the old settings.
     let written: Result<Settings> = async {
         let settings = match req.custom_fields {
-            Some(change) => app.store.update_custom_fields(account, change).await?,
+            Some(change) => {
+                app.store
+                    .update_custom_fields(account, change, &actor.change())
+                    .await?
+            }
             None => app.store.get_settings(account).await?,
         };
         let settings = match req.signup {
-            Some(signup) => app.store.set_signup_settings(account, &signup).await?,
+            Some(signup) => {
+                app.store
+                    .set_signup_settings(account, &signup, &actor.change())
+                    .await?
+            }
             None => settings,
         };
         let settings = match req.email {
-            Some(email) => app.store.set_email_settings(account, &email).await?,
+            Some(email) => {
+                app.store
+                    .set_email_settings(account, &email, &actor.change())
+                    .await?
+            }
             None => settings,
         };
         Ok(settings)

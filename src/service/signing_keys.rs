@@ -7,8 +7,12 @@ use crate::app::App;
 
 /// Retires the signing key in use and signs new tokens with a new one;
 /// returns the new `kid`. Other nodes pick it up within a minute.
-pub async fn rotate(app: &App, _operator: &Operator) -> Result<String> {
-    let kid = app.keys.rotate(app.store.as_ref()).await?;
+pub async fn rotate(app: &App, operator: &Operator) -> Result<String> {
+    let by = crate::domain::event::ActorRef::OPERATOR;
+    let kid = app
+        .keys
+        .rotate(app.store.as_ref(), by, operator.request_id.clone())
+        .await?;
     tracing::info!(kid = %kid, "signing key rotated");
     Ok(kid)
 }

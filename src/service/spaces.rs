@@ -26,7 +26,10 @@ pub async fn create(app: &App, actor: &Actor, req: CreateSpace) -> Result<Space>
         created_at: now,
         updated_at: now,
     };
-    Ok(app.store.create_space(actor.account_id, &space).await?)
+    Ok(app
+        .store
+        .create_space(actor.account_id, &space, &actor.change())
+        .await?)
 }
 
 /// Lists spaces: public ones and the actor's own; every space for API keys
@@ -63,7 +66,7 @@ pub async fn update(app: &App, actor: &Actor, id: Uuid, req: UpdateSpace) -> Res
             space.id,
             name.as_deref(),
             vis,
-            time::now(),
+            &actor.change(),
         )
         .await?)
 }
@@ -75,6 +78,8 @@ pub async fn delete(app: &App, actor: &Actor, id: Uuid) -> Result<()> {
     if !standing.at_least(SpaceRole::Owner) {
         return Err(standing.refuse("the space's owner"));
     }
-    app.store.delete_space(actor.account_id, space.id).await?;
+    app.store
+        .delete_space(actor.account_id, space.id, &actor.change())
+        .await?;
     Ok(())
 }

@@ -62,7 +62,12 @@ pub async fn issue(app: &App, actor: &Actor, user: Uuid, req: IssueTokenRequest)
     };
     let revoked = app
         .store
-        .issue_user_token(actor.account_id, &record, MAX_LIVE_USER_TOKENS)
+        .issue_user_token(
+            actor.account_id,
+            &record,
+            MAX_LIVE_USER_TOKENS,
+            &actor.change(),
+        )
         .await?;
     kick_tokens(app, actor.account_id, &revoked, "token cap: oldest revoked");
     Ok(Issued {
@@ -99,7 +104,7 @@ pub async fn revoke(app: &App, actor: &Actor, user: Uuid, token: Uuid) -> Result
     own_or_permitted(actor, user)?;
     let info = app
         .store
-        .revoke_user_token(actor.account_id, user, token, time::now())
+        .revoke_user_token(actor.account_id, user, token, &actor.change())
         .await?;
     app.bus.publish(BusEvent::KickToken {
         account_id: actor.account_id,
@@ -117,7 +122,7 @@ pub async fn revoke_all(app: &App, actor: &Actor, user: Uuid) -> Result<::time::
     own_or_permitted(actor, user)?;
     let now = time::now();
     app.store
-        .revoke_tokens_before(actor.account_id, user, now)
+        .revoke_tokens_before(actor.account_id, user, &actor.change())
         .await?;
     super::users::kick(app, actor.account_id, user, "all tokens revoked");
     Ok(now)

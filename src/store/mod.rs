@@ -1,5 +1,5 @@
-//! Storage: one [`Store`] trait, one implementation per backend
-//! (`sqlite.rs` for the embedded default, `postgres.rs` for scaled-out
+//! Storage: one [`Store`] trait, implemented once (`sql.rs`) for both backends
+//! (`sqlite/` for the embedded default, `postgres.rs` for scaled-out
 //! installs). Every method is a whole operation in one transaction and takes
 //! the account it acts in, so no method can reach another tenant's rows.
 //! Uniqueness lives in unique indexes; a violation becomes
@@ -47,6 +47,24 @@ impl StoreError {
         Self::Conflict {
             field: field.to_owned(),
             message: message.into(),
+        }
+    }
+}
+
+/// A database error in the store's vocabulary, by the backend that raised
+/// it (each names its unique indexes and outages its own way), so that `?`
+/// maps every sqlx error in one place per backend.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(db)
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some() =>
+            {
+                postgres::map_err(e)
+            }
+            _ => sqlite::map_err(e),
         }
     }
 }
@@ -119,6 +137,11 @@ pub enum TokenCheck {
     Invalid,
 }
 
+/// Every method that changes something takes the [`Change`] (when, by whom,
+/// in which request) and appends the change's event(s) in the same
+/// transaction. Upkeep writes none: presence, a key's last use, the outbox's
+/// delivery state, server state, and upgrading the hash of an unchanged
+/// password.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for `/readyz` and logs.
@@ -133,10 +156,15 @@ pub trait Store: Send + Sync + 'static {
     async fn put_state_if_absent(&self, key: &str, value: &str) -> Result<bool>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<()>;
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, change: &Change) -> Result<()>;
 
     // --- accounts and API keys ---------------------------------------------
-    async fn create_account(&self, account: &Account, first_key: &NewApiKey) -> Result<()>;
+    async fn create_account(
+        &self,
+        account: &Account,
+        first_key: &NewApiKey,
+        change: &Change,
+    ) -> Result<()>;
     async fn list_accounts(&self, page: Page) -> Result<Paged<Account>>;
     async fn get_account(&self, account: Uuid) -> Result<Account>;
     async fn get_settings(&self, account: Uuid) -> Result<Settings>;
@@ -144,12 +172,13 @@ pub trait Store: Send + Sync + 'static {
     async fn update_custom_fields(
         &self,
         account: Uuid,
-        change: std::collections::BTreeMap<String, Option<CustomFieldDef>>,
+        fields: std::collections::BTreeMap<String, Option<CustomFieldDef>>,
+        change: &Change,
     ) -> Result<Settings>;
 
-    async fn create_api_key(&self, account: Uuid, key: &NewApiKey) -> Result<()>;
+    async fn create_api_key(&self, account: Uuid, key: &NewApiKey, change: &Change) -> Result<()>;
     async fn list_api_keys(&self, account: Uuid, page: Page) -> Result<Paged<ApiKey>>;
-    async fn revoke_api_key(&self, account: Uuid, key: Uuid, at: OffsetDateTime) -> Result<()>;
+    async fn revoke_api_key(&self, account: Uuid, key: Uuid, change: &Change) -> Result<()>;
     /// A live (unrevoked) key by id, whatever its account.
     async fn api_key_for_auth(&self, key: Uuid) -> Result<Option<ApiKeyAuth>>;
     async fn touch_api_key(&self, key: Uuid, at: OffsetDateTime) -> Result<()>;
@@ -160,7 +189,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         id: Uuid,
         room: &NewRoom,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Room>;
     async fn list_rooms(
         &self,
@@ -174,10 +203,10 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         room: Uuid,
         patch: &RoomPatch,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Room>;
     /// Deletes the room and its memberships.
-    async fn delete_room(&self, account: Uuid, room: Uuid) -> Result<()>;
+    async fn delete_room(&self, account: Uuid, room: Uuid, change: &Change) -> Result<()>;
 
     // --- users ----------------------------------------------------------------
     /// Inserts the user, their tags and roles, their memberships (`room_id`
@@ -236,7 +265,7 @@ pub trait Store: Send + Sync + 'static {
 
     // --- spaces -------------------------------------------------------------------
     /// Creates a space; its creator (if a user) becomes its owner.
-    async fn create_space(&self, account: Uuid, space: &Space) -> Result<Space>;
+    async fn create_space(&self, account: Uuid, space: &Space, change: &Change) -> Result<Space>;
     /// Spaces, all of them (`viewer` None) or those a user may see: public
     /// ones and those they are a member of.
     async fn list_spaces(
@@ -252,10 +281,10 @@ pub trait Store: Send + Sync + 'static {
         space: Uuid,
         name: Option<&str>,
         visibility: Option<Visibility>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Space>;
     /// Deletes the space, its rooms, and every membership, invite and link of either.
-    async fn delete_space(&self, account: Uuid, space: Uuid) -> Result<()>;
+    async fn delete_space(&self, account: Uuid, space: Uuid, change: &Change) -> Result<()>;
     async fn space_role(&self, account: Uuid, space: Uuid, user: Uuid)
     -> Result<Option<SpaceRole>>;
     /// Makes `user` a member with `role` (or changes their role).
@@ -267,9 +296,15 @@ pub trait Store: Send + Sync + 'static {
         user: Uuid,
         role: SpaceRole,
         only_if_absent: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member>;
-    async fn remove_space_member(&self, account: Uuid, space: Uuid, user: Uuid) -> Result<()>;
+    async fn remove_space_member(
+        &self,
+        account: Uuid,
+        space: Uuid,
+        user: Uuid,
+        change: &Change,
+    ) -> Result<()>;
     async fn list_space_members(
         &self,
         account: Uuid,
@@ -295,9 +330,15 @@ pub trait Store: Send + Sync + 'static {
         user: Uuid,
         role: RoomRole,
         only_if_absent: bool,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member>;
-    async fn remove_room_member(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<()>;
+    async fn remove_room_member(
+        &self,
+        account: Uuid,
+        room: Uuid,
+        user: Uuid,
+        change: &Change,
+    ) -> Result<()>;
     async fn list_room_members(
         &self,
         account: Uuid,
@@ -306,7 +347,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Paged<Member>>;
 
     // --- custom roles ---------------------------------------------------------
-    async fn create_role(&self, account: Uuid, role: &Role) -> Result<Role>;
+    async fn create_role(&self, account: Uuid, role: &Role, change: &Change) -> Result<Role>;
     /// Custom roles of the account (built-in ones are not stored).
     async fn list_roles(&self, account: Uuid) -> Result<Vec<Role>>;
     async fn get_role(&self, account: Uuid, role: &str) -> Result<Role>;
@@ -317,20 +358,25 @@ pub trait Store: Send + Sync + 'static {
         name: Option<&str>,
         description: Option<Option<&str>>,
         permissions: Option<&[Permission]>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Role>;
     /// Refused (`Conflict`) while a user holds the role.
-    async fn delete_role(&self, account: Uuid, role: &str) -> Result<()>;
+    async fn delete_role(&self, account: Uuid, role: &str, change: &Change) -> Result<()>;
 
     // --- invites ----------------------------------------------------------------
-    async fn create_invite(&self, account: Uuid, invite: &Invite) -> Result<Invite>;
+    async fn create_invite(
+        &self,
+        account: Uuid,
+        invite: &Invite,
+        change: &Change,
+    ) -> Result<Invite>;
     async fn list_invites(&self, account: Uuid, space: Uuid, page: Page) -> Result<Paged<Invite>>;
     async fn revoke_invite(
         &self,
         account: Uuid,
         space: Uuid,
         invite: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<()>;
     /// Uses the invite once (a conditional update, so concurrent activations
     /// of a one-use invite admit exactly one) and makes `user` a member with
@@ -341,21 +387,26 @@ pub trait Store: Send + Sync + 'static {
         space: Uuid,
         invite: Uuid,
         user: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<Member>;
 
     // --- guest access links -----------------------------------------------------
-    async fn create_link(&self, account: Uuid, link: &AccessLink) -> Result<AccessLink>;
+    async fn create_link(
+        &self,
+        account: Uuid,
+        link: &AccessLink,
+        change: &Change,
+    ) -> Result<AccessLink>;
     async fn list_links(&self, account: Uuid, room: Uuid, page: Page) -> Result<Paged<AccessLink>>;
     async fn revoke_link(
         &self,
         account: Uuid,
         room: Uuid,
         link: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<()>;
     /// Checks a link for use at `at`; a one-time link is consumed (once).
-    async fn use_link(&self, account: Uuid, link: Uuid, at: OffsetDateTime) -> Result<AccessLink>;
+    async fn use_link(&self, account: Uuid, link: Uuid, change: &Change) -> Result<AccessLink>;
 
     // --- presence and membership ----------------------------------------------
     /// Whether `user` is a member of `room`.
@@ -403,7 +454,12 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
     ) -> Result<()>;
     /// Records a new session: its first refresh token and access token.
-    async fn create_session(&self, account: Uuid, session: &sessions::NewSession) -> Result<()>;
+    async fn create_session(
+        &self,
+        account: Uuid,
+        session: &sessions::NewSession,
+        change: &Change,
+    ) -> Result<()>;
     /// Whose refresh token this is (by its hash), used or not.
     async fn refresh_token_owner(&self, account: Uuid, hash: &[u8]) -> Result<Option<Uuid>>;
     /// Trades a live refresh token for `next`, atomically. A refresh token
@@ -414,7 +470,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         presented: &[u8],
         next: &sessions::NextTokens,
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Refreshed>;
     /// Revokes the session a refresh token or a token belongs to (a token
     /// outside any session is revoked alone); returns the access/user token
@@ -423,7 +479,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account: Uuid,
         by: &sessions::SessionRef,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Revoked>;
     /// Sets a new password hash, clears `require_password_change` and, if
     /// asked, revokes every other session of the user (all but the one
@@ -435,7 +491,7 @@ pub trait Store: Send + Sync + 'static {
         hash: &str,
         revoke_others: bool,
         keep_token: Option<Uuid>,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::Revoked>;
     /// Records a new `user` token and revokes the oldest live ones beyond
     /// `max_live`, in one transaction; returns the ids revoked.
@@ -444,6 +500,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         token: &TokenRecord,
         max_live: i64,
+        change: &Change,
     ) -> Result<sessions::Revoked>;
     /// The user's live `user` tokens, oldest first.
     async fn list_user_tokens(
@@ -459,26 +516,23 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         user: Uuid,
         token: Uuid,
-        at: OffsetDateTime,
+        change: &Change,
     ) -> Result<sessions::TokenInfo>;
     /// Ends every token and session of the user issued until `at`.
-    async fn revoke_tokens_before(
-        &self,
-        account: Uuid,
-        user: Uuid,
-        at: OffsetDateTime,
-    ) -> Result<()>;
+    async fn revoke_tokens_before(&self, account: Uuid, user: Uuid, change: &Change) -> Result<()>;
     /// Replaces the account's self sign-up settings; returns all settings.
     async fn set_signup_settings(
         &self,
         account: Uuid,
         signup: &crate::domain::settings::SignupSettings,
+        change: &Change,
     ) -> Result<Settings>;
     /// Records a password reset link and queues the mail that carries it.
     async fn request_password_reset(
         &self,
         account: Uuid,
         reset: &sessions::NewPasswordReset,
+        change: &Change,
     ) -> Result<()>;
     /// Spends a live reset link: sets the password, ends every session of
     /// the user and every other link. `None`: unknown, used or expired.
@@ -487,7 +541,7 @@ pub trait Store: Send + Sync + 'static {
         account: Uuid,
         hash: &[u8],
         password_hash: &str,
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<Option<sessions::Revoked>>;
     /// Queues a mail on its own.
     async fn enqueue_mail(&self, mail: &sessions::OutboxMail) -> Result<()>;
@@ -523,81 +577,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         account: Uuid,
         hash: &[u8],
-        now: OffsetDateTime,
+        change: &Change,
     ) -> Result<Option<User>>;
     /// Replaces the account's email settings; returns all settings.
     async fn set_email_settings(
         &self,
         account: Uuid,
         email: &crate::domain::settings::EmailSettings,
+        change: &Change,
     ) -> Result<Settings>;
     /// Retires every signing key and adds `key` as the one that signs.
-    async fn rotate_signing_key(&self, key: &SigningKeyRecord, at: OffsetDateTime) -> Result<()>;
-}
-
-/// Everything of a user row, decoded the same way on every backend.
-pub(crate) struct UserColumns {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub room_id: Option<Uuid>,
-    pub custom_id: Option<String>,
-    pub username: Option<String>,
-    pub name: Option<String>,
-    pub nickname: Option<String>,
-    pub bio: Option<String>,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    pub phone: Option<String>,
-    pub profile_picture: Option<String>,
-    pub link: Option<String>,
-    pub status: String,
-    pub status_message: Option<String>,
-    pub active: bool,
-    pub roles: Vec<String>,
-    pub metadata: Map<String, Value>,
-    pub tags: Vec<String>,
-    pub custom_fields: Map<String, Value>,
-    pub require_password_change: bool,
-    pub has_password: bool,
-    pub created_at: OffsetDateTime,
-    pub updated_at: OffsetDateTime,
-    pub last_seen_at: Option<OffsetDateTime>,
-    pub deactivated_at: Option<OffsetDateTime>,
-    pub email_changed_at: Option<OffsetDateTime>,
-}
-
-impl From<UserColumns> for User {
-    fn from(c: UserColumns) -> Self {
-        User {
-            id: c.id,
-            account_id: c.account_id,
-            room_id: c.room_id,
-            custom_id: c.custom_id,
-            username: c.username,
-            name: c.name,
-            nickname: c.nickname,
-            bio: c.bio,
-            email: c.email,
-            email_verified: c.email_verified,
-            phone: c.phone,
-            profile_picture: c.profile_picture,
-            link: c.link,
-            status: Status::parse(&c.status).unwrap_or(Status::Offline),
-            status_message: c.status_message,
-            active: c.active,
-            roles: c.roles,
-            metadata: c.metadata,
-            tags: c.tags,
-            custom_fields: c.custom_fields,
-            require_password_change: c.require_password_change,
-            has_password: c.has_password,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-            last_seen_at: c.last_seen_at,
-            deactivated_at: c.deactivated_at,
-            email_changed_at: c.email_changed_at,
-        }
-    }
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord, change: &Change) -> Result<()>;
 }
 
 /// Columns selected for a user, in the order [`UserColumns`] reads them.
@@ -605,56 +595,6 @@ pub(crate) const USER_COLUMNS: &str = "id, account_id, room_id, custom_id, usern
      email, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
      metadata, tags, custom_fields, require_password_change, password_hash IS NOT NULL AS has_password, \
      created_at, updated_at, last_seen_at, deactivated_at, email_changed_at";
-
-/// Decodes a user row on any backend whose types map like SQLite's and
-/// PostgreSQL's do.
-pub(crate) fn user_from_row<R>(r: &R) -> std::result::Result<User, sqlx::Error>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> OffsetDateTime: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> sqlx::types::Json<Vec<String>>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-    for<'a> sqlx::types::Json<Map<String, Value>>:
-        sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
-{
-    let roles: sqlx::types::Json<Vec<String>> = r.try_get(16)?;
-    let metadata: sqlx::types::Json<Map<String, Value>> = r.try_get(17)?;
-    let tags: sqlx::types::Json<Vec<String>> = r.try_get(18)?;
-    let custom_fields: sqlx::types::Json<Map<String, Value>> = r.try_get(19)?;
-    Ok(UserColumns {
-        id: r.try_get(0)?,
-        account_id: r.try_get(1)?,
-        room_id: r.try_get(2)?,
-        custom_id: r.try_get(3)?,
-        username: r.try_get(4)?,
-        name: r.try_get(5)?,
-        nickname: r.try_get(6)?,
-        bio: r.try_get(7)?,
-        email: r.try_get(8)?,
-        email_verified: r.try_get(9)?,
-        phone: r.try_get(10)?,
-        profile_picture: r.try_get(11)?,
-        link: r.try_get(12)?,
-        status: r.try_get(13)?,
-        status_message: r.try_get(14)?,
-        active: r.try_get(15)?,
-        roles: roles.0,
-        metadata: metadata.0,
-        tags: tags.0,
-        custom_fields: custom_fields.0,
-        require_password_change: r.try_get(20)?,
-        has_password: r.try_get(21)?,
-        created_at: r.try_get(22)?,
-        updated_at: r.try_get(23)?,
-        last_seen_at: r.try_get(24)?,
-        deactivated_at: r.try_get(25)?,
-        email_changed_at: r.try_get(26)?,
-    }
-    .into())
-}
 
 /// Names the request field behind a unique index, from the database's words
 /// for it (SQLite's message or PostgreSQL's constraint name).
@@ -896,136 +836,16 @@ pub(crate) fn user_columns_of(alias: &str) -> String {
         .join(", ")
 }
 
-/// Typed column access shared by the backends' row types, so that each
-/// access-model row is decoded by one function for every backend.
-pub(crate) trait RowExt {
-    fn uuid(&self, i: usize) -> std::result::Result<Uuid, sqlx::Error>;
-    fn opt_uuid(&self, i: usize) -> std::result::Result<Option<Uuid>, sqlx::Error>;
-    fn text(&self, i: usize) -> std::result::Result<String, sqlx::Error>;
-    fn opt_text(&self, i: usize) -> std::result::Result<Option<String>, sqlx::Error>;
-    fn time(&self, i: usize) -> std::result::Result<OffsetDateTime, sqlx::Error>;
-    fn opt_time(&self, i: usize) -> std::result::Result<Option<OffsetDateTime>, sqlx::Error>;
-    fn boolean(&self, i: usize) -> std::result::Result<bool, sqlx::Error>;
-    fn int(&self, i: usize) -> std::result::Result<i64, sqlx::Error>;
-    fn permissions(&self, i: usize) -> std::result::Result<Vec<Permission>, sqlx::Error>;
-}
-
-macro_rules! row_ext {
-    ($row:ty, $int:ty) => {
-        impl RowExt for $row {
-            fn uuid(&self, i: usize) -> std::result::Result<Uuid, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn opt_uuid(&self, i: usize) -> std::result::Result<Option<Uuid>, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn text(&self, i: usize) -> std::result::Result<String, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn opt_text(&self, i: usize) -> std::result::Result<Option<String>, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn time(&self, i: usize) -> std::result::Result<OffsetDateTime, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn opt_time(
-                &self,
-                i: usize,
-            ) -> std::result::Result<Option<OffsetDateTime>, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn boolean(&self, i: usize) -> std::result::Result<bool, sqlx::Error> {
-                sqlx::Row::try_get(self, i)
-            }
-            fn int(&self, i: usize) -> std::result::Result<i64, sqlx::Error> {
-                sqlx::Row::try_get::<$int, _>(self, i).map(i64::from)
-            }
-            fn permissions(&self, i: usize) -> std::result::Result<Vec<Permission>, sqlx::Error> {
-                sqlx::Row::try_get::<sqlx::types::Json<Vec<Permission>>, _>(self, i).map(|j| j.0)
-            }
-        }
-    };
-}
-
-row_ext!(sqlx::sqlite::SqliteRow, i64);
-row_ext!(sqlx::postgres::PgRow, i32);
-
-fn bad_column(what: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("unexpected stored {what}").into())
-}
-
 pub(crate) const SPACE_COLUMNS: &str =
     "id, account_id, name, visibility, created_by, created_at, updated_at";
 
-pub(crate) fn space_from_row(r: &impl RowExt) -> std::result::Result<Space, sqlx::Error> {
-    Ok(Space {
-        id: r.uuid(0)?,
-        account_id: r.uuid(1)?,
-        name: r.text(2)?,
-        visibility: Visibility::parse(&r.text(3)?).ok_or_else(|| bad_column("visibility"))?,
-        created_by: r.opt_uuid(4)?,
-        created_at: r.time(5)?,
-        updated_at: r.time(6)?,
-    })
-}
-
-/// `user_id, role, joined_at` of a membership row.
-pub(crate) fn member_from_row(r: &impl RowExt) -> std::result::Result<Member, sqlx::Error> {
-    Ok(Member {
-        user_id: r.uuid(0)?,
-        role: r.text(1)?,
-        joined_at: r.time(2)?,
-    })
-}
-
 pub(crate) const ROLE_COLUMNS: &str = "id, name, description, permissions, created_at";
-
-pub(crate) fn role_from_row(r: &impl RowExt) -> std::result::Result<Role, sqlx::Error> {
-    Ok(Role {
-        id: r.uuid(0)?.to_string(),
-        name: r.text(1)?,
-        description: r.opt_text(2)?,
-        permissions: r.permissions(3)?,
-        builtin: false,
-        created_at: Some(r.time(4)?),
-    })
-}
 
 pub(crate) const INVITE_COLUMNS: &str =
     "id, space_id, role, max_uses, uses, expires_at, revoked_at, created_by, created_at";
 
-pub(crate) fn invite_from_row(r: &impl RowExt) -> std::result::Result<Invite, sqlx::Error> {
-    Ok(Invite {
-        id: r.uuid(0)?,
-        space_id: r.uuid(1)?,
-        role: SpaceRole::parse(&r.text(2)?).ok_or_else(|| bad_column("space role"))?,
-        max_uses: r.int(3)?,
-        uses: r.int(4)?,
-        expires_at: r.opt_time(5)?,
-        revoked_at: r.opt_time(6)?,
-        created_by: r.opt_uuid(7)?,
-        created_at: r.time(8)?,
-    })
-}
-
 pub(crate) const LINK_COLUMNS: &str = "id, room_id, username, role, external_user_id, is_permanent, \
      expires_at, used_at, revoked_at, created_by, created_at";
-
-pub(crate) fn link_from_row(r: &impl RowExt) -> std::result::Result<AccessLink, sqlx::Error> {
-    Ok(AccessLink {
-        id: r.uuid(0)?,
-        room_id: r.uuid(1)?,
-        username: r.text(2)?,
-        role: RoomRole::parse(&r.text(3)?).ok_or_else(|| bad_column("room role"))?,
-        external_user_id: r.opt_text(4)?,
-        is_permanent: r.boolean(5)?,
-        expires_at: r.time(6)?,
-        used_at: r.opt_time(7)?,
-        revoked_at: r.opt_time(8)?,
-        created_by: r.opt_uuid(9)?,
-        created_at: r.time(10)?,
-    })
-}
 
 /// Why an invite cannot be used now, if it cannot.
 pub(crate) fn invite_gone(i: &Invite, at: OffsetDateTime) -> Option<crate::domain::access::Gone> {

@@ -5,6 +5,7 @@ mod access;
 mod accounts;
 mod cluster;
 mod envelope;
+mod event_matrix;
 mod events;
 mod helpers;
 mod limits;

@@ -404,7 +404,7 @@ const SELF_SERVICE: [&str; 8] = [
 ];
 
 /// Routes every caller may take, or that are not JSON routes.
-const OPEN: [&str; 6] = [
+pub(crate) const OPEN: [&str; 6] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -413,12 +413,12 @@ const OPEN: [&str; 6] = [
     "/openapi.json",
 ];
 
-struct World {
-    creds: HashMap<&'static str, String>,
-    ids: HashMap<&'static str, String>,
+pub(crate) struct World {
+    pub(crate) creds: HashMap<&'static str, String>,
+    pub(crate) ids: HashMap<&'static str, String>,
 }
 
-async fn world(t: &TestApp, a: &Account, b: &(Account, String)) -> World {
+pub(crate) async fn world(t: &TestApp, a: &Account, b: &(Account, String)) -> World {
     let mut creds = HashMap::new();
     let mut ids = HashMap::new();
     let k = &a.key;

@@ -21,7 +21,7 @@ async fn space(s: &dyn Store, account: Uuid) -> Space {
         created_at: at(1),
         updated_at: at(1),
     };
-    s.create_space(account, &sp).await.unwrap()
+    s.create_space(account, &sp, &by(at(0))).await.unwrap()
 }
 
 fn gone<T: std::fmt::Debug>(r: roster::store::Result<T>) -> Gone {
@@ -52,26 +52,26 @@ pub async fn invites_expire_are_used_up_and_revoked(s: Arc<dyn Store>) {
         created_by: None,
         created_at: at(1),
     };
-    s.create_invite(account, &invite).await.unwrap();
+    s.create_invite(account, &invite, &by(at(0))).await.unwrap();
     // Expired at its instant, on every backend.
     assert_eq!(
         gone(
-            s.activate_invite(account, sp.id, invite.id, users[0], at(1_000))
+            s.activate_invite(account, sp.id, invite.id, users[0], &by(at(1_000)))
                 .await
         ),
         Gone::Expired
     );
     let m = s
-        .activate_invite(account, sp.id, invite.id, users[0], at(999))
+        .activate_invite(account, sp.id, invite.id, users[0], &by(at(999)))
         .await
         .unwrap();
     assert_eq!(m.role, "moderator");
-    s.activate_invite(account, sp.id, invite.id, users[1], at(999))
+    s.activate_invite(account, sp.id, invite.id, users[1], &by(at(999)))
         .await
         .unwrap();
     assert_eq!(
         gone(
-            s.activate_invite(account, sp.id, invite.id, users[2], at(999))
+            s.activate_invite(account, sp.id, invite.id, users[2], &by(at(999)))
                 .await
         ),
         Gone::UsedUp
@@ -84,18 +84,18 @@ pub async fn invites_expire_are_used_up_and_revoked(s: Arc<dyn Store>) {
         expires_at: None,
         ..invite.clone()
     };
-    s.create_invite(account, &other).await.unwrap();
+    s.create_invite(account, &other, &by(at(0))).await.unwrap();
     let stranger = new_account(&*s).await;
     assert_not_found(
-        s.revoke_invite(stranger, sp.id, other.id, at(5)).await,
+        s.revoke_invite(stranger, sp.id, other.id, &by(at(5))).await,
         "invite",
     );
-    s.revoke_invite(account, sp.id, other.id, at(5))
+    s.revoke_invite(account, sp.id, other.id, &by(at(5)))
         .await
         .unwrap();
     assert_eq!(
         gone(
-            s.activate_invite(account, sp.id, other.id, users[2], at(6))
+            s.activate_invite(account, sp.id, other.id, users[2], &by(at(6)))
                 .await
         ),
         Gone::Revoked
@@ -108,9 +108,9 @@ pub async fn invites_expire_are_used_up_and_revoked(s: Arc<dyn Store>) {
         expires_at: None,
         ..invite
     };
-    s.create_invite(account, &third).await.unwrap();
+    s.create_invite(account, &third, &by(at(0))).await.unwrap();
     let m = s
-        .activate_invite(account, sp.id, third.id, users[0], at(7))
+        .activate_invite(account, sp.id, third.id, users[0], &by(at(7)))
         .await
         .unwrap();
     assert_eq!(m.role, "moderator");
@@ -134,7 +134,7 @@ pub async fn the_room_cap_holds_under_concurrent_joins(s: Arc<dyn Store>) {
         .map(|r| {
             let (s, r) = (s.clone(), *r);
             tokio::spawn(async move {
-                s.put_room_member(account, r, u.id, RoomRole::User, true, at(50))
+                s.put_room_member(account, r, u.id, RoomRole::User, true, &by(at(50)))
                     .await
             })
         })
@@ -165,10 +165,10 @@ pub async fn one_time_links_work_once_and_permanent_ones_until_they_expire(s: Ar
         created_by: None,
         created_at: at(0),
     };
-    s.create_link(account, &once).await.unwrap();
-    s.use_link(account, once.id, at(100)).await.unwrap();
+    s.create_link(account, &once, &by(at(0))).await.unwrap();
+    s.use_link(account, once.id, &by(at(100))).await.unwrap();
     assert_eq!(
-        gone(s.use_link(account, once.id, at(200)).await),
+        gone(s.use_link(account, once.id, &by(at(200))).await),
         Gone::UsedUp
     );
     let forever = AccessLink {
@@ -176,16 +176,19 @@ pub async fn one_time_links_work_once_and_permanent_ones_until_they_expire(s: Ar
         is_permanent: true,
         ..once.clone()
     };
-    s.create_link(account, &forever).await.unwrap();
+    s.create_link(account, &forever, &by(at(0))).await.unwrap();
     for t in [100, 200, 300] {
-        s.use_link(account, forever.id, at(t)).await.unwrap();
+        s.use_link(account, forever.id, &by(at(t))).await.unwrap();
     }
     assert_eq!(
-        gone(s.use_link(account, forever.id, at(10_000)).await),
+        gone(s.use_link(account, forever.id, &by(at(10_000))).await),
         Gone::Expired
     );
     let other = new_account(&*s).await;
-    assert_not_found(s.use_link(other, forever.id, at(1)).await, "access link");
+    assert_not_found(
+        s.use_link(other, forever.id, &by(at(1))).await,
+        "access link",
+    );
     let listed = s
         .list_links(account, room.id, first_page(10))
         .await

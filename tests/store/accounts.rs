@@ -17,7 +17,7 @@ pub async fn an_account_and_its_first_key_round_trip(s: Arc<dyn Store>) {
         created_at: at(123),
     };
     let key = new_key("first key", at(123));
-    s.create_account(&account, &key).await.unwrap();
+    s.create_account(&account, &key, &by(at(0))).await.unwrap();
 
     let got = s.get_account(account.id).await.unwrap();
     assert_eq!(
@@ -54,7 +54,7 @@ pub async fn an_account_and_its_first_key_round_trip(s: Arc<dyn Store>) {
 
     // The same id again is a clash, and its key is not written either.
     let again = new_key("second key", at(200));
-    assert_conflict(s.create_account(&account, &again).await, "id");
+    assert_conflict(s.create_account(&account, &again, &by(at(0))).await, "id");
     assert!(s.api_key_for_auth(again.id).await.unwrap().is_none());
 
     assert_not_found(s.get_account(Uuid::now_v7()).await, "account");
@@ -91,8 +91,10 @@ pub async fn api_keys_are_listed_revoked_and_looked_up(s: Arc<dyn Store>) {
     let mut read_key = new_key("reader", at(50));
     read_key.scope = Scope::Read;
     let spare = new_key("spare", at(60));
-    s.create_api_key(account, &read_key).await.unwrap();
-    s.create_api_key(account, &spare).await.unwrap();
+    s.create_api_key(account, &read_key, &by(at(0)))
+        .await
+        .unwrap();
+    s.create_api_key(account, &spare, &by(at(0))).await.unwrap();
 
     let first = s.list_api_keys(account, first_page(2)).await.unwrap();
     assert_eq!(first.items.len(), 2);
@@ -135,17 +137,25 @@ pub async fn api_keys_are_listed_revoked_and_looked_up(s: Arc<dyn Store>) {
     assert_eq!((auth.account_id, auth.scope), (account, Scope::Read));
 
     // Another account cannot revoke it.
-    assert_not_found(s.revoke_api_key(other, spare.id, at(80)).await, "api key");
+    assert_not_found(
+        s.revoke_api_key(other, spare.id, &by(at(80))).await,
+        "api key",
+    );
     assert!(s.api_key_for_auth(spare.id).await.unwrap().is_some());
 
-    s.revoke_api_key(account, spare.id, at(80)).await.unwrap();
+    s.revoke_api_key(account, spare.id, &by(at(80)))
+        .await
+        .unwrap();
     assert!(s.api_key_for_auth(spare.id).await.unwrap().is_none());
     let listed = s.list_api_keys(account, first_page(10)).await.unwrap();
     assert_eq!(listed.items.len(), 2);
     assert!(listed.items.iter().all(|k| k.id != spare.id));
-    assert_not_found(s.revoke_api_key(account, spare.id, at(90)).await, "api key");
     assert_not_found(
-        s.revoke_api_key(account, Uuid::now_v7(), at(90)).await,
+        s.revoke_api_key(account, spare.id, &by(at(90))).await,
+        "api key",
+    );
+    assert_not_found(
+        s.revoke_api_key(account, Uuid::now_v7(), &by(at(90))).await,
         "api key",
     );
     assert!(s.api_key_for_auth(Uuid::now_v7()).await.unwrap().is_none());
@@ -169,7 +179,10 @@ pub async fn custom_field_declarations_are_changed_atomically(s: Arc<dyn Store>)
         ("team".to_owned(), Some(team.clone())),
         ("level".to_owned(), Some(level.clone())),
     ]);
-    let settings = s.update_custom_fields(account, change).await.unwrap();
+    let settings = s
+        .update_custom_fields(account, change, &by(at(0)))
+        .await
+        .unwrap();
     assert_eq!(
         settings.custom_fields,
         BTreeMap::from([
@@ -180,7 +193,11 @@ pub async fn custom_field_declarations_are_changed_atomically(s: Arc<dyn Store>)
     assert_eq!(s.get_settings(account).await.unwrap(), settings);
 
     let settings = s
-        .update_custom_fields(account, BTreeMap::from([("level".to_owned(), None)]))
+        .update_custom_fields(
+            account,
+            BTreeMap::from([("level".to_owned(), None)]),
+            &by(at(0)),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -194,13 +211,13 @@ pub async fn custom_field_declarations_are_changed_atomically(s: Arc<dyn Store>)
         ("not ok!".to_owned(), Some(team)),
     ]);
     assert!(matches!(
-        s.update_custom_fields(account, bad).await,
+        s.update_custom_fields(account, bad, &by(at(0))).await,
         Err(StoreError::Invalid(_))
     ));
     assert_eq!(s.get_settings(account).await.unwrap(), settings);
 
     assert_not_found(
-        s.update_custom_fields(Uuid::now_v7(), BTreeMap::new())
+        s.update_custom_fields(Uuid::now_v7(), BTreeMap::new(), &by(at(0)))
             .await,
         "account",
     );
@@ -227,8 +244,8 @@ pub async fn server_state_and_signing_keys_are_kept(s: Arc<dyn Store>) {
         created_at: at(500),
         retired_at: None,
     };
-    s.insert_signing_key(&newer).await.unwrap();
-    s.insert_signing_key(&older).await.unwrap();
+    s.insert_signing_key(&newer, &by(at(0))).await.unwrap();
+    s.insert_signing_key(&older, &by(at(0))).await.unwrap();
     let keys = s.signing_keys().await.unwrap();
     let got: Vec<_> = keys
         .iter()
@@ -249,6 +266,6 @@ pub async fn server_state_and_signing_keys_are_kept(s: Arc<dyn Store>) {
             ("k2", newer.private_der.clone(), "x2", at(500), None),
         ]
     );
-    assert_conflict(s.insert_signing_key(&older).await, "id");
+    assert_conflict(s.insert_signing_key(&older, &by(at(0))).await, "id");
     s.ping().await.unwrap();
 }

@@ -188,7 +188,7 @@ pub async fn new_account(s: &dyn Store) -> Uuid {
         name: "Acme".into(),
         created_at: at(1),
     };
-    s.create_account(&account, &new_key("first", at(1)))
+    s.create_account(&account, &new_key("first", at(1)), &by(at(0)))
         .await
         .expect("create an account");
     account.id
@@ -247,7 +247,7 @@ pub async fn new_room(s: &dyn Store, account: Uuid, name: &str, is_default: bool
         space_id: None,
         created_by: None,
     };
-    s.create_room(account, Uuid::now_v7(), &room, at(5))
+    s.create_room(account, Uuid::now_v7(), &room, &by(at(5)))
         .await
         .expect("create a room")
 }

@@ -20,15 +20,18 @@ pub async fn another_accounts_ids_are_not_found_everywhere(s: Arc<dyn Store>) {
     let token = token_for(&u, t0());
     s.create_user(mine, &u, &token, &by(at(10))).await.unwrap();
     let key = new_key("mine", at(1));
-    s.create_api_key(mine, &key).await.unwrap();
+    s.create_api_key(mine, &key, &by(at(0))).await.unwrap();
 
     let patch = RoomPatch {
         name: Some("Taken".into()),
         ..Default::default()
     };
     assert_not_found(s.get_room(theirs, room.id).await, "room");
-    assert_not_found(s.update_room(theirs, room.id, &patch, at(20)).await, "room");
-    assert_not_found(s.delete_room(theirs, room.id).await, "room");
+    assert_not_found(
+        s.update_room(theirs, room.id, &patch, &by(at(20))).await,
+        "room",
+    );
+    assert_not_found(s.delete_room(theirs, room.id, &by(at(0))).await, "room");
     let user_patch = UserPatch {
         name: Some(Some("Taken".into())),
         ..Default::default()
@@ -44,7 +47,10 @@ pub async fn another_accounts_ids_are_not_found_everywhere(s: Arc<dyn Store>) {
         "user",
     );
     assert_not_found(s.delete_user(theirs, u.id, &by(t0())).await, "user");
-    assert_not_found(s.revoke_api_key(theirs, key.id, at(20)).await, "api key");
+    assert_not_found(
+        s.revoke_api_key(theirs, key.id, &by(at(20))).await,
+        "api key",
+    );
     let mut intruder = new_user();
     intruder.room_id = Some(room.id);
     assert_not_found(create(&*s, theirs, &intruder).await, "room");

@@ -21,7 +21,7 @@ pub async fn rooms_are_created_read_listed_patched_and_deleted(s: Arc<dyn Store>
         created_by: Some(creator),
     };
     let id = Uuid::now_v7();
-    let created = s.create_room(account, id, &new, at(20)).await.unwrap();
+    let created = s.create_room(account, id, &new, &by(at(20))).await.unwrap();
     let got = s.get_room(account, id).await.unwrap();
     for r in [&created, &got] {
         assert_eq!(
@@ -49,7 +49,7 @@ pub async fn rooms_are_created_read_listed_patched_and_deleted(s: Arc<dyn Store>
             )
         );
     }
-    assert_conflict(s.create_room(account, id, &new, at(21)).await, "id");
+    assert_conflict(s.create_room(account, id, &new, &by(at(21))).await, "id");
 
     let b = new_room(&*s, account, "B", false).await;
     let c = new_room(&*s, account, "C", false).await;
@@ -102,7 +102,7 @@ pub async fn rooms_are_created_read_listed_patched_and_deleted(s: Arc<dyn Store>
                 name: Some("Hall".into()),
                 ..Default::default()
             },
-            at(30),
+            &by(at(30)),
         )
         .await
         .unwrap();
@@ -121,7 +121,10 @@ pub async fn rooms_are_created_read_listed_patched_and_deleted(s: Arc<dyn Store>
         visibility: Some(Visibility::Public),
         is_default: Some(false),
     };
-    let opened = s.update_room(account, id, &patch, at(40)).await.unwrap();
+    let opened = s
+        .update_room(account, id, &patch, &by(at(40)))
+        .await
+        .unwrap();
     assert_eq!(
         (
             opened.name.as_str(),
@@ -142,13 +145,14 @@ pub async fn rooms_are_created_read_listed_patched_and_deleted(s: Arc<dyn Store>
         ("Hall", Visibility::Public, false, at(40))
     );
     assert_not_found(
-        s.update_room(account, Uuid::now_v7(), &patch, at(40)).await,
+        s.update_room(account, Uuid::now_v7(), &patch, &by(at(40)))
+            .await,
         "room",
     );
 
-    s.delete_room(account, id).await.unwrap();
+    s.delete_room(account, id, &by(at(0))).await.unwrap();
     assert_not_found(s.get_room(account, id).await, "room");
-    assert_not_found(s.delete_room(account, id).await, "room");
+    assert_not_found(s.delete_room(account, id, &by(at(0))).await, "room");
     let left = s.list_rooms(account, None, first_page(10)).await.unwrap();
     assert_eq!(
         left.items.iter().map(|r| r.id).collect::<Vec<_>>(),
@@ -168,7 +172,7 @@ pub async fn deleting_a_room_removes_its_memberships(s: Arc<dyn Store>) {
     };
     assert_eq!(user_ids(&*s, account, &in_room).await, vec![u.id]);
 
-    s.delete_room(account, room.id).await.unwrap();
+    s.delete_room(account, room.id, &by(at(0))).await.unwrap();
     assert!(user_ids(&*s, account, &in_room).await.is_empty());
     // The user stays.
     assert_eq!(s.get_user(account, u.id).await.unwrap().id, u.id);
@@ -228,7 +232,9 @@ pub async fn joining_more_default_rooms_than_allowed_is_refused(s: Arc<dyn Store
     assert!(user_ids(&*s, account, &in_first).await.is_empty());
 
     // At the cap exactly, it fits.
-    s.delete_room(account, rooms[cap]).await.unwrap();
+    s.delete_room(account, rooms[cap], &by(at(0)))
+        .await
+        .unwrap();
     let mut at_cap = new_user();
     at_cap.join_default_rooms = true;
     create(&*s, account, &at_cap).await.unwrap();

@@ -50,6 +50,7 @@ async fn open_session(
             created_at: at,
             tokens: tokens.clone(),
         },
+        &by(at),
     )
     .await
     .unwrap();
@@ -118,7 +119,7 @@ pub async fn a_refresh_token_is_spent_once_and_its_reuse_revokes_the_session(s: 
 
     let second = next(u.id, b"r2", at(1_000));
     match s
-        .rotate_refresh_token(account, b"r1", &second, at(1_000))
+        .rotate_refresh_token(account, b"r1", &second, &by(at(1_000)))
         .await
         .unwrap()
     {
@@ -129,20 +130,30 @@ pub async fn a_refresh_token_is_spent_once_and_its_reuse_revokes_the_session(s: 
     // A refresh for someone else's token, or an unknown one, changes nothing.
     let stranger = next(Uuid::now_v7(), b"x", at(1_200));
     assert!(matches!(
-        s.rotate_refresh_token(account, b"r2", &stranger, at(1_200))
+        s.rotate_refresh_token(account, b"r2", &stranger, &by(at(1_200)))
             .await
             .unwrap(),
         Refreshed::Invalid
     ));
     assert!(matches!(
-        s.rotate_refresh_token(account, b"nope", &next(u.id, b"y", at(1_200)), at(1_200))
-            .await
-            .unwrap(),
+        s.rotate_refresh_token(
+            account,
+            b"nope",
+            &next(u.id, b"y", at(1_200)),
+            &by(at(1_200))
+        )
+        .await
+        .unwrap(),
         Refreshed::Invalid
     ));
 
     match s
-        .rotate_refresh_token(account, b"r1", &next(u.id, b"r3", at(2_000)), at(2_000))
+        .rotate_refresh_token(
+            account,
+            b"r1",
+            &next(u.id, b"r3", at(2_000)),
+            &by(at(2_000)),
+        )
         .await
         .unwrap()
     {
@@ -158,9 +169,14 @@ pub async fn a_refresh_token_is_spent_once_and_its_reuse_revokes_the_session(s: 
     assert!(!valid(&*s, account, u.id, first.access.id, at(2_100)).await);
     assert!(!valid(&*s, account, u.id, second.access.id, at(2_100)).await);
     assert!(matches!(
-        s.rotate_refresh_token(account, b"r2", &next(u.id, b"r4", at(2_200)), at(2_200))
-            .await
-            .unwrap(),
+        s.rotate_refresh_token(
+            account,
+            b"r2",
+            &next(u.id, b"r4", at(2_200)),
+            &by(at(2_200))
+        )
+        .await
+        .unwrap(),
         Refreshed::Invalid
     ));
     assert_eq!(
@@ -171,9 +187,14 @@ pub async fn a_refresh_token_is_spent_once_and_its_reuse_revokes_the_session(s: 
     // The other session lives on.
     assert!(valid(&*s, account, u.id, other.access.id, at(2_100)).await);
     assert!(matches!(
-        s.rotate_refresh_token(account, b"o1", &next(u.id, b"o2", at(2_300)), at(2_300))
-            .await
-            .unwrap(),
+        s.rotate_refresh_token(
+            account,
+            b"o1",
+            &next(u.id, b"o2", at(2_300)),
+            &by(at(2_300))
+        )
+        .await
+        .unwrap(),
         Refreshed::Rotated(_)
     ));
 }
@@ -185,7 +206,7 @@ pub async fn a_refresh_token_expires_and_dies_with_its_user_state(s: Arc<dyn Sto
     open_session(&*s, account, u.id, b"r1", at(100)).await;
     let end = at(100) + Duration::days(30);
     assert!(matches!(
-        s.rotate_refresh_token(account, b"r1", &next(u.id, b"r2", end), end)
+        s.rotate_refresh_token(account, b"r1", &next(u.id, b"r2", end), &by(end))
             .await
             .unwrap(),
         Refreshed::Invalid
@@ -198,7 +219,7 @@ pub async fn a_refresh_token_expires_and_dies_with_its_user_state(s: Arc<dyn Sto
         .await
         .unwrap();
     assert!(matches!(
-        s.rotate_refresh_token(account, b"d1", &next(u.id, b"d2", at(500)), at(500))
+        s.rotate_refresh_token(account, b"d1", &next(u.id, b"d2", at(500)), &by(at(500)))
             .await
             .unwrap(),
         Refreshed::Invalid
@@ -206,9 +227,10 @@ pub async fn a_refresh_token_expires_and_dies_with_its_user_state(s: Arc<dyn Sto
     // Concurrent rotations of one token: exactly one wins, the other is reuse.
     open_session(&*s, account, u.id, b"c1", at(600)).await;
     let (na, nb) = (next(u.id, b"ca", at(700)), next(u.id, b"cb", at(700)));
+    let when = by(at(700));
     let (a, b) = tokio::join!(
-        s.rotate_refresh_token(account, b"c1", &na, at(700)),
-        s.rotate_refresh_token(account, b"c1", &nb, at(700)),
+        s.rotate_refresh_token(account, b"c1", &na, &when),
+        s.rotate_refresh_token(account, b"c1", &nb, &when),
     );
     let outcomes = [a.unwrap(), b.unwrap()];
     assert_eq!(
@@ -239,7 +261,7 @@ pub async fn ending_a_session_revokes_its_tokens_and_nothing_else(s: Arc<dyn Sto
     let (_, one) = open_session(&*s, account, u.id, b"one", at(100)).await;
     let (_, two) = open_session(&*s, account, u.id, b"two", at(100)).await;
     let r = s
-        .end_session(account, &SessionRef::Refresh(b"one".to_vec()), at(200))
+        .end_session(account, &SessionRef::Refresh(b"one".to_vec()), &by(at(200)))
         .await
         .unwrap();
     assert_eq!(
@@ -251,25 +273,25 @@ pub async fn ending_a_session_revokes_its_tokens_and_nothing_else(s: Arc<dyn Sto
     );
     assert!(!valid(&*s, account, u.id, one.access.id, at(300)).await);
     assert!(valid(&*s, account, u.id, two.access.id, at(300)).await);
-    s.end_session(account, &SessionRef::Token(two.access.id), at(400))
+    s.end_session(account, &SessionRef::Token(two.access.id), &by(at(400)))
         .await
         .unwrap();
     assert!(!valid(&*s, account, u.id, two.access.id, at(500)).await);
     assert!(matches!(
-        s.rotate_refresh_token(account, b"two", &next(u.id, b"t2", at(600)), at(600))
+        s.rotate_refresh_token(account, b"two", &next(u.id, b"t2", at(600)), &by(at(600)))
             .await
             .unwrap(),
         Refreshed::Invalid
     ));
     // A user token has no session: it is revoked alone.
     assert!(valid(&*s, account, u.id, user_token.id, at(500)).await);
-    s.end_session(account, &SessionRef::Token(user_token.id), at(600))
+    s.end_session(account, &SessionRef::Token(user_token.id), &by(at(600)))
         .await
         .unwrap();
     assert!(!valid(&*s, account, u.id, user_token.id, at(700)).await);
     let other = new_account(&*s).await;
     assert_not_found(
-        s.end_session(other, &SessionRef::Refresh(b"two".to_vec()), at(800))
+        s.end_session(other, &SessionRef::Refresh(b"two".to_vec()), &by(at(800)))
             .await,
         "session",
     );
@@ -287,7 +309,14 @@ pub async fn a_password_change_keeps_one_session_and_ends_the_others(s: Arc<dyn 
     let (_, keep) = open_session(&*s, account, u.id, b"keep", at(100)).await;
     let (_, other) = open_session(&*s, account, u.id, b"other", at(100)).await;
     let r = s
-        .change_password(account, u.id, "new", true, Some(keep.access.id), at(200))
+        .change_password(
+            account,
+            u.id,
+            "new",
+            true,
+            Some(keep.access.id),
+            &by(at(200)),
+        )
         .await
         .unwrap();
     assert_eq!(r.tokens, vec![other.access.id]);
@@ -302,17 +331,17 @@ pub async fn a_password_change_keeps_one_session_and_ends_the_others(s: Arc<dyn 
     );
     // Keeping nothing ends every session; not revoking keeps them all.
     let (_, third) = open_session(&*s, account, u.id, b"third", at(400)).await;
-    s.change_password(account, u.id, "newer", false, None, at(500))
+    s.change_password(account, u.id, "newer", false, None, &by(at(500)))
         .await
         .unwrap();
     assert!(valid(&*s, account, u.id, third.access.id, at(600)).await);
-    s.change_password(account, u.id, "newest", true, None, at(700))
+    s.change_password(account, u.id, "newest", true, None, &by(at(700)))
         .await
         .unwrap();
     assert!(!valid(&*s, account, u.id, third.access.id, at(800)).await);
     assert!(!valid(&*s, account, u.id, keep.access.id, at(800)).await);
     assert_not_found(
-        s.change_password(new_account(&*s).await, u.id, "x", true, None, at(900))
+        s.change_password(new_account(&*s).await, u.id, "x", true, None, &by(at(900)))
             .await,
         "user",
     );
@@ -328,12 +357,18 @@ pub async fn issuing_beyond_the_cap_revokes_the_oldest_live_tokens(s: Arc<dyn St
     let mut ids = vec![first.id];
     for i in 1..3 {
         let t = token_for(&u, at(i * 10));
-        let r = s.issue_user_token(account, &t, 3).await.unwrap();
+        let r = s
+            .issue_user_token(account, &t, 3, &by(at(0)))
+            .await
+            .unwrap();
         assert!(r.tokens.is_empty());
         ids.push(t.id);
     }
     let fourth = token_for(&u, at(100));
-    let r = s.issue_user_token(account, &fourth, 3).await.unwrap();
+    let r = s
+        .issue_user_token(account, &fourth, 3, &by(at(0)))
+        .await
+        .unwrap();
     assert_eq!(r.tokens, vec![ids[0]]);
     assert!(!valid(&*s, account, u.id, ids[0], at(200)).await);
     ids.push(fourth.id);
@@ -348,12 +383,12 @@ pub async fn issuing_beyond_the_cap_revokes_the_oldest_live_tokens(s: Arc<dyn St
     assert_eq!(listed, ids[1..].to_vec());
     // A revoked token does not count.
     let info = s
-        .revoke_user_token(account, u.id, ids[1], at(300))
+        .revoke_user_token(account, u.id, ids[1], &by(at(300)))
         .await
         .unwrap();
     assert_eq!(info.revoked_at, Some(at(300)));
     let again = s
-        .revoke_user_token(account, u.id, ids[1], at(400))
+        .revoke_user_token(account, u.id, ids[1], &by(at(400)))
         .await
         .unwrap();
     assert_eq!(
@@ -363,7 +398,7 @@ pub async fn issuing_beyond_the_cap_revokes_the_oldest_live_tokens(s: Arc<dyn St
     );
     let fifth = token_for(&u, at(500));
     assert!(
-        s.issue_user_token(account, &fifth, 3)
+        s.issue_user_token(account, &fifth, 3, &by(at(0)))
             .await
             .unwrap()
             .tokens
@@ -379,11 +414,12 @@ pub async fn issuing_beyond_the_cap_revokes_the_oldest_live_tokens(s: Arc<dyn St
 
     let other = new_account(&*s).await;
     assert_not_found(
-        s.issue_user_token(other, &token_for(&u, at(1)), 3).await,
+        s.issue_user_token(other, &token_for(&u, at(1)), 3, &by(at(0)))
+            .await,
         "user",
     );
     assert_not_found(
-        s.revoke_user_token(other, u.id, ids[2], at(1)).await,
+        s.revoke_user_token(other, u.id, ids[2], &by(at(1))).await,
         "token",
     );
     assert_not_found(
@@ -401,7 +437,9 @@ pub async fn the_token_cap_holds_under_concurrent_issues(s: Arc<dyn Store>) {
         let s = s.clone();
         let t = token_for(&u, at(100 + i));
         tasks.push(tokio::spawn(async move {
-            s.issue_user_token(account, &t, 5).await.unwrap()
+            s.issue_user_token(account, &t, 5, &by(at(0)))
+                .await
+                .unwrap()
         }));
     }
     for t in tasks {
@@ -422,13 +460,13 @@ pub async fn revoking_everything_before_a_moment_ends_tokens_and_sessions(s: Arc
         .await
         .unwrap();
     let (_, session) = open_session(&*s, account, u.id, b"r1", at(100)).await;
-    s.revoke_tokens_before(account, u.id, at(200))
+    s.revoke_tokens_before(account, u.id, &by(at(200)))
         .await
         .unwrap();
     assert!(!valid(&*s, account, u.id, user_token.id, at(300)).await);
     assert!(!valid(&*s, account, u.id, session.access.id, at(300)).await);
     assert!(matches!(
-        s.rotate_refresh_token(account, b"r1", &next(u.id, b"r2", at(300)), at(300))
+        s.rotate_refresh_token(account, b"r1", &next(u.id, b"r2", at(300)), &by(at(300)))
             .await
             .unwrap(),
         Refreshed::Invalid
@@ -441,10 +479,12 @@ pub async fn revoking_everything_before_a_moment_ends_tokens_and_sessions(s: Arc
             .is_empty()
     );
     let later = token_for(&u, at(400));
-    s.issue_user_token(account, &later, 100).await.unwrap();
+    s.issue_user_token(account, &later, 100, &by(at(0)))
+        .await
+        .unwrap();
     assert!(valid(&*s, account, u.id, later.id, at(500)).await);
     assert_not_found(
-        s.revoke_tokens_before(new_account(&*s).await, u.id, at(600))
+        s.revoke_tokens_before(new_account(&*s).await, u.id, &by(at(600)))
             .await,
         "user",
     );
@@ -452,9 +492,9 @@ pub async fn revoking_everything_before_a_moment_ends_tokens_and_sessions(s: Arc
 
 pub async fn rotating_the_signing_key_retires_the_others(s: Arc<dyn Store>) {
     let first = roster::tokens::generate_key(at(0)).unwrap();
-    s.insert_signing_key(&first).await.unwrap();
+    s.insert_signing_key(&first, &by(at(0))).await.unwrap();
     let second = roster::tokens::generate_key(at(100)).unwrap();
-    s.rotate_signing_key(&second, at(100)).await.unwrap();
+    s.rotate_signing_key(&second, &by(at(100))).await.unwrap();
     let keys = s.signing_keys().await.unwrap();
     let by = |kid: &str| keys.iter().find(|k| k.kid == kid).unwrap().clone();
     assert_eq!(by(&first.kid).retired_at, Some(at(100)));
@@ -478,16 +518,24 @@ pub async fn signup_settings_are_replaced_and_leave_the_rest_alone(s: Arc<dyn St
             private: false,
         }),
     );
-    s.update_custom_fields(account, change).await.unwrap();
+    s.update_custom_fields(account, change, &by(at(0)))
+        .await
+        .unwrap();
     let on = SignupSettings {
         enabled: true,
         captcha: false,
     };
-    let after = s.set_signup_settings(account, &on).await.unwrap();
+    let after = s
+        .set_signup_settings(account, &on, &by(at(0)))
+        .await
+        .unwrap();
     assert_eq!(after.signup, on);
     assert!(after.custom_fields.contains_key("team"));
     assert_eq!(s.get_settings(account).await.unwrap(), after);
-    assert_not_found(s.set_signup_settings(Uuid::now_v7(), &on).await, "account");
+    assert_not_found(
+        s.set_signup_settings(Uuid::now_v7(), &on, &by(at(0))).await,
+        "account",
+    );
 }
 
 fn mail(to: &str, at: OffsetDateTime) -> roster::store::sessions::OutboxMail {
@@ -565,10 +613,10 @@ pub async fn a_reset_link_works_once_before_it_expires_and_ends_the_sessions(s: 
         expires_at: created + Duration::hours(1),
         mail: mail("u@example.com", created),
     };
-    s.request_password_reset(account, &reset(b"one", at(200)))
+    s.request_password_reset(account, &reset(b"one", at(200)), &by(at(0)))
         .await
         .unwrap();
-    s.request_password_reset(account, &reset(b"two", at(200)))
+    s.request_password_reset(account, &reset(b"two", at(200)), &by(at(0)))
         .await
         .unwrap();
     assert_eq!(
@@ -580,18 +628,20 @@ pub async fn a_reset_link_works_once_before_it_expires_and_ends_the_sessions(s: 
     );
     let other = new_account(&*s).await;
     assert_eq!(
-        s.reset_password(other, b"one", "x", at(300)).await.unwrap(),
+        s.reset_password(other, b"one", "x", &by(at(300)))
+            .await
+            .unwrap(),
         None
     );
     assert_eq!(
-        s.reset_password(account, b"one", "new", at(200) + Duration::hours(1))
+        s.reset_password(account, b"one", "new", &by(at(200) + Duration::hours(1)))
             .await
             .unwrap(),
         None,
         "expired"
     );
     let revoked = s
-        .reset_password(account, b"one", "new", at(400))
+        .reset_password(account, b"one", "new", &by(at(400)))
         .await
         .unwrap()
         .expect("a live link");
@@ -608,13 +658,13 @@ pub async fn a_reset_link_works_once_before_it_expires_and_ends_the_sessions(s: 
             .require_password_change
     );
     assert_eq!(
-        s.reset_password(account, b"one", "again", at(500))
+        s.reset_password(account, b"one", "again", &by(at(500)))
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        s.reset_password(account, b"two", "again", at(500))
+        s.reset_password(account, b"two", "again", &by(at(500)))
             .await
             .unwrap(),
         None,
@@ -668,7 +718,7 @@ pub async fn mail_and_verification_links_are_written_with_the_user(s: Arc<dyn St
             .is_empty()
     );
     assert_eq!(
-        s.verify_email(account, b"v2", at(40))
+        s.verify_email(account, b"v2", &by(at(40)))
             .await
             .unwrap()
             .map(|u| u.id),
@@ -676,20 +726,20 @@ pub async fn mail_and_verification_links_are_written_with_the_user(s: Arc<dyn St
     );
 
     assert_eq!(
-        s.verify_email(new_account(&*s).await, b"v1", at(40))
+        s.verify_email(new_account(&*s).await, b"v1", &by(at(40)))
             .await
             .unwrap()
             .map(|u| u.id),
         None
     );
     let verified = s
-        .verify_email(account, b"v1", at(40))
+        .verify_email(account, b"v1", &by(at(40)))
         .await
         .unwrap()
         .unwrap();
     assert!(verified.email_verified);
     assert!(
-        s.verify_email(account, b"v1", at(50))
+        s.verify_email(account, b"v1", &by(at(50)))
             .await
             .unwrap()
             .is_none(),
@@ -714,7 +764,7 @@ pub async fn mail_and_verification_links_are_written_with_the_user(s: Arc<dyn St
         .await
         .unwrap();
     assert!(
-        s.verify_email(account, b"w1", at(30))
+        s.verify_email(account, b"w1", &by(at(30)))
             .await
             .unwrap()
             .is_none()
@@ -729,9 +779,11 @@ pub async fn email_settings_are_replaced_and_leave_the_rest_alone(s: Arc<dyn Sto
         enabled: true,
         captcha: true,
     };
-    s.set_signup_settings(account, &signup).await.unwrap();
+    s.set_signup_settings(account, &signup, &by(at(0)))
+        .await
+        .unwrap();
     let after = s
-        .set_email_settings(account, &EmailSettings { verify: true })
+        .set_email_settings(account, &EmailSettings { verify: true }, &by(at(0)))
         .await
         .unwrap();
     assert!(after.email.verify);

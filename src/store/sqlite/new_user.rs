@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::json;
 use crate::domain::event::Change;
 use crate::domain::permission::BUILTIN_ROLES;
 use crate::domain::room::MAX_ROOMS_PER_USER;
@@ -288,4 +287,8 @@ fn map_err(e: rusqlite::Error) -> StoreError {
         }
         _ => StoreError::Other(e.into()),
     }
+}
+
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
 }

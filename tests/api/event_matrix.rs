@@ -1,0 +1,477 @@
+//! The event matrix: every mutating route of `/openapi.json` has a row
+//! saying which events it writes, in order; each row is called through HTTP
+//! on a fresh world (see `matrix.rs`) and the event log must then hold
+//! exactly those events, each naming the caller as its actor, the request's
+//! id, and the row's subject. A route without a row fails the test.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Account, TestApp};
+use crate::matrix::{OPEN, world};
+use crate::sessions::{PASSWORD, login, member};
+
+/// (method, path as in openapi.json, caller, body, event types, subject kind
+/// of every event but those listed after it with their own kind)
+struct Row {
+    method: &'static str,
+    path: &'static str,
+    /// A caller of the matrix world (`F` full key, `O` operator, `A` admin,
+    /// `N` non-member), or `self` for the self-service routes, which sign
+    /// in as the target user first.
+    caller: &'static str,
+    body: fn() -> Value,
+    /// Which user `{userId}` is: the target, or the plain member `M`.
+    user: &'static str,
+    events: &'static [(&'static str, &'static str)],
+}
+
+const fn row(
+    method: &'static str,
+    path: &'static str,
+    caller: &'static str,
+    body: fn() -> Value,
+    events: &'static [(&'static str, &'static str)],
+) -> Row {
+    Row {
+        method,
+        path,
+        caller,
+        body,
+        user: "target",
+        events,
+    }
+}
+
+fn none() -> Value {
+    json!({})
+}
+fn name() -> Value {
+    json!({ "name": "x" })
+}
+fn role() -> Value {
+    json!({ "name": format!("r{}", uuid::Uuid::new_v4().simple()), "permissions": [] })
+}
+
+const P: &str = "/v1/accounts/{accountId}";
+
+fn rows() -> Vec<Row> {
+    let p = |rest: &str| -> &'static str { Box::leak(format!("{P}{rest}").into_boxed_str()) };
+    vec![
+        row(
+            "POST",
+            "/v1/accounts",
+            "O",
+            name,
+            &[
+                ("account.created", "account"),
+                ("api_key.created", "api_key"),
+            ],
+        ),
+        row(
+            "POST",
+            "/v1/keys/rotate",
+            "O",
+            none,
+            &[("signing_key.rotated", "signing_key")],
+        ),
+        row(
+            "POST",
+            p("/api-keys"),
+            "F",
+            name,
+            &[("api_key.created", "api_key")],
+        ),
+        row(
+            "DELETE",
+            p("/api-keys/{keyId}"),
+            "F",
+            none,
+            &[("api_key.revoked", "api_key")],
+        ),
+        row(
+            "PATCH",
+            p("/settings"),
+            "F",
+            || json!({ "custom_fields": {} }),
+            &[("settings.updated", "settings")],
+        ),
+        row("POST", p("/users"), "F", name, &[("user.created", "user")]),
+        row(
+            "PATCH",
+            p("/users/{userId}"),
+            "F",
+            name,
+            &[("user.updated", "user")],
+        ),
+        row(
+            "DELETE",
+            p("/users/{userId}"),
+            "F",
+            none,
+            &[("user.deleted", "user")],
+        ),
+        row(
+            "POST",
+            p("/users/{userId}/deactivate"),
+            "F",
+            none,
+            &[("user.deactivated", "user")],
+        ),
+        row(
+            "POST",
+            p("/users/{userId}/reactivate"),
+            "F",
+            none,
+            &[("user.reactivated", "user")],
+        ),
+        row(
+            "POST",
+            p("/users/{userId}/tokens"),
+            "F",
+            none,
+            &[("token.issued", "token")],
+        ),
+        // The target's two live tokens: the one they were created with and
+        // the world's.
+        row(
+            "DELETE",
+            p("/users/{userId}/tokens"),
+            "F",
+            none,
+            &[("token.revoked", "token"), ("token.revoked", "token")],
+        ),
+        row(
+            "DELETE",
+            p("/users/{userId}/tokens/{tokenId}"),
+            "F",
+            none,
+            &[("token.revoked", "token")],
+        ),
+        row("POST", p("/rooms"), "F", name, &[("room.created", "room")]),
+        row(
+            "PATCH",
+            p("/rooms/{roomId}"),
+            "F",
+            name,
+            &[("room.updated", "room")],
+        ),
+        row(
+            "DELETE",
+            p("/rooms/{roomId}"),
+            "F",
+            none,
+            &[("room.deleted", "room")],
+        ),
+        // Into a public room of the space (the world's room is private).
+        row(
+            "POST",
+            p("/rooms/{roomId}/join"),
+            "M",
+            none,
+            &[("member.added", "room_member")],
+        ),
+        row(
+            "PUT",
+            p("/rooms/{roomId}/members/{userId}"),
+            "F",
+            || json!({ "role": "role_room_user" }),
+            &[("member.added", "room_member")],
+        ),
+        Row {
+            user: "M",
+            ..row(
+                "DELETE",
+                p("/rooms/{roomId}/members/{userId}"),
+                "F",
+                none,
+                &[("member.removed", "room_member")],
+            )
+        },
+        row(
+            "POST",
+            p("/rooms/{roomId}/access"),
+            "F",
+            || json!({ "username": "Guest", "role": "user" }),
+            &[("access_link.created", "access_link")],
+        ),
+        row(
+            "DELETE",
+            p("/rooms/{roomId}/access/{linkId}"),
+            "F",
+            none,
+            &[("access_link.revoked", "access_link")],
+        ),
+        row(
+            "POST",
+            p("/spaces"),
+            "F",
+            name,
+            &[("space.created", "space")],
+        ),
+        row(
+            "PATCH",
+            p("/spaces/{spaceId}"),
+            "F",
+            name,
+            &[("space.updated", "space")],
+        ),
+        row(
+            "DELETE",
+            p("/spaces/{spaceId}"),
+            "F",
+            none,
+            &[("room.deleted", "room"), ("space.deleted", "space")],
+        ),
+        row(
+            "POST",
+            p("/spaces/{spaceId}/join"),
+            "N",
+            none,
+            &[("member.added", "space_member")],
+        ),
+        row(
+            "PUT",
+            p("/spaces/{spaceId}/members/{userId}"),
+            "F",
+            || json!({ "role": "user" }),
+            &[("member.added", "space_member")],
+        ),
+        Row {
+            user: "M",
+            ..row(
+                "DELETE",
+                p("/spaces/{spaceId}/members/{userId}"),
+                "F",
+                none,
+                &[("member.removed", "space_member")],
+            )
+        },
+        row(
+            "POST",
+            p("/spaces/{spaceId}/invites"),
+            "F",
+            || json!({ "role": "user" }),
+            &[("invite.created", "invite")],
+        ),
+        row(
+            "DELETE",
+            p("/spaces/{spaceId}/invites/{inviteId}"),
+            "F",
+            none,
+            &[("invite.revoked", "invite")],
+        ),
+        row(
+            "POST",
+            p("/spaces/{spaceId}/invites/{inviteId}/activate"),
+            "N",
+            none,
+            &[
+                ("invite.activated", "invite"),
+                ("member.added", "space_member"),
+            ],
+        ),
+        row("POST", p("/roles"), "F", role, &[("role.created", "role")]),
+        row(
+            "PATCH",
+            p("/roles/{roleId}"),
+            "F",
+            name,
+            &[("role.updated", "role")],
+        ),
+        row(
+            "DELETE",
+            p("/roles/{roleId}"),
+            "F",
+            none,
+            &[("role.deleted", "role")],
+        ),
+        row(
+            "POST",
+            p("/auth/login"),
+            "self",
+            none,
+            &[("session.created", "session")],
+        ),
+        row(
+            "POST",
+            p("/auth/refresh"),
+            "self",
+            none,
+            &[("session.refreshed", "session")],
+        ),
+        row(
+            "POST",
+            p("/auth/logout"),
+            "self",
+            none,
+            &[("session.revoked", "session")],
+        ),
+        row(
+            "POST",
+            p("/auth/password"),
+            "self",
+            || json!({ "current_password": PASSWORD, "new_password": "another long passphrase" }),
+            &[("user.password_changed", "user")],
+        ),
+    ]
+}
+
+/// Routes whose events need a mail round trip or sign-up settings first.
+/// Not yet checked here (a known gap, see docs/events.md): listed by name so
+/// that any other route without a row still fails.
+const NOT_YET: [&str; 4] = [
+    "/v1/accounts/{accountId}/auth/password-reset",
+    "/v1/accounts/{accountId}/auth/password-reset/confirm",
+    "/v1/accounts/{accountId}/auth/verify-email",
+    "/v1/accounts/{accountId}/signup",
+];
+
+/// A new user with a password, signed in: (id, username, access, refresh).
+async fn signed_in(t: &TestApp, a: &Account) -> (String, String, String, String) {
+    let name = format!("self{}", uuid::Uuid::new_v4().simple());
+    let id = member(t, a, &name, json!({})).await;
+    let (s, b) = login(t, a, json!({ "username": name, "password": PASSWORD })).await;
+    assert!(s.is_success(), "{b}");
+    let token = |k: &str| b["data"][k].as_str().unwrap().to_owned();
+    (id, name, token("access_token"), token("refresh_token"))
+}
+
+fn last_seq(events: &[roster::domain::event::Event]) -> i64 {
+    events.last().map_or(0, |e| e.seq)
+}
+
+#[tokio::test]
+async fn every_mutating_route_writes_its_events_with_its_caller() {
+    let t = Arc::new(TestApp::spawn().await);
+    let a = t.account("a").await;
+    let b = t.account("b").await;
+    let b_user = t.user(&b, json!({ "name": "stranger" })).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = (b, b_user);
+
+    let doc: Value = reqwest::get(format!("{}/openapi.json", t.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mutating: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| !OPEN.contains(&p.as_str()) && !NOT_YET.contains(&p.as_str()))
+        .flat_map(|(p, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|m| *m != "get")
+                .map(move |m| (m.to_uppercase(), p.clone()))
+        })
+        .collect();
+    let table = rows();
+    let covered: BTreeSet<(String, String)> = table
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    let missing: Vec<_> = mutating.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "mutating routes without a row: {missing:?}"
+    );
+    let stale: Vec<_> = covered.difference(&mutating).collect();
+    assert!(
+        stale.is_empty(),
+        "rows for routes that do not exist: {stale:?}"
+    );
+
+    let mut failures = Vec::new();
+    for r in &table {
+        let w = world(&t, &a, &b).await;
+        let mut w = w;
+        if r.path.ends_with("/rooms/{roomId}/join") {
+            let space = &w.ids["spaceId"];
+            let body = json!({ "name": "open", "space_id": space, "visibility": "public" });
+            let (_, room) = t.post(&a.path("/rooms"), &a.key, body).await;
+            let room = room["data"]["room"]["id"].as_str().unwrap().to_owned();
+            w.ids.insert("roomId", room);
+        }
+        let mut path = r.path.replace("{accountId}", &a.id);
+        for (k, v) in &w.ids {
+            path = path.replace(&format!("{{{k}}}"), v);
+        }
+        let who = if r.user == "M" {
+            &w.ids["M"]
+        } else {
+            &w.ids["target"]
+        };
+        path = path.replace("{userId}", who);
+        let mut body = (r.body)();
+        let (cred, actor): (Option<String>, (&str, Option<String>)) = match r.caller {
+            "self" => {
+                let (id, name, access, refresh) = signed_in(&t, &a).await;
+                if r.path.ends_with("/login") {
+                    body = json!({ "username": name, "password": PASSWORD });
+                }
+                if r.path.ends_with("/refresh") || r.path.ends_with("/logout") {
+                    body = json!({ "refresh_token": refresh });
+                }
+                let auth = (!r.path.ends_with("/login") && !r.path.ends_with("/refresh"))
+                    .then_some(access);
+                (auth, ("user", Some(id)))
+            }
+            "O" => (Some(w.creds["O"].clone()), ("operator", None)),
+            "F" => (Some(a.key.clone()), ("api_key", None)),
+            c => (Some(w.creds[c].clone()), ("user", Some(w.ids[c].clone()))),
+        };
+        let before = last_seq(&t.app.store.events_after(None, 0, 100_000).await.unwrap());
+        let m = Method::from_bytes(r.method.as_bytes()).unwrap();
+        let (status, answer) = t.call(m, &path, cred.as_deref(), Some(body)).await;
+        let here = format!("{} {} as {}", r.method, r.path, r.caller);
+        if !status.is_success() {
+            failures.push(format!("{here}: {status} {answer}"));
+            continue;
+        }
+        let got = t.app.store.events_after(None, before, 100).await.unwrap();
+        let kinds: Vec<(&str, &str)> = got
+            .iter()
+            .map(|e| (e.kind.as_str(), e.subject_kind.as_str()))
+            .collect();
+        if kinds != r.events {
+            failures.push(format!("{here}: wrote {kinds:?}, want {:?}", r.events));
+            continue;
+        }
+        for e in &got {
+            let by = (e.actor_kind.as_str(), e.actor_id.map(|i| i.to_string()));
+            let (kind, id) = (actor.0, actor.1.clone());
+            let is_caller = by.0 == kind
+                && match &id {
+                    Some(id) => by.1.as_ref() == Some(id),
+                    None => kind == "operator" || by.1.is_some(),
+                };
+            if !is_caller {
+                failures.push(format!(
+                    "{here}: {} names {by:?}, want {kind} {id:?}",
+                    e.kind
+                ));
+            }
+            if e.request_id.as_deref() != answer["request_id"].as_str() {
+                failures.push(format!(
+                    "{here}: {} has request id {:?}",
+                    e.kind, e.request_id
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} rows failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
