@@ -265,19 +265,23 @@ fn fetch_limit(page: Page) -> i64 {
 
 // --- shared steps ------------------------------------------------------------
 
-/// `NotFound(what)` unless `sql` (taking account and id) finds a row.
+/// `NotFound(what)` unless the account has row `id` in `table`, read
+/// with the row lock `lock` (`lock!(…)`, or `""` for none).
 async fn exists(
     c: &mut Conn,
-    sql: &'static str,
+    table: &'static str,
     account: Uuid,
     id: Uuid,
     what: &'static str,
+    lock: &'static str,
 ) -> Result<()> {
-    let found: Option<i32> = sqlx::query_scalar(sql)
-        .bind(account)
-        .bind(id)
-        .fetch_optional(&mut *c)
-        .await?;
+    let found: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {table} WHERE account_id = $1 AND id = $2{lock}"
+    )))
+    .bind(account)
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await?;
     found.map(|_| ()).ok_or(StoreError::NotFound(what))
 }
 
@@ -361,17 +365,7 @@ pub(super) async fn check_roles(c: &mut Conn, account: Uuid, roles: &[String]) -
         .filter(|r| !BUILTIN_ROLES.contains(&r.as_str()))
     {
         let id = Uuid::try_parse(r).map_err(|_| StoreError::NotFound("role"))?;
-        exists(
-            c,
-            concat!(
-                "SELECT 1 FROM roles WHERE account_id = $1 AND id = $2",
-                lock!("FOR SHARE")
-            ),
-            account,
-            id,
-            "role",
-        )
-        .await?;
+        exists(c, "roles", account, id, "role", lock!("FOR SHARE")).await?;
     }
     Ok(())
 }
@@ -1213,14 +1207,7 @@ impl Store for Backend {
         let at = change.at;
         write!(self, |c| {
             if let Some(space) = room.space_id {
-                exists(
-                    c,
-                    "SELECT 1 FROM spaces WHERE account_id = $1 AND id = $2",
-                    account,
-                    space,
-                    "space",
-                )
-                .await?;
+                exists(c, "spaces", account, space, "space", "").await?;
             }
             sqlx::query(
                     "INSERT INTO rooms (id, account_id, space_id, name, visibility, is_default, created_by, \
@@ -1696,22 +1683,8 @@ impl Store for Backend {
     ) -> Result<Member> {
         let change = change.clone();
         write!(self, |c| {
-            exists(
-                c,
-                "SELECT 1 FROM spaces WHERE account_id = $1 AND id = $2",
-                account,
-                space,
-                "space",
-            )
-            .await?;
-            exists(
-                c,
-                "SELECT 1 FROM users WHERE account_id = $1 AND id = $2",
-                account,
-                user,
-                "user",
-            )
-            .await?;
+            exists(c, "spaces", account, space, "space", "").await?;
+            exists(c, "users", account, user, "user", "").await?;
             let conflict = if only_if_absent {
                 "DO NOTHING"
             } else {
@@ -1800,25 +1773,16 @@ impl Store for Backend {
         let change = change.clone();
         let at = change.at;
         write!(self, |c| {
-            exists(
-                c,
-                "SELECT 1 FROM rooms WHERE account_id = $1 AND id = $2",
-                account,
-                room,
-                "room",
-            )
-            .await?;
+            exists(c, "rooms", account, room, "room", "").await?;
             // Locking the user's row serializes their joins, so the room
             // cap holds under concurrent joins.
             exists(
                 c,
-                concat!(
-                    "SELECT 1 FROM users WHERE account_id = $1 AND id = $2",
-                    lock!("FOR NO KEY UPDATE")
-                ),
+                "users",
                 account,
                 user,
                 "user",
+                lock!("FOR NO KEY UPDATE"),
             )
             .await?;
             let existing: Option<String> = sqlx::query_scalar(
@@ -2002,17 +1966,7 @@ impl Store for Backend {
         let role = role.to_owned();
         write!(self, |c| {
             // Lock the role so no user is given it while we check.
-            exists(
-                c,
-                concat!(
-                    "SELECT 1 FROM roles WHERE account_id = $1 AND id = $2",
-                    lock!("FOR UPDATE")
-                ),
-                account,
-                id,
-                "role",
-            )
-            .await?;
+            exists(c, "roles", account, id, "role", lock!("FOR UPDATE")).await?;
             let held: Option<i32> = sqlx::query_scalar(
                 "SELECT 1 FROM user_roles WHERE account_id = $1 AND role = $2 LIMIT 1",
             )
@@ -2056,14 +2010,7 @@ impl Store for Backend {
     ) -> Result<Invite> {
         let (invite, change) = (invite.clone(), change.clone());
         write!(self, |c| {
-            exists(
-                c,
-                "SELECT 1 FROM spaces WHERE account_id = $1 AND id = $2",
-                account,
-                invite.space_id,
-                "space",
-            )
-            .await?;
+            exists(c, "spaces", account, invite.space_id, "space", "").await?;
             sqlx::query(
                     "INSERT INTO invites (id, account_id, space_id, role, max_uses, uses, expires_at, revoked_at, \
                      created_by, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6, NULL, $7, $8)",
@@ -2225,14 +2172,7 @@ impl Store for Backend {
     ) -> Result<AccessLink> {
         let (link, change) = (link.clone(), change.clone());
         write!(self, |c| {
-            exists(
-                c,
-                "SELECT 1 FROM rooms WHERE account_id = $1 AND id = $2",
-                account,
-                link.room_id,
-                "room",
-            )
-            .await?;
+            exists(c, "rooms", account, link.room_id, "room", "").await?;
             sqlx::query(
                     "INSERT INTO access_links (id, account_id, room_id, username, role, external_user_id, \
                      is_permanent, expires_at, used_at, revoked_at, created_by, created_at) \
@@ -2698,13 +2638,11 @@ impl Store for Backend {
             // for one user count one after another.
             exists(
                 c,
-                concat!(
-                    "SELECT 1 FROM users WHERE account_id = $1 AND id = $2",
-                    lock!("FOR NO KEY UPDATE")
-                ),
+                "users",
                 account,
                 token.user_id,
                 "user",
+                lock!("FOR NO KEY UPDATE"),
             )
             .await?;
             sqlx::query(
