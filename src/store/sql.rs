@@ -503,18 +503,25 @@ pub(super) async fn insert_event(
     Ok(())
 }
 
-/// Appends the event `kind` of a change to `subject` (its kind and id),
-/// carrying `data`: the resource after the change (before it, for a delete).
-async fn record<T: serde::Serialize + ?Sized>(
-    c: &mut Conn,
-    account: Option<Uuid>,
-    change: &Change,
-    kind: &str,
-    subject: (&str, String),
-    data: &T,
-) -> Result<()> {
-    let data = serde_json::to_value(data).map_err(|e| StoreError::Other(e.into()))?;
-    insert_event(c, account, change, kind, subject, data).await
+/// Where a change's events go: its account (none for a server-wide change)
+/// and the [`Change`] itself.
+#[derive(Clone, Copy)]
+struct Log<'a>(Option<Uuid>, &'a Change);
+
+impl Log<'_> {
+    /// Appends the event `kind` of the change to `subject` (its kind and
+    /// id), carrying `data`: the resource after the change (before it, for a
+    /// delete).
+    async fn record<T: serde::Serialize + ?Sized>(
+        self,
+        c: &mut Conn,
+        kind: &str,
+        subject: (&str, String),
+        data: &T,
+    ) -> Result<()> {
+        let data = serde_json::to_value(data).map_err(|e| StoreError::Other(e.into()))?;
+        insert_event(c, self.0, self.1, kind, subject, data).await
+    }
 }
 
 /// The event of a membership that was added or whose role changed (none
@@ -532,15 +539,14 @@ async fn record_member(
         Some(role) if role != after.role => "member.role_changed",
         Some(_) => return Ok(()),
     };
-    record(
-        c,
-        Some(account),
-        change,
-        kind,
-        member_subject(of, after.user_id),
-        &member_data(of, after),
-    )
-    .await
+    Log(Some(account), change)
+        .record(
+            c,
+            kind,
+            member_subject(of, after.user_id),
+            &member_data(of, after),
+        )
+        .await
 }
 
 /// A membership as an event's subject: `room_member` or `space_member`,
@@ -584,15 +590,9 @@ async fn remove_member(
         .await?;
     let gone = one(row, member_from_row, "member")?;
     let subject = member_subject(of, user);
-    record(
-        c,
-        Some(account),
-        change,
-        "member.removed",
-        subject,
-        &member_data(of, &gone),
-    )
-    .await
+    Log(Some(account), change)
+        .record(c, "member.removed", subject, &member_data(of, &gone))
+        .await
 }
 
 /// `token.revoked` for a user's token (an access token or a `user` token).
@@ -605,7 +605,9 @@ async fn record_token_revoked(
 ) -> Result<()> {
     let data = serde_json::json!({"id": token, "user_id": user, "revoked_at": change.at});
     let subject = ("token", token.to_string());
-    record(c, Some(account), change, "token.revoked", subject, &data).await
+    Log(Some(account), change)
+        .record(c, "token.revoked", subject, &data)
+        .await
 }
 
 /// `user.password_changed`, carrying the user after the change.
@@ -629,7 +631,9 @@ async fn record_deleted_rooms(
 ) -> Result<()> {
     for room in all(rows, room_from_row)? {
         let subject = ("room", room.id.to_string());
-        record(c, Some(account), change, "room.deleted", subject, &room).await?;
+        Log(Some(account), change)
+            .record(c, "room.deleted", subject, &room)
+            .await?;
     }
     Ok(())
 }
@@ -647,15 +651,9 @@ async fn record_signing_key(
         "public_x": key.public_x,
         "created_at": key.created_at,
     });
-    record(
-        c,
-        None,
-        change,
-        kind,
-        ("signing_key", key.kid.clone()),
-        &data,
-    )
-    .await
+    Log(None, change)
+        .record(c, kind, ("signing_key", key.kid.clone()), &data)
+        .await
 }
 
 /// One event per type of a user's change, each carrying the user after it.
@@ -705,15 +703,9 @@ async fn insert_api_key(
         created_at: key.created_at,
         last_used_at: None,
     };
-    record(
-        c,
-        Some(account),
-        change,
-        "api_key.created",
-        ("api_key", key.id.to_string()),
-        &view,
-    )
-    .await
+    Log(Some(account), change)
+        .record(c, "api_key.created", ("api_key", key.id.to_string()), &view)
+        .await
 }
 
 /// Reads the account's settings (locked on PostgreSQL), changes them with
@@ -739,15 +731,9 @@ async fn update_settings(
         .execute(&mut *c)
         .await?;
     let subject = ("settings", account.to_string());
-    record(
-        c,
-        Some(account),
-        change,
-        "settings.updated",
-        subject,
-        &settings,
-    )
-    .await?;
+    Log(Some(account), change)
+        .record(c, "settings.updated", subject, &settings)
+        .await?;
     Ok(settings)
 }
 
@@ -896,7 +882,9 @@ async fn revoke_sessions(
     for (session, user) in ended {
         let data = serde_json::json!({"id": session, "user_id": user, "revoked_at": at});
         let subject = ("session", session.to_string());
-        record(c, Some(account), change, "session.revoked", subject, &data).await?;
+        Log(Some(account), change)
+            .record(c, "session.revoked", subject, &data)
+            .await?;
     }
     let tokens = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "UPDATE tokens SET revoked_at = $1 WHERE session_id IN (SELECT id FROM sessions WHERE {filter}) \
@@ -1065,15 +1053,9 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             let subject = ("account", account.id.to_string());
-            record(
-                c,
-                Some(account.id),
-                &change,
-                "account.created",
-                subject,
-                &account,
-            )
-            .await?;
+            Log(Some(account.id), &change)
+                .record(c, "account.created", subject, &account)
+                .await?;
             insert_api_key(c, account.id, &key, &change).await
         })
     }
@@ -1152,15 +1134,9 @@ impl Store for Backend {
             .await?;
             let revoked = one(row, api_key_from_row, "api key")?;
             let subject = ("api_key", key.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "api_key.revoked",
-                subject,
-                &revoked,
-            )
-            .await
+            Log(Some(account), &change)
+                .record(c, "api_key.revoked", subject, &revoked)
+                .await
         })
     }
 
@@ -1234,15 +1210,9 @@ impl Store for Backend {
                 created_at: at,
                 updated_at: at,
             };
-            record(
-                c,
-                Some(account),
-                &change,
-                "room.created",
-                ("room", id.to_string()),
-                &created,
-            )
-            .await?;
+            Log(Some(account), &change)
+                .record(c, "room.created", ("room", id.to_string()), &created)
+                .await?;
             if let Some(creator) = room.created_by {
                 // The creator (when a user of this account) moderates the room.
                 let joined = sqlx::query(
@@ -1322,7 +1292,9 @@ impl Store for Backend {
             .await?;
             let updated = one(row, room_from_row, "room")?;
             let subject = ("room", room.to_string());
-            record(c, Some(account), &change, "room.updated", subject, &updated).await?;
+            Log(Some(account), &change)
+                .record(c, "room.updated", subject, &updated)
+                .await?;
             Ok(updated)
         })
     }
@@ -1538,7 +1510,9 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             let subject = ("space", space.id.to_string());
-            record(c, Some(account), &change, "space.created", subject, &space).await?;
+            Log(Some(account), &change)
+                .record(c, "space.created", subject, &space)
+                .await?;
             if let Some(creator) = space.created_by {
                 let joined = sqlx::query(
                         "INSERT INTO space_members (account_id, space_id, user_id, role, joined_at) \
@@ -1618,15 +1592,9 @@ impl Store for Backend {
             .await?;
             let updated = one(row, space_from_row, "space")?;
             let subject = ("space", space.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "space.updated",
-                subject,
-                &updated,
-            )
-            .await?;
+            Log(Some(account), &change)
+                .record(c, "space.updated", subject, &updated)
+                .await?;
             Ok(updated)
         })
     }
@@ -1651,7 +1619,9 @@ impl Store for Backend {
             let gone = one(row, space_from_row, "space")?;
             record_deleted_rooms(c, account, &change, rooms).await?;
             let subject = ("space", space.to_string());
-            record(c, Some(account), &change, "space.deleted", subject, &gone).await
+            Log(Some(account), &change)
+                .record(c, "space.deleted", subject, &gone)
+                .await
         })
     }
 
@@ -1895,7 +1865,9 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             let subject = ("role", role.id.clone());
-            record(c, Some(account), &change, "role.created", subject, &role).await?;
+            Log(Some(account), &change)
+                .record(c, "role.created", subject, &role)
+                .await?;
             Ok(role)
         })
     }
@@ -1955,7 +1927,9 @@ impl Store for Backend {
             .await?;
             let updated = one(row, role_from_row, "role")?;
             let subject = ("role", updated.id.clone());
-            record(c, Some(account), &change, "role.updated", subject, &updated).await?;
+            Log(Some(account), &change)
+                .record(c, "role.updated", subject, &updated)
+                .await?;
             Ok(updated)
         })
     }
@@ -1988,15 +1962,9 @@ impl Store for Backend {
             .fetch_optional(&mut *c)
             .await?;
             let gone = one(row, role_from_row, "role")?;
-            record(
-                c,
-                Some(account),
-                &change,
-                "role.deleted",
-                ("role", role),
-                &gone,
-            )
-            .await
+            Log(Some(account), &change)
+                .record(c, "role.deleted", ("role", role), &gone)
+                .await
         })
     }
 
@@ -2026,15 +1994,9 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             let subject = ("invite", invite.id.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "invite.created",
-                subject,
-                &invite,
-            )
-            .await?;
+            Log(Some(account), &change)
+                .record(c, "invite.created", subject, &invite)
+                .await?;
             Ok(invite)
         })
     }
@@ -2080,15 +2042,9 @@ impl Store for Backend {
             };
             let revoked = invite_from_row(&row)?;
             let subject = ("invite", invite.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "invite.revoked",
-                subject,
-                &revoked,
-            )
-            .await
+            Log(Some(account), &change)
+                .record(c, "invite.revoked", subject, &revoked)
+                .await
         })
     }
 
@@ -2140,15 +2096,9 @@ impl Store for Backend {
                     WHEN space_members.role = 'moderator' OR excluded.role = 'moderator' THEN 'moderator' \
                     ELSE 'user' END";
             let subject = ("invite", invite.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "invite.activated",
-                subject,
-                &found,
-            )
-            .await?;
+            Log(Some(account), &change)
+                .record(c, "invite.activated", subject, &found)
+                .await?;
             upsert_space_member(
                 c,
                 account,
@@ -2191,15 +2141,9 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             let subject = ("access_link", link.id.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "access_link.created",
-                subject,
-                &link,
-            )
-            .await?;
+            Log(Some(account), &change)
+                .record(c, "access_link.created", subject, &link)
+                .await?;
             Ok(link)
         })
     }
@@ -2245,15 +2189,9 @@ impl Store for Backend {
             };
             let revoked = link_from_row(&row)?;
             let subject = ("access_link", link.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "access_link.revoked",
-                subject,
-                &revoked,
-            )
-            .await
+            Log(Some(account), &change)
+                .record(c, "access_link.revoked", subject, &revoked)
+                .await
         })
     }
 
@@ -2285,15 +2223,9 @@ impl Store for Backend {
                 ..found.clone()
             };
             let subject = ("access_link", link.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "access_link.used",
-                subject,
-                &used,
-            )
-            .await?;
+            Log(Some(account), &change)
+                .record(c, "access_link.used", subject, &used)
+                .await?;
             Ok(found)
         })
     }
@@ -2445,15 +2377,9 @@ impl Store for Backend {
             insert_next_tokens(c, account, s.id, s.user_id, &s.tokens).await?;
             let data =
                 serde_json::json!({"id": s.id, "user_id": s.user_id, "created_at": s.created_at});
-            record(
-                c,
-                Some(account),
-                &change,
-                "session.created",
-                ("session", s.id.to_string()),
-                &data,
-            )
-            .await
+            Log(Some(account), &change)
+                .record(c, "session.created", ("session", s.id.to_string()), &data)
+                .await
         })
     }
 
@@ -2518,15 +2444,14 @@ impl Store for Backend {
                 .await?;
             insert_next_tokens(c, account, session, user, &next).await?;
             let data = serde_json::json!({"id": session, "user_id": user, "refreshed_at": now});
-            record(
-                c,
-                Some(account),
-                &change,
-                "session.refreshed",
-                ("session", session.to_string()),
-                &data,
-            )
-            .await?;
+            Log(Some(account), &change)
+                .record(
+                    c,
+                    "session.refreshed",
+                    ("session", session.to_string()),
+                    &data,
+                )
+                .await?;
             let fresh = select_user(c, account, user, false).await?;
             Ok(sessions::Refreshed::Rotated(Box::new(fresh)))
         })
@@ -2685,7 +2610,9 @@ impl Store for Backend {
                 "created_at": token.created_at,
                 "expires_at": token.expires_at,
             });
-            record(c, Some(account), &change, "token.issued", subject, &data).await?;
+            Log(Some(account), &change)
+                .record(c, "token.issued", subject, &data)
+                .await?;
             for &old in &tokens {
                 record_token_revoked(c, account, &change, old, token.user_id).await?;
             }
@@ -2822,15 +2749,9 @@ impl Store for Backend {
             insert_mail(c, &r.mail).await?;
             let data = serde_json::json!({"user_id": r.user_id, "expires_at": r.expires_at});
             let subject = ("user", r.user_id.to_string());
-            record(
-                c,
-                Some(account),
-                &change,
-                "user.password_reset_requested",
-                subject,
-                &data,
-            )
-            .await
+            Log(Some(account), &change)
+                .record(c, "user.password_reset_requested", subject, &data)
+                .await
         })
     }
 
