@@ -603,12 +603,18 @@ async fn may_join(
             return Err(("INTERNAL_ERROR", "internal error"));
         }
     };
-    if found.visibility == Visibility::Public || who.guest {
+    // Guests, and public rooms outside any space, need no second read.
+    if who.guest || (found.visibility == Visibility::Public && found.space_id.is_none()) {
         return Ok(());
     }
-    match store.is_room_member(who.account, room, who.user).await {
+    // The same rule as REST's reads and joins (store::ROOM_VISIBLE).
+    match store.room_visible_to(who.account, room, who.user).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(("FORBIDDEN", "this room is private and you are not a member")),
+        Ok(false) if found.visibility == Visibility::Private => {
+            Err(("FORBIDDEN", "this room is private and you are not a member"))
+        }
+        // A public room of a private space the user is not in: not there for them.
+        Ok(false) => Err(("NOT_FOUND", "room not found")),
         Err(e) => {
             tracing::error!(error = %e, "realtime: membership lookup failed");
             Err(("INTERNAL_ERROR", "internal error"))

@@ -95,7 +95,17 @@ pub async fn in_room(app: &App, actor: &Actor, room: Uuid) -> Result<(Room, Stan
     let user = actor.user_id().unwrap_or_default();
     let standing = match app.store.room_role(actor.account_id, room, user).await? {
         Some(r) => Standing::Member(r),
+        // A private room, or a public one in a private space the user is
+        // not in, is not there for them (store::ROOM_VISIBLE decides).
         None if found.visibility == Visibility::Private => {
+            return Err(DomainError::not_found("room").into());
+        }
+        None if found.space_id.is_some()
+            && !app
+                .store
+                .room_visible_to(actor.account_id, room, user)
+                .await? =>
+        {
             return Err(DomainError::not_found("room").into());
         }
         None => Standing::Outsider,

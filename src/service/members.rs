@@ -26,14 +26,6 @@ pub async fn join_room(app: &App, actor: &Actor, room: Uuid) -> Result<Member> {
             "this room is private: a moderator must add you",
         ));
     }
-    if let Some(space) = room.space_id
-        && !standing.is_member()
-    {
-        // A private space hides its rooms from outsiders.
-        in_space(app, actor, space)
-            .await
-            .map_err(|_| Error::forbidden("this room's space is private: join the space first"))?;
-    }
     Ok(app
         .store
         .put_room_member(

@@ -313,13 +313,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Paged<Member>>;
 
     // --- room memberships ----------------------------------------------------
-    /// Rooms a user may see: public ones and those they are a member of.
+    /// Rooms a user may see ([`ROOM_VISIBLE`]): those they are a member of,
+    /// and public ones outside any private space they are not a member of.
     async fn list_rooms_visible_to(
         &self,
         account: Uuid,
         user: Uuid,
         page: Page,
     ) -> Result<Paged<Room>>;
+    /// Whether `user` may see (and so join) the room, by [`ROOM_VISIBLE`];
+    /// false for a room that is not there.
+    async fn room_visible_to(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<bool>;
     async fn room_role(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<Option<RoomRole>>;
     /// Makes `user` a member with `role` (grantRole), within the 2000-room
     /// cap; `only_if_absent` keeps an existing membership (a join).
@@ -835,6 +839,16 @@ pub(crate) fn user_columns_of(alias: &str) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// The one rule of who sees a room `r`, as SQL over the user `$3`: its
+/// members; otherwise nobody if it is private, and if it is public, whoever
+/// may see its space (everyone for a public space or none, members for a
+/// private one). REST reads, lists and joins and the realtime gateway's
+/// join all decide by it.
+pub const ROOM_VISIBLE: &str = "(EXISTS (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = $3) \
+     OR (r.visibility = 'public' AND (r.space_id IS NULL OR EXISTS (SELECT 1 FROM spaces s \
+     WHERE s.id = r.space_id AND (s.visibility = 'public' OR EXISTS (SELECT 1 FROM space_members sm \
+     WHERE sm.space_id = s.id AND sm.user_id = $3))))))";
 
 pub(crate) const SPACE_COLUMNS: &str =
     "id, account_id, name, visibility, created_by, created_at, updated_at";

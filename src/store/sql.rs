@@ -47,8 +47,9 @@ use crate::domain::user::{
     MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
 };
 use crate::store::{
-    INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, Result, SPACE_COLUMNS,
-    SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord, USER_COLUMNS, sessions,
+    INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, ROOM_VISIBLE, Result,
+    SPACE_COLUMNS, SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord, USER_COLUMNS,
+    sessions,
 };
 
 pub(super) type Conn = <Db as sqlx::Database>::Connection;
@@ -1706,9 +1707,7 @@ impl Store for Backend {
     ) -> Result<Paged<Room>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ROOM_COLUMNS} FROM rooms r WHERE account_id = $1 AND ($2 IS NULL OR id > $2) \
-             AND (visibility = 'public' OR EXISTS \
-             (SELECT 1 FROM room_members m WHERE m.room_id = r.id AND m.user_id = $3)) \
-             ORDER BY id LIMIT $4"
+             AND {ROOM_VISIBLE} ORDER BY id LIMIT $4"
         )))
         .bind(account)
         .bind(page.after)
@@ -1717,6 +1716,18 @@ impl Store for Backend {
         .fetch_all(self.read())
         .await?;
         paged(rows, page, room_from_row, |r| r.id)
+    }
+
+    async fn room_visible_to(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<bool> {
+        let found: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM rooms r WHERE r.account_id = $1 AND r.id = $2 AND {ROOM_VISIBLE}"
+        )))
+        .bind(account)
+        .bind(room)
+        .bind(user)
+        .fetch_optional(self.read())
+        .await?;
+        Ok(found.is_some())
     }
 
     async fn room_role(&self, account: Uuid, room: Uuid, user: Uuid) -> Result<Option<RoomRole>> {

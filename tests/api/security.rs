@@ -190,3 +190,84 @@ async fn a_changed_address_is_verified_again_and_gets_no_reset_for_an_hour() {
     );
     assert_eq!(user_of(&t, &a, &dan).await["email"], "DAN@new.example.com");
 }
+
+/// #18 item 2: a public room inside a private space was readable, listed
+/// and joinable (snapshot, live presence) by a user outside the space.
+#[tokio::test]
+async fn a_private_space_hides_its_public_rooms_on_every_path() {
+    use crate::realtime::{connect, send, wait_for};
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let (s, b) = t
+        .post(
+            &a.path("/spaces"),
+            &a.key,
+            json!({ "name": "Board", "visibility": "private" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let space = b["data"]["space"]["id"].as_str().unwrap().to_owned();
+    let room = t
+        .room(
+            &a,
+            json!({ "name": "Lobby", "space_id": space, "visibility": "public" }),
+        )
+        .await;
+    let insider = t.user(&a, json!({ "name": "In" })).await;
+    let outsider = t.user(&a, json!({ "name": "Out" })).await;
+    let insider_id = insider["user"]["id"].as_str().unwrap();
+    let (s, b) = t
+        .call(
+            reqwest::Method::PUT,
+            &a.path(&format!("/spaces/{space}/members/{insider_id}")),
+            Some(&a.key),
+            Some(json!({ "role": "user" })),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    let inside = insider["token"].as_str().unwrap();
+    let outside = outsider["token"].as_str().unwrap();
+    let room_path = a.path(&format!("/rooms/{room}"));
+    let listed = |body: &Value| {
+        body["data"]["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == room.as_str())
+    };
+
+    // The space's member sees, lists and joins it.
+    assert_eq!(t.get(&room_path, inside).await.0, StatusCode::OK);
+    assert!(listed(&t.get(&a.path("/rooms"), inside).await.1));
+    let mut ws = connect(&t, inside).await;
+    send(&mut ws, json!({ "type": "join", "id": 1, "room_id": room })).await;
+    let snap = wait_for(&mut ws, "snapshot", |_| true).await;
+    assert_eq!(snap["room_id"], room.as_str());
+
+    // For anyone else it is not there: read, list, REST join, realtime join.
+    let got = t.get(&room_path, outside).await;
+    assert_error(&got, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    assert!(!listed(&t.get(&a.path("/rooms"), outside).await.1));
+    let got = t
+        .call(
+            reqwest::Method::POST,
+            &format!("{room_path}/join"),
+            Some(outside),
+            None,
+        )
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+    let (_, members) = t.get(&format!("{room_path}/members"), &a.key).await;
+    assert_eq!(
+        members["data"]["members"],
+        json!([]),
+        "the refused join wrote nothing"
+    );
+    let mut ws = connect(&t, outside).await;
+    send(&mut ws, json!({ "type": "join", "id": 2, "room_id": room })).await;
+    let e = wait_for(&mut ws, "error", |_| true).await;
+    assert_eq!(
+        (e["id"].clone(), e["code"].clone()),
+        (json!(2), json!("NOT_FOUND"))
+    );
+}
