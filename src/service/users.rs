@@ -194,6 +194,19 @@ pub async fn update(
     let settings = app.settings(account).await?;
     let mut patch = req.parse(&settings)?;
     let current = app.store.get_user(account, id).await?;
+    if own && let Some(metadata) = patch.metadata.as_mut() {
+        // `@private` is the servers' part, which the user never sees: they
+        // neither set it nor wipe it by replacing the rest.
+        if metadata.contains_key("@private") {
+            return Err(Error::forbidden_field(
+                "only servers (API keys) set metadata[\"@private\"]",
+                "metadata.@private",
+            ));
+        }
+        if let Some(private) = current.metadata.get("@private") {
+            metadata.insert("@private".to_owned(), private.clone());
+        }
+    }
     if !own && let Some(field) = patch.identity_field() {
         actor.may_act_on(app, &current, field).await?;
     }

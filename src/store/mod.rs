@@ -240,7 +240,8 @@ pub trait Store: Send + Sync + 'static {
         mail: Option<&sessions::UserMail>,
     ) -> Result<User>;
     /// Deactivating (`user.deactivated`) also ends every token issued until
-    /// the change; reactivating (`user.reactivated`) does not revive them.
+    /// the change; reactivating (`user.reactivated`) does not revive them,
+    /// nor any token issued while the user was inactive (created so, say).
     async fn set_user_active(
         &self,
         account: Uuid,
@@ -498,7 +499,8 @@ pub trait Store: Send + Sync + 'static {
         change: &Change,
     ) -> Result<sessions::Revoked>;
     /// Records a new `user` token and revokes the oldest live ones beyond
-    /// `max_live`, in one transaction; returns the ids revoked.
+    /// `max_live`, in one transaction; returns the ids revoked. Refused
+    /// (`Conflict` on `active`) for a deactivated user.
     async fn issue_user_token(
         &self,
         account: Uuid,

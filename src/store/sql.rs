@@ -1429,7 +1429,11 @@ impl Store for Backend {
         let change = change.clone();
         write!(self, |c| {
             let sql = if active {
-                "UPDATE users SET active = TRUE, deactivated_at = NULL, updated_at = $1 \
+                // Reactivating ends every token issued before it (those of a
+                // user created inactive too): nothing issued while the user
+                // was deactivated comes back.
+                "UPDATE users SET tokens_valid_after = CASE WHEN active THEN tokens_valid_after ELSE $1 END, \
+                     active = TRUE, deactivated_at = NULL, updated_at = $1 \
                      WHERE account_id = $2 AND id = $3 RETURNING {}"
             } else {
                 "UPDATE users SET active = FALSE, deactivated_at = COALESCE(deactivated_at, $1), \
@@ -2570,17 +2574,26 @@ impl Store for Backend {
     ) -> Result<sessions::Revoked> {
         let (token, change) = (token.clone(), change.clone());
         write!(self, |c| {
-            // The user's row lock serializes the cap: concurrent issues
-            // for one user count one after another.
-            exists(
-                c,
-                "users",
-                account,
-                token.user_id,
-                "user",
-                lock!("FOR NO KEY UPDATE"),
-            )
+            // The user's row lock serializes the cap (concurrent issues for
+            // one user count one after another) and holds their state.
+            let active: Option<bool> = sqlx::query_scalar(concat!(
+                "SELECT active FROM users WHERE account_id = $1 AND id = $2",
+                lock!("FOR NO KEY UPDATE")
+            ))
+            .bind(account)
+            .bind(token.user_id)
+            .fetch_optional(&mut *c)
             .await?;
+            match active {
+                None => return Err(StoreError::NotFound("user")),
+                Some(false) => {
+                    return Err(StoreError::conflict(
+                        "active",
+                        "the user is deactivated: reactivate them before issuing a token",
+                    ));
+                }
+                Some(true) => {}
+            }
             sqlx::query(
                     "INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) \
                      VALUES ($1, $2, $3, 'user', $4, $5, $6, NULL)",

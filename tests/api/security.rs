@@ -271,3 +271,99 @@ async fn a_private_space_hides_its_public_rooms_on_every_path() {
         (json!(2), json!("NOT_FOUND"))
     );
 }
+
+/// #18 item 5: with their own token a user set or wiped
+/// `metadata["@private"]`, the part only servers may see.
+#[tokio::test]
+async fn a_user_neither_sets_nor_wipes_their_private_metadata() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let d = t
+        .user(
+            &a,
+            json!({ "name": "Ann", "metadata": { "@private": { "tier": "gold" }, "theme": "dark" } }),
+        )
+        .await;
+    let id = d["user"]["id"].as_str().unwrap();
+    let own = d["token"].as_str().unwrap();
+    let me = a.path(&format!("/users/{id}"));
+
+    let got = t
+        .patch(
+            &me,
+            own,
+            json!({ "metadata": { "@private": { "tier": "platinum" } } }),
+        )
+        .await;
+    assert_error(
+        &got,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        Some("metadata.@private"),
+    );
+    assert_eq!(
+        user_of(&t, &a, id).await["metadata"]["@private"]["tier"],
+        "gold"
+    );
+
+    // Replacing the rest keeps the servers' part.
+    let (s, b) = t
+        .patch(&me, own, json!({ "metadata": { "theme": "light" } }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["data"]["user"]["metadata"].get("@private").is_none(),
+        "{b}"
+    );
+    assert_eq!(
+        user_of(&t, &a, id).await["metadata"],
+        json!({ "@private": { "tier": "gold" }, "theme": "light" })
+    );
+    // A server still sets it.
+    let (s, b) = t
+        .patch(
+            &me,
+            &a.key,
+            json!({ "metadata": { "@private": { "tier": "silver" } } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        user_of(&t, &a, id).await["metadata"]["@private"]["tier"],
+        "silver"
+    );
+}
+
+/// #18 item 6: a token issued to a deactivated user (or with a user created
+/// inactive) came alive when the user was reactivated.
+#[tokio::test]
+async fn no_token_issued_while_a_user_is_deactivated_works_after_reactivation() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let d = t.user(&a, json!({ "name": "Ina", "active": false })).await;
+    let id = d["user"]["id"].as_str().unwrap();
+    let created_with = d["token"].as_str().unwrap().to_owned();
+    let me = a.path(&format!("/users/{id}"));
+
+    let got = t.post(&format!("{me}/tokens"), &a.key, json!({})).await;
+    assert_error(&got, StatusCode::CONFLICT, "CONFLICT", Some("active"));
+    let (_, tokens) = t.get(&format!("{me}/tokens"), &a.key).await;
+    assert_eq!(
+        tokens["data"]["tokens"].as_array().unwrap().len(),
+        1,
+        "only the token the user was created with: the refusal wrote nothing"
+    );
+
+    let (s, b) = t.post(&format!("{me}/reactivate"), &a.key, json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(t.get(&me, &created_with).await.0, StatusCode::UNAUTHORIZED);
+    // Tokens issued once the user is active work, and reactivating an
+    // active user again ends nothing.
+    let (s, b) = t.post(&format!("{me}/tokens"), &a.key, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let fresh = b["data"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(t.get(&me, &fresh).await.0, StatusCode::OK);
+    let (s, _) = t.post(&format!("{me}/reactivate"), &a.key, json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t.get(&me, &fresh).await.0, StatusCode::OK);
+}
