@@ -163,7 +163,7 @@ async fn envelope_scope(State(app): State<App>, req: Request, next: Next) -> Res
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let timeout = Duration::from_secs(app.config.request_timeout_secs);
     let res = REQUEST_ID
@@ -180,11 +180,28 @@ async fn envelope_scope(State(app): State<App>, req: Request, next: Next) -> Res
         })
         .await;
     let status = res.status().as_u16().to_string();
-    metrics::counter!("roster_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    metrics::counter!("roster_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("roster_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     res
+}
+
+/// The method as a metric label: the standard ones by name, any other as
+/// `other`, so that invented methods add no series (the route label is the
+/// matched route or `unmatched`, for the same reason).
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 async fn fallback() -> ApiError {

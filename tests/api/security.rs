@@ -367,3 +367,45 @@ async fn no_token_issued_while_a_user_is_deactivated_works_after_reactivation() 
     assert_eq!(s, StatusCode::OK);
     assert_eq!(t.get(&me, &fresh).await.0, StatusCode::OK);
 }
+
+/// #18 item 4: the `method` label was the raw request method, so invented
+/// methods grew `/metrics` (and memory) without bound, unauthenticated.
+#[tokio::test]
+async fn invented_methods_and_paths_add_no_metric_series() {
+    let t = TestApp::spawn().await;
+    let metrics = || async {
+        reqwest::get(format!("{}/metrics", t.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("roster_http_requests_total"))
+            .count()
+    };
+    let client = reqwest::Client::new();
+    // Warm the labels every request below can produce.
+    for m in ["BREW", "GET"] {
+        let m = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+        client
+            .request(m, format!("{}/warm", t.base))
+            .send()
+            .await
+            .unwrap();
+    }
+    metrics().await;
+    let before = metrics().await;
+    for i in 0..200 {
+        let m = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let url = format!("{}/probe-{i}", t.base);
+        client.request(m, &url).send().await.unwrap();
+        client.get(&url).send().await.unwrap();
+    }
+    let after = metrics().await;
+    assert!(!after.contains("INVENTED"), "a raw method became a label");
+    assert!(!after.contains("probe-"), "a raw path became a label");
+    assert_eq!(series(&after), series(&before), "{after}");
+}
