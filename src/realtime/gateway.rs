@@ -85,6 +85,12 @@ pub async fn realtime(
                     return e.into_response();
                 }
             };
+            if who.guest
+                && let Err(e) = open_guest_link(&app, &who).await
+            {
+                app.hub.unregister(handle.id);
+                return e.into_response();
+            }
             let limit = app.config.realtime_max_frame_bytes;
             let tasks = app.realtime_tasks.clone();
             // tungstenite's read buffer is allocated up front and kept for
@@ -178,29 +184,38 @@ async fn authorize(
     }
 }
 
-/// A guest link's token: the link must still be live; a one-time link is
-/// consumed now, when its connection opens.
+/// A guest link's token, by its signature. The link itself is opened (and a
+/// one-time link spent) by [`open_guest_link`], once nothing but the
+/// upgrade itself can still refuse the connection.
 async fn authorize_guest(app: &App, token: &str) -> Result<Identity, ApiError> {
     let claims = app
         .keys
         .verify_guest_token(token)
         .map_err(|_| ApiError::unauthorized("the token is not a valid user or guest token"))?;
+    Ok(Identity {
+        account: claims.account_id,
+        user: claims.link_id,
+        token_room: Some(claims.room_id),
+        guest: true,
+        token: claims.link_id,
+    })
+}
+
+/// Opens a guest's link: it must still be live and for the room the token
+/// names; a one-time link is spent now. Called after every other check of
+/// the request (a plain GET without an upgrade, a connection limit), so a
+/// refused request leaves the link as it was.
+async fn open_guest_link(app: &App, who: &Identity) -> Result<(), ApiError> {
     let guest = Actor {
-        account_id: claims.account_id,
+        account_id: who.account,
         kind: ActorKind::Guest {
-            link_id: claims.link_id,
-            room_id: claims.room_id,
+            link_id: who.user,
+            room_id: who.token_room.unwrap_or_default(),
         },
         request_id: Some(crate::http::envelope::request_id()),
     };
-    let link = access_links::open(app, &guest).await?;
-    Ok(Identity {
-        account: claims.account_id,
-        user: link.id,
-        token_room: Some(link.room_id),
-        guest: true,
-        token: link.id,
-    })
+    access_links::open(app, &guest).await?;
+    Ok(())
 }
 
 /// A token bucket for client frames.

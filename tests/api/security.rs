@@ -409,3 +409,35 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     assert!(!after.contains("probe-"), "a raw path became a label");
     assert_eq!(series(&after), series(&before), "{after}");
 }
+
+/// #18 item 8: a one-time guest link was spent by a request that never
+/// became a connection (a plain GET without an upgrade, a 429).
+#[tokio::test]
+async fn a_one_time_guest_link_is_spent_only_by_a_connection() {
+    use crate::realtime::{connect, refused};
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let room = t.room(&a, json!({ "name": "Call" })).await;
+    let (s, b) = t
+        .post(
+            &a.path(&format!("/rooms/{room}/access")),
+            &a.key,
+            json!({ "username": "Guest", "role": "user" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let token = b["data"]["access_token"].as_str().unwrap().to_owned();
+
+    let got = t
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/realtime?token={token}"),
+            None,
+            None,
+        )
+        .await;
+    assert_error(&got, StatusCode::BAD_REQUEST, "BAD_REQUEST", None);
+    // Still unspent: the connection opens, and spends it.
+    let _ws = connect(&t, &token).await;
+    assert_eq!(refused(&t, Some(&token), None).await, 401);
+}
