@@ -79,7 +79,8 @@ pub async fn admit(app: &App, ip: IpAddr) -> Result<()> {
 /// Logs in with a username, email or custom id and a password. The same
 /// answer, after the same work, whether the user is unknown, the password
 /// wrong, the user deactivated or without a password. Failures count per
-/// account+name and per address.
+/// user (every login name of theirs) and per address, reserved before the
+/// password work.
 pub async fn login(app: &App, actor: &Actor, ip: IpAddr, req: LoginRequest) -> Result<Session> {
     let account = actor.account_id;
     admit(app, ip).await?;
@@ -98,15 +99,32 @@ pub async fn login(app: &App, actor: &Actor, ip: IpAddr, req: LoginRequest) -> R
         return Err(Error::validation("password", "must be 1 to 128 characters"));
     }
     let window = failure_window(app);
-    let name_key = format!("name:{account}:{}", name.column_and_value().1);
-    let ip_key = format!("fail:{ip}");
-    app.throttle
-        .check(&name_key, app.config.login_failures_per_name, window)
-        .await?;
-    app.throttle
-        .check(&ip_key, app.config.login_failures_per_ip, window)
-        .await?;
     let found = app.store.find_login(account, &name).await?;
+    // Failures count per user (their username, email and custom_id share
+    // one bucket), per login string for a name nobody has, and per address.
+    // Each attempt takes its entries before the password work and gives
+    // them back only if it succeeds, so a burst of concurrent guesses cannot
+    // all pass the check before any failure is counted.
+    let name_key = match &found {
+        Some(c) => format!("user:{account}:{}", c.user.id),
+        None => format!("name:{account}:{}", name.column_and_value().1),
+    };
+    let ip_key = format!("fail:{ip}");
+    let by_name = app
+        .throttle
+        .reserve(&name_key, app.config.login_failures_per_name, window)
+        .await?;
+    let by_ip = match app
+        .throttle
+        .reserve(&ip_key, app.config.login_failures_per_ip, window)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            app.throttle.release(by_name).await;
+            return Err(e);
+        }
+    };
     let password = req.password;
     let user = match found {
         Some(c) if c.user.active && c.password_hash.is_some() => {
@@ -129,10 +147,11 @@ pub async fn login(app: &App, actor: &Actor, ip: IpAddr, req: LoginRequest) -> R
         }
     };
     let Some(user) = user else {
-        app.throttle.record(&name_key, window).await;
-        app.throttle.record(&ip_key, window).await;
+        // The reserved entries stay: they are this failure's.
         return Err(bad_login());
     };
+    app.throttle.release(by_name).await;
+    app.throttle.release(by_ip).await;
     let now = time::now();
     let (access, refresh, tokens) = next_tokens(app, account, user.id, now)?;
     app.store

@@ -441,3 +441,68 @@ async fn a_one_time_guest_link_is_spent_only_by_a_connection() {
     let _ws = connect(&t, &token).await;
     assert_eq!(refused(&t, Some(&token), None).await, 401);
 }
+
+/// #18 item 3: 32 concurrent wrong logins against a limit of 10 all got 401
+/// (the bucket was checked before the password work and the failure counted
+/// after it), a right password inside the burst got in, and a user's
+/// username, email and custom_id each had a bucket of their own.
+#[tokio::test]
+async fn a_burst_of_guesses_is_cut_at_the_limit_and_a_user_has_one_bucket() {
+    let t = TestApp::spawn_with(|c| {
+        c.login_failures_per_name = 10;
+        c.login_failures_per_ip = 1_000;
+        c.login_failure_window_secs = 600;
+    })
+    .await;
+    let a = t.account("acme").await;
+    member(&t, &a, "alice", json!({})).await;
+    let guesses = (0..32).map(|i| {
+        login(
+            &t,
+            &a,
+            json!({ "username": "alice", "password": format!("guess number {i}") }),
+        )
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let count = |code: StatusCode| answers.iter().filter(|(s, _)| *s == code).count();
+    assert_eq!(
+        (
+            count(StatusCode::UNAUTHORIZED),
+            count(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        (10, 22),
+        "{answers:?}"
+    );
+    let (s, _) = login(&t, &a, json!({ "username": "alice", "password": PASSWORD })).await;
+    assert_eq!(
+        s,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the right password waits too"
+    );
+
+    // Bob's three names share one bucket (limit 10: 4 + 3 + 3 guesses).
+    member(&t, &a, "bob", json!({})).await;
+    for (field, value, n) in [
+        ("username", "bob", 4),
+        ("email", "bob@example.com", 3),
+        ("custom_id", "bob-1", 3),
+    ] {
+        for _ in 0..n {
+            let (s, b) = login(&t, &a, json!({ field: value, "password": "not bob's" })).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+        }
+    }
+    let (s, _) = login(
+        &t,
+        &a,
+        json!({ "email": "bob@example.com", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    // A success gives its entry back: Carol logs in more often than the limit.
+    member(&t, &a, "carol", json!({})).await;
+    for _ in 0..12 {
+        let (s, b) = login(&t, &a, json!({ "username": "carol", "password": PASSWORD })).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+}
