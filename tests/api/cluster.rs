@@ -803,3 +803,48 @@ async fn login_failure_limits_hold_for_the_cluster_not_per_node() {
         crate::helpers::assert_error(&got, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", None);
     }
 }
+
+/// #18 item 3 across nodes: concurrent guesses on two nodes, reserved in
+/// Redis in one step each, get exactly the limit's worth of 401s.
+#[tokio::test]
+async fn a_burst_of_guesses_on_two_nodes_is_cut_at_the_cluster_limit() {
+    if !cluster_enabled() {
+        return;
+    }
+    let redis =
+        std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let db = fresh_postgres().await;
+    let prefix = format!("roster-test-{}", uuid::Uuid::new_v4().simple());
+    let node = |db: String, redis: String, prefix: String| async move {
+        TestApp::spawn_on(db, None, |c| {
+            c.redis_url = Some(redis);
+            c.redis_prefix = prefix;
+            c.login_failures_per_name = 6;
+        })
+        .await
+    };
+    let n1 = node(db.clone(), redis.clone(), prefix.clone()).await;
+    let n2 = node(db, redis, prefix).await;
+    let a = n1.account("acme").await;
+    n1.user(
+        &a,
+        json!({ "username": "victim", "password": "the right one" }),
+    )
+    .await;
+    let path = a.path("/auth/login");
+    let guesses = (0..24).map(|i| {
+        let n = if i % 2 == 0 { &n1 } else { &n2 };
+        let body = json!({ "username": "victim", "password": format!("guess {i}") });
+        n.call(reqwest::Method::POST, &path, None, Some(body))
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let count = |code: StatusCode| answers.iter().filter(|(s, _)| *s == code).count();
+    assert_eq!(
+        (
+            count(StatusCode::UNAUTHORIZED),
+            count(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        (6, 18),
+        "{answers:?}"
+    );
+}
