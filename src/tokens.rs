@@ -324,7 +324,10 @@ impl Keys {
 
     fn verify_user_kinds(&self, token: &str, kinds: &[&str]) -> Result<UserClaims, TokenError> {
         let c: UserClaims = self.verify(token)?;
-        if !kinds.contains(&c.typ.as_str()) || c.sub != c.user_id.to_string() {
+        if !kinds.contains(&c.typ.as_str())
+            || c.sub != c.user_id.to_string()
+            || issued_in_the_future(c.iat)
+        {
             return Err(TokenError::Invalid);
         }
         Ok(c)
@@ -357,7 +360,11 @@ impl Keys {
 
     pub fn verify_guest_token(&self, token: &str) -> Result<GuestClaims, TokenError> {
         let c: GuestClaims = self.verify(token)?;
-        if c.typ != "guest" || c.sub != c.link_id.to_string() || c.jti != c.link_id {
+        if c.typ != "guest"
+            || c.sub != c.link_id.to_string()
+            || c.jti != c.link_id
+            || issued_in_the_future(c.iat)
+        {
             return Err(TokenError::Invalid);
         }
         Ok(c)
@@ -383,7 +390,7 @@ impl Keys {
         v.set_issuer(&[&self.issuer]);
         v.set_audience(&[&self.audience]);
         v.validate_nbf = true;
-        v.leeway = 30;
+        v.leeway = LEEWAY_SECS;
         v.set_required_spec_claims(&["exp", "iat", "nbf", "iss", "aud", "sub"]);
         jsonwebtoken::decode::<T>(token, key, &v)
             .map(|d| d.claims)
@@ -420,6 +427,15 @@ impl Keys {
         self.reload(store).await?;
         Ok(key.kid)
     }
+}
+
+/// Clock skew allowed between the servers that sign and verify.
+const LEEWAY_SECS: u64 = 30;
+
+/// A token that says it was issued later than now (beyond the leeway) was
+/// not issued by a server with a sane clock: refused, like a bad `nbf`.
+fn issued_in_the_future(iat: i64) -> bool {
+    iat > crate::domain::time::now().unix_timestamp() + LEEWAY_SECS as i64
 }
 
 fn build_set(records: &[SigningKeyRecord], now: OffsetDateTime) -> anyhow::Result<KeySet> {

@@ -45,6 +45,14 @@ impl Permission {
         Permission::IssueUserTokens,
     ];
 
+    /// The permission's name as the API spells it (`manage-roles`).
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
     /// True for permissions that only read; a `read` API key holds these.
     pub fn is_read_only(self) -> bool {
         matches!(self, Permission::ViewOtherUserInfo)

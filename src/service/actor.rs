@@ -84,10 +84,7 @@ impl Actor {
         if self.holds(p) {
             Ok(())
         } else {
-            let name = serde_json::to_value(p)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let name = p.name();
             Err(Error::forbidden(match &self.kind {
                 ActorKind::ApiKey { .. } => {
                     format!("a read-only API key cannot do this (needs `{name}`)")

@@ -27,9 +27,26 @@ fn may_read(actor: &Actor) -> Result<()> {
 fn only_held(actor: &Actor, perms: &[Permission]) -> Result<()> {
     match perms.iter().find(|p| !actor.holds(**p)) {
         Some(p) => Err(Error::forbidden_field(
-            format!("you cannot give a role a permission you do not hold ({p:?})"),
+            format!(
+                "you cannot give a role a permission you do not hold (`{}`)",
+                p.name()
+            ),
             "permissions",
         )),
+        None => Ok(()),
+    }
+}
+
+/// Only what you hold, for a role that exists: nobody changes or deletes a
+/// role that grants more than they have (they could empty it, or rename it
+/// to mislead whoever grants it).
+async fn may_edit(app: &App, actor: &Actor, id: &str) -> Result<()> {
+    let current = app.store.get_role(actor.account_id, id).await?;
+    match current.permissions.iter().find(|p| !actor.holds(**p)) {
+        Some(p) => Err(Error::forbidden(format!(
+            "this role grants `{}`, which you do not hold",
+            p.name()
+        ))),
         None => Ok(()),
     }
 }
@@ -89,7 +106,8 @@ pub async fn get(app: &App, actor: &Actor, id: &str) -> Result<Role> {
     Ok(app.store.get_role(actor.account_id, id).await?)
 }
 
-/// Changes a custom role. Needs `manage-roles`; built-in roles are fixed.
+/// Changes a custom role. Needs `manage-roles` and every permission the role
+/// grants now and is given; built-in roles are fixed.
 pub async fn update(app: &App, actor: &Actor, id: &str, req: UpdateRole) -> Result<Role> {
     actor.require(Permission::ManageRoles)?;
     if BUILTIN_ROLES.contains(&id) {
@@ -103,6 +121,7 @@ pub async fn update(app: &App, actor: &Actor, id: &str, req: UpdateRole) -> Resu
     };
     let perms = req.permissions.map(permissions);
     only_held(actor, perms.as_deref().unwrap_or_default())?;
+    may_edit(app, actor, id).await?;
     app.store
         .update_role(
             actor.account_id,
@@ -116,12 +135,14 @@ pub async fn update(app: &App, actor: &Actor, id: &str, req: UpdateRole) -> Resu
         .map_err(name_conflict)
 }
 
-/// Deletes a custom role nobody holds. Needs `manage-roles`.
+/// Deletes a custom role nobody holds. Needs `manage-roles` and every
+/// permission the role grants.
 pub async fn delete(app: &App, actor: &Actor, id: &str) -> Result<()> {
     actor.require(Permission::ManageRoles)?;
     if BUILTIN_ROLES.contains(&id) {
         return Err(Error::forbidden("built-in roles cannot be deleted"));
     }
+    may_edit(app, actor, id).await?;
     app.store
         .delete_role(actor.account_id, id, &actor.change())
         .await?;

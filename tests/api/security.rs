@@ -506,3 +506,65 @@ async fn a_burst_of_guesses_is_cut_at_the_limit_and_a_user_has_one_bucket() {
         assert_eq!(s, StatusCode::OK, "{b}");
     }
 }
+
+/// #18 item 9: a user with only `manage-roles` emptied (or could delete) a
+/// more powerful role they do not hold.
+#[tokio::test]
+async fn nobody_edits_or_deletes_a_role_that_grants_more_than_they_hold() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let role = |name: &str, perms: Value| {
+        let body = json!({ "name": name, "permissions": perms });
+        let (t, path, key) = (&t, a.path("/roles"), a.key.clone());
+        async move {
+            let (s, b) = t.post(&path, &key, body).await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+            b["data"]["role"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let manager = role("Role manager", json!(["manage-roles"])).await;
+    let power = role("Power", json!(["manage-roles", "delete-user"])).await;
+    let small = role("Small", json!([])).await;
+    let d = t
+        .user(&a, json!({ "name": "Rm", "roles": [manager] }))
+        .await;
+    let token = d["token"].as_str().unwrap();
+    let power_path = a.path(&format!("/roles/{power}"));
+
+    let got = t
+        .patch(&power_path, token, json!({ "permissions": [] }))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "FORBIDDEN", None);
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`delete-user`"),
+        "{}",
+        got.1
+    );
+    let got = t
+        .patch(&power_path, token, json!({ "name": "Harmless" }))
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "FORBIDDEN", None);
+    let got = t.delete(&power_path, token).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "FORBIDDEN", None);
+    let (_, b) = t.get(&power_path, &a.key).await;
+    assert_eq!(b["data"]["role"]["name"], "Power");
+    assert_eq!(
+        b["data"]["role"]["permissions"],
+        json!(["manage-roles", "delete-user"])
+    );
+
+    // A role within what they hold is theirs to change.
+    let small_path = a.path(&format!("/roles/{small}"));
+    let (s, b) = t
+        .patch(
+            &small_path,
+            token,
+            json!({ "permissions": ["manage-roles"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(t.delete(&small_path, token).await.0, StatusCode::OK);
+}

@@ -137,6 +137,8 @@ async fn refuse_forgeries_of(t: &TestApp, me: &str, token: &str) {
         }),
         with(&|c| c["exp"] = json!(1_000_000)),
         with(&|c| c["nbf"] = json!(c["iat"].as_i64().unwrap() + 3600)),
+        // Issued a year from now (#18 item 9).
+        with(&|c| c["iat"] = json!(c["iat"].as_i64().unwrap() + 365 * 24 * 3600)),
     ] {
         forged.push(sign_with(&ours, &header, &bad));
     }
