@@ -122,6 +122,12 @@ impl App {
                 heartbeat: std::time::Duration::from_millis(config.heartbeat_ms),
             },
         );
+        if config.signing_key_master_key.is_none() {
+            tracing::warn!(
+                "signing keys are stored unsealed: whoever reads the database can sign tokens; \
+                 set signing_key_master_key (ROSTER_SIGNING_KEY_MASTER_KEY) to seal them"
+            );
+        }
         let keys = Keys::load_sealed(
             store.as_ref(),
             config.token_issuer.clone(),

@@ -568,3 +568,26 @@ async fn nobody_edits_or_deletes_a_role_that_grants_more_than_they_hold() {
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(t.delete(&small_path, token).await.0, StatusCode::OK);
 }
+
+/// #18 item 9: the SQLite file (with its -wal and -shm) was created 0644,
+/// readable by every local user, and holds the signing keys unsealed when
+/// no master key is set.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    if std::env::var("ROSTER_TEST_BACKEND").as_deref() == Ok("postgres") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/roster.db");
+    let url = format!("sqlite://{}", db.display());
+    let t = TestApp::spawn_on(url, None, |_| {}).await;
+    let a = t.account("acme").await;
+    t.user(&a, json!({ "name": "Wal" })).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db.display());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path} is {mode:o}");
+    }
+}

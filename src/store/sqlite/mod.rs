@@ -87,10 +87,15 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        if let Some(dir) = Path::new(base.get_filename()).parent()
+        let file = Path::new(base.get_filename()).to_path_buf();
+        let on_disk = !file.as_os_str().is_empty() && file != Path::new(":memory:");
+        if let Some(dir) = file.parent()
             && !dir.as_os_str().is_empty()
         {
             std::fs::create_dir_all(dir)?;
+        }
+        if on_disk {
+            private_file(&file)?;
         }
         let write_opts = base
             .clone()
@@ -107,9 +112,40 @@ impl SqliteStore {
             .min_connections(1)
             .connect_with(base.read_only(true))
             .await?;
+        if on_disk {
+            // SQLite gives its -wal and -shm files the database's mode; an
+            // older install's files are tightened here too.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = file.clone().into_os_string();
+                name.push(suffix);
+                let path = std::path::PathBuf::from(name);
+                if path.exists() {
+                    private_file(&path)?;
+                }
+            }
+        }
         let jobs = writer::spawn(conn)?;
         Ok(Self { jobs, read })
     }
+}
+
+/// Makes `path` readable and writable by its owner only (creating it empty
+/// if missing, which SQLite takes as a new database): it holds the accounts'
+/// data and, without a master key, the signing keys as they are.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Maps a database error to the store's vocabulary, naming the unique
