@@ -321,9 +321,10 @@ pub struct CreateInvite {
     /// `role_space_moderator` / `role_space_user` (or `moderator` / `user`).
     pub role: String,
     /// Seconds until the invite expires (1 s … 30 days); none: no expiry.
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub ttl: Option<i64>,
     /// How many activations it allows (default 1).
-    #[serde(alias = "maxUses")]
+    #[serde(alias = "maxUses", default, deserialize_with = "super::whole::option")]
     pub max_uses: Option<i64>,
 }
 
@@ -338,6 +339,7 @@ pub struct CreateAccess {
     #[serde(alias = "externalUserId")]
     pub external_user_id: Option<String>,
     /// Seconds the link lives: 1 … 2592000 (30 days), default 86400.
+    #[serde(default, deserialize_with = "super::whole::option")]
     pub ttl: Option<i64>,
     /// Reusable within its ttl; otherwise it works once.
     #[serde(alias = "isPermanent")]

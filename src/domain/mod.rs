@@ -16,5 +16,6 @@ pub mod settings;
 pub mod text;
 pub mod time;
 pub mod user;
+pub mod whole;
 
 pub use error::{DomainError, ValidationError};

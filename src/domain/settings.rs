@@ -26,7 +26,12 @@ pub struct CustomFieldDef {
     #[serde(default)]
     pub required: bool,
     /// Longest string value, in characters (strings only; default 1000).
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "maxLength")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "maxLength",
+        deserialize_with = "super::whole::option"
+    )]
     pub max_length: Option<u32>,
     /// Private fields are shown only to API keys and `view-other-user-info`.
     #[serde(default)]

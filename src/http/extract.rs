@@ -78,13 +78,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let message = strip_position(&inner.to_string());
-                let field = quoted_field(&message).unwrap_or(path);
-                let message = message
-                    .split(", expected one of")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_owned();
-                ApiError::validation(canonical_field(&field), message)
+                // A missing or unknown field is named inside the object
+                // it belongs to (`custom_fields.dept.type`).
+                let field = match quoted_field(&message) {
+                    Some(name) if path == "." || path.is_empty() => name,
+                    Some(name) if path == name || path.ends_with(&format!(".{name}")) => path,
+                    Some(name) => format!("{path}.{name}"),
+                    None => path,
+                };
+                ApiError::validation(canonical_field(&field), api_words(&message))
             }
             _ => ApiError::bad_request("the body is not valid JSON"),
         }
@@ -98,6 +100,73 @@ fn strip_position(m: &str) -> String {
     match m.rfind(" at line ") {
         Some(i) => m[..i].to_owned(),
         None => m.to_owned(),
+    }
+}
+
+/// A deserializer's refusal in the API's words: what the field must be,
+/// never a Rust type (`i64`, `struct CustomFieldDef with 4 elements`) nor
+/// the value sent (it may be a secret). Messages of Roster's own
+/// deserializers ("must be …") pass through.
+fn api_words(message: &str) -> String {
+    let expected = |rest: &str| -> String {
+        let rest = rest.trim();
+        let words = match rest {
+            "a boolean" => "true or false",
+            "a string" | "a borrowed string" | "a string or null" => "a string",
+            "a sequence" => "an array",
+            "a map" => "an object",
+            "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => {
+                "a whole number"
+            }
+            "f32" | "f64" => "a number",
+            r if r.starts_with("struct ") || r.starts_with("a map ") => "an object",
+            r if r.starts_with("a tuple") || r.starts_with("an array") => "an array",
+            r if r.starts_with("a ") || r.starts_with("an ") => {
+                return format!("must be {}", r.replace('`', ""));
+            }
+            _ => "of another type",
+        };
+        format!("must be {words}")
+    };
+    let tail = |m: &str| m.split_once(", expected ").map(|(_, e)| e.to_owned());
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        return match tail(rest) {
+            Some(list) => {
+                let list = list.trim_start_matches("one of ").replace('`', "");
+                format!("must be one of: {}", list.replace(" or ", ", "))
+            }
+            None => "is not one of the values this field takes".to_owned(),
+        };
+    }
+    if message.starts_with("invalid type: ")
+        || message.starts_with("invalid value: ")
+        || message.starts_with("invalid length ")
+    {
+        return match tail(message) {
+            Some(e) => expected(&e),
+            None => "is not a value this field takes".to_owned(),
+        };
+    }
+    if message.starts_with("missing field ") {
+        return "is required".to_owned();
+    }
+    if message.starts_with("duplicate field ") {
+        return "is given twice".to_owned();
+    }
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        // Name the field, not the list of those the request takes.
+        let name = rest.split(", expected").next().unwrap_or(rest);
+        return format!("{name} is not a field of this request");
+    }
+    // A query string's numbers and booleans (`str::parse` errors).
+    match message {
+        "invalid digit found in string"
+        | "cannot parse integer from empty string"
+        | "number too large to fit in target type"
+        | "number too small to fit in target type" => "must be a whole number".to_owned(),
+        "provided string was not `true` or `false`" => "must be true or false".to_owned(),
+        "invalid float literal" => "must be a number".to_owned(),
+        other => other.to_owned(),
     }
 }
 
@@ -197,12 +266,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                         text.clone(),
                     ),
                 };
-                let text = text
-                    .split(", expected one of")
-                    .next()
-                    .unwrap_or(&text)
-                    .to_owned();
-                ApiError::validation(field, text)
+                ApiError::validation(field, api_words(&text))
             })
     }
 }

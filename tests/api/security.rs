@@ -1,7 +1,7 @@
 //! Regression tests for the security findings of the outside probe: each
 //! walks the attack through HTTP and shows where it now stops.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{Account, TestApp, assert_error};
@@ -168,7 +168,7 @@ async fn a_changed_address_is_verified_again_and_gets_no_reset_for_an_hour() {
         a.path("/auth/verify-email"),
         token_in(verify)
     );
-    let (s, b) = t.call(reqwest::Method::GET, &link, None, None).await;
+    let (s, b) = t.call(Method::GET, &link, None, None).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(user_of(&t, &a, &dan).await["email_verified"], true);
 
@@ -218,7 +218,7 @@ async fn a_private_space_hides_its_public_rooms_on_every_path() {
     let insider_id = insider["user"]["id"].as_str().unwrap();
     let (s, b) = t
         .call(
-            reqwest::Method::PUT,
+            Method::PUT,
             &a.path(&format!("/spaces/{space}/members/{insider_id}")),
             Some(&a.key),
             Some(json!({ "role": "user" })),
@@ -250,7 +250,7 @@ async fn a_private_space_hides_its_public_rooms_on_every_path() {
     assert!(!listed(&t.get(&a.path("/rooms"), outside).await.1));
     let got = t
         .call(
-            reqwest::Method::POST,
+            Method::POST,
             &format!("{room_path}/join"),
             Some(outside),
             None,
@@ -389,7 +389,7 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     let client = reqwest::Client::new();
     // Warm the labels every request below can produce.
     for m in ["BREW", "GET"] {
-        let m = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+        let m = Method::from_bytes(m.as_bytes()).unwrap();
         client
             .request(m, format!("{}/warm", t.base))
             .send()
@@ -399,7 +399,7 @@ async fn invented_methods_and_paths_add_no_metric_series() {
     metrics().await;
     let before = metrics().await;
     for i in 0..200 {
-        let m = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        let m = Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
         let url = format!("{}/probe-{i}", t.base);
         client.request(m, &url).send().await.unwrap();
         client.get(&url).send().await.unwrap();
@@ -430,7 +430,7 @@ async fn a_one_time_guest_link_is_spent_only_by_a_connection() {
 
     let got = t
         .call(
-            reqwest::Method::GET,
+            Method::GET,
             &format!("/v1/realtime?token={token}"),
             None,
             None,
@@ -590,4 +590,171 @@ async fn the_sqlite_files_are_private_to_their_owner() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{path} is {mode:o}");
     }
+}
+
+/// #18 item 9: refusals named Rust types (`expected struct CustomFieldDef
+/// with 4 elements`, `expected i64`), and a whole number sent as `1432.0`
+/// was refused where an integer is asked.
+#[tokio::test]
+async fn refusals_say_what_is_expected_and_whole_floats_are_integers() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let (s, b) = t
+        .post(&a.path("/spaces"), &a.key, json!({ "name": "Team" }))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let space = b["data"]["space"]["id"].as_str().unwrap().to_owned();
+    let room = t.room(&a, json!({ "name": "Lobby" })).await;
+    let invites = a.path(&format!("/spaces/{space}/invites"));
+    let access = a.path(&format!("/rooms/{room}/access"));
+
+    // Whole numbers written as floats are integers…
+    let (s, b) = t
+        .post(
+            &invites,
+            &a.key,
+            json!({ "role": "user", "ttl": 1432.0, "max_uses": 3.0 }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["invite"]["max_uses"], 3, "{b}");
+    let (s, b) = t
+        .post(
+            &access,
+            &a.key,
+            json!({ "username": "Guest", "role": "user", "ttl": 36e2 }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = t
+        .patch(
+            &a.path("/settings"),
+            &a.key,
+            json!({ "custom_fields": { "dept": { "type": "string", "max_length": 20.0 } } }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["data"]["settings"]["custom_fields"]["dept"]["max_length"],
+        20
+    );
+
+    // …and every refusal says what is expected in the API's words.
+    let rust_words = [
+        "i64",
+        "u32",
+        "u64",
+        "struct",
+        "CustomFieldDef",
+        "sequence",
+        "a map",
+        "floating point",
+        "variant",
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "invalid digit",
+        "target type",
+    ];
+    let refused = [
+        (
+            Method::POST,
+            invites.clone(),
+            json!({ "role": "user", "ttl": 1432.5 }),
+            "ttl",
+        ),
+        (
+            Method::POST,
+            invites.clone(),
+            json!({ "role": "user", "ttl": "60" }),
+            "ttl",
+        ),
+        (
+            Method::POST,
+            invites.clone(),
+            json!({ "role": "user", "max_uses": 1e30 }),
+            "max_uses",
+        ),
+        (
+            Method::POST,
+            access.clone(),
+            json!({ "username": "G", "role": "user", "ttl": -1.5 }),
+            "ttl",
+        ),
+        (
+            Method::PATCH,
+            a.path("/settings"),
+            json!({ "custom_fields": { "dept": 1 } }),
+            "custom_fields.dept",
+        ),
+        (
+            Method::PATCH,
+            a.path("/settings"),
+            json!({ "custom_fields": { "dept": [] } }),
+            "custom_fields.dept",
+        ),
+        (
+            Method::PATCH,
+            a.path("/settings"),
+            json!({ "custom_fields": [] }),
+            "custom_fields",
+        ),
+        (
+            Method::PATCH,
+            a.path("/settings"),
+            json!({ "custom_fields": { "dept": { "type": "text" } } }),
+            "custom_fields.dept.type",
+        ),
+        (
+            Method::PATCH,
+            a.path("/settings"),
+            json!({ "custom_fields": { "dept": { "type": "string", "max_length": -3 } } }),
+            "custom_fields.dept.max_length",
+        ),
+        (
+            Method::POST,
+            a.path("/users"),
+            json!({ "username": 7 }),
+            "username",
+        ),
+        (
+            Method::POST,
+            a.path("/users"),
+            json!({ "username": "bo", "active": "yes" }),
+            "active",
+        ),
+        (
+            Method::POST,
+            a.path("/users"),
+            json!({ "username": "bo", "roles": "admin" }),
+            "roles",
+        ),
+    ];
+    for (method, path, body, field) in refused {
+        let got = t
+            .call(method, &path, Some(&a.key), Some(body.clone()))
+            .await;
+        assert_error(
+            &got,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            Some(field),
+        );
+        let message = got.1["error"]["message"].as_str().unwrap().to_owned();
+        for word in rust_words {
+            assert!(
+                !message.contains(word),
+                "{body} → {message:?} says {word:?}"
+            );
+        }
+    }
+    let (_, b) = t.get(&a.path("/users?limit=ten"), &a.key).await;
+    let message = b["error"]["message"].as_str().unwrap();
+    assert_eq!(b["error"]["field"], "limit", "{b}");
+    for word in rust_words {
+        assert!(!message.contains(word), "limit=ten → {message:?}");
+    }
+    // Nothing refused was written: the one invite and the one setting stand.
+    let (_, b) = t.get(&invites, &a.key).await;
+    assert_eq!(b["data"]["invites"].as_array().unwrap().len(), 1, "{b}");
 }
