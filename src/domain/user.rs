@@ -328,6 +328,11 @@ pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
+    /// Sets another user's password (needs `edit-other-user-password`, and
+    /// every permission the user holds); ends the user's login sessions.
+    /// Write-only. A user changes their own at `POST /auth/password`.
+    #[schema(write_only, min_length = 8, max_length = 128)]
+    pub password: Option<String>,
 }
 
 /// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -397,6 +402,9 @@ pub struct UserPatch {
     pub tags: Option<Vec<String>>,
     pub custom_fields: Option<Map<String, Value>>,
     pub require_password_change: Option<bool>,
+    /// The hash of a new password, set by the use case once it has checked
+    /// who may set it and hashed it.
+    pub password_hash: Option<String>,
 }
 
 impl UserPatch {
@@ -417,6 +425,7 @@ impl UserPatch {
             && self.tags.is_none()
             && self.custom_fields.is_none()
             && self.require_password_change.is_none()
+            && self.password_hash.is_none()
     }
 }
 
@@ -771,8 +780,14 @@ impl CreateUserRequest {
 }
 
 impl UpdateUserRequest {
-    pub fn parse(self, settings: &Settings) -> Result<UserPatch, DomainError> {
-        Ok(UserPatch {
+    /// The valid change, and the new password (still to be hashed) if one
+    /// is set.
+    pub fn parse(self, settings: &Settings) -> Result<(UserPatch, Option<Password>), DomainError> {
+        let password = self
+            .password
+            .map(|p| Password::parse("password", p))
+            .transpose()?;
+        let patch = UserPatch {
             custom_id: opt2(self.custom_id, custom_id)?,
             username: opt2(self.username, username)?,
             name: opt2(self.name, |s| text::display_text("name", s, MAX_NAME))?,
@@ -798,7 +813,9 @@ impl UpdateUserRequest {
                 .map(|v| custom_fields(settings, v, false))
                 .transpose()?,
             require_password_change: self.require_password_change,
-        })
+            password_hash: None,
+        };
+        Ok((patch, password))
     }
 }
 

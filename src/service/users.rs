@@ -188,11 +188,29 @@ pub async fn update(
 ) -> Result<UserView> {
     let account = actor.account_id;
     let own = actor.user_id() == Some(id);
-    if !own {
+    let sets_password = req.password.is_some();
+    if own && sets_password {
+        return Err(Error::forbidden_field(
+            "a user changes their own password at POST /auth/password, with the current one",
+            "password",
+        ));
+    }
+    if !own && sets_password && !actor.holds(Permission::EditOtherUserPassword) {
+        return Err(Error::forbidden_field(
+            "setting another user's password needs the `edit-other-user-password` permission",
+            "password",
+        ));
+    }
+    if !own && !sets_password {
         actor.require(Permission::EditOtherUserInfo)?;
     }
     let settings = app.settings(account).await?;
-    let mut patch = req.parse(&settings)?;
+    let (mut patch, password) = req.parse(&settings)?;
+    // Any other field of someone else needs `edit-other-user-info`, beside
+    // the password (which alone does not).
+    if !own && !patch.is_empty() {
+        actor.require(Permission::EditOtherUserInfo)?;
+    }
     let current = app.store.get_user(account, id).await?;
     if own && let Some(metadata) = patch.metadata.as_mut() {
         // `@private` is the servers' part, which the user never sees: they
@@ -207,7 +225,10 @@ pub async fn update(
             metadata.insert("@private".to_owned(), private.clone());
         }
     }
-    if !own && let Some(field) = patch.identity_field() {
+    let identity = patch
+        .identity_field()
+        .or(sets_password.then_some("password"));
+    if !own && let Some(field) = identity {
         actor.may_act_on(app, &current, field).await?;
     }
     if let Some(roles) = &patch.roles {
@@ -235,6 +256,9 @@ pub async fn update(
             }
         }
     }
+    if let Some(password) = password {
+        patch.password_hash = Some(app.passwords.hash(password.expose().to_owned()).await?);
+    }
     if patch.is_empty() {
         return Err(Error::validation(
             "body",
@@ -253,7 +277,7 @@ pub async fn update(
     } else {
         None
     };
-    let user = app
+    let (user, revoked) = app
         .store
         .update_user(account, id, &patch, &actor.change(), mail.as_ref())
         .await
@@ -261,6 +285,7 @@ pub async fn update(
     if mail.is_some() {
         app.outbox.notify_one();
     }
+    super::tokens::kick_tokens(app, account, &revoked, "password changed");
     Ok(user.view(&settings, actor.sees(id)))
 }
 

@@ -230,7 +230,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Paged<User>>;
     /// Changes a user (`user.updated`, and `user.roles_changed` when the
     /// roles are set); `mail` (notices, a verification link for a new
-    /// address) is queued in the same transaction.
+    /// address) is queued in the same transaction. A new password
+    /// (`user.password_changed`) ends every login session of the user:
+    /// their ids come back so that the connections can be closed.
     async fn update_user(
         &self,
         account: Uuid,
@@ -238,7 +240,7 @@ pub trait Store: Send + Sync + 'static {
         patch: &UserPatch,
         change: &Change,
         mail: Option<&sessions::UserMail>,
-    ) -> Result<User>;
+    ) -> Result<(User, sessions::Revoked)>;
     /// Deactivating (`user.deactivated`) also ends every token issued until
     /// the change; reactivating (`user.reactivated`) does not revive them,
     /// nor any token issued while the user was inactive (created so, say).

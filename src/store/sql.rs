@@ -972,6 +972,38 @@ async fn store_password(
     touched(r.rows_affected(), "user")
 }
 
+/// Ends every login session of `user` but `keep` and their access tokens
+/// (`user` tokens, issued by a backend, are not login sessions).
+async fn end_login_sessions(
+    c: &mut Conn,
+    user: Uuid,
+    keep: Option<Uuid>,
+    at: OffsetDateTime,
+) -> Result<sessions::Revoked> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+         AND id IS DISTINCT FROM $3",
+    )
+    .bind(at)
+    .bind(user)
+    .bind(keep)
+    .execute(&mut *c)
+    .await?;
+    let tokens = sqlx::query_scalar(
+        "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'access' \
+         AND revoked_at IS NULL AND session_id IS DISTINCT FROM $3 RETURNING id",
+    )
+    .bind(at)
+    .bind(user)
+    .bind(keep)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(sessions::Revoked {
+        user_id: Some(user),
+        tokens,
+    })
+}
+
 #[async_trait]
 impl Store for Backend {
     fn backend(&self) -> &'static str {
@@ -1406,16 +1438,23 @@ impl Store for Backend {
         patch: &UserPatch,
         change: &Change,
         mail: Option<&sessions::UserMail>,
-    ) -> Result<User> {
+    ) -> Result<(User, sessions::Revoked)> {
         let (patch, change, mail) = (patch.clone(), change.clone(), mail.cloned());
         write!(self, |c| {
-            let updated = patch_user(c, account, user, &patch, change.at).await?;
+            let mut updated = patch_user(c, account, user, &patch, change.at).await?;
+            let mut revoked = sessions::Revoked::default();
+            if let Some(hash) = &patch.password_hash {
+                store_password(c, account, user, hash, false, change.at).await?;
+                updated.has_password = true;
+                record_password_changed(c, account, &change, user).await?;
+                revoked = end_login_sessions(c, user, None, change.at).await?;
+            }
             if let Some(mail) = &mail {
                 insert_user_mail(c, account, &updated, change.at, mail).await?;
             }
             let kinds = crate::store::user_event_types(&patch);
             insert_user_events(c, account, &change, kinds, &updated).await?;
-            Ok(updated)
+            Ok((updated, revoked))
         })
     }
 
@@ -2542,24 +2581,7 @@ impl Store for Backend {
                         .fetch_optional(&mut *c)
                         .await?
                         .flatten();
-                sqlx::query(
-                    "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
-                         AND id IS DISTINCT FROM $3",
-                )
-                .bind(at)
-                .bind(user)
-                .bind(keep)
-                .execute(&mut *c)
-                .await?;
-                revoked.tokens = sqlx::query_scalar(
-                    "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND kind = 'access' \
-                         AND revoked_at IS NULL AND session_id IS DISTINCT FROM $3 RETURNING id",
-                )
-                .bind(at)
-                .bind(user)
-                .bind(keep)
-                .fetch_all(&mut *c)
-                .await?;
+                revoked = end_login_sessions(c, user, keep, at).await?;
             }
             Ok(revoked)
         })

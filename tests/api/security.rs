@@ -758,3 +758,116 @@ async fn refusals_say_what_is_expected_and_whole_floats_are_integers() {
     let (_, b) = t.get(&invites, &a.key).await;
     assert_eq!(b["data"]["invites"].as_array().unwrap().len(), 1, "{b}");
 }
+
+/// #18 item 9: `edit-other-user-password` existed but no route used it. It
+/// now sets another user's password (`PATCH /users/{id} {password}`), under
+/// "only what you hold", and the password set ends the user's sessions.
+#[tokio::test]
+async fn edit_other_user_password_sets_a_password_and_ends_the_sessions() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let (s, b) = t
+        .post(
+            &a.path("/roles"),
+            &a.key,
+            json!({ "name": "Helpdesk", "permissions": ["edit-other-user-password"] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let helpdesk = b["data"]["role"]["id"].as_str().unwrap().to_owned();
+    let editor = editor_role(&t, &a).await;
+    let bob = member(&t, &a, "bob", json!({})).await;
+    let boss = member(&t, &a, "boss", json!({ "roles": ["admin"] })).await;
+    let bob_path = a.path(&format!("/users/{bob}"));
+    let boss_path = a.path(&format!("/users/{boss}"));
+    member(&t, &a, "hal", json!({ "roles": ["user", helpdesk] })).await;
+    member(&t, &a, "eve", json!({ "roles": ["user", editor] })).await;
+    let (hal, _) = session(&t, &a, "hal").await;
+    let (eve, _) = session(&t, &a, "eve").await;
+    let (bob_access, bob_refresh) = session(&t, &a, "bob").await;
+    let new = json!({ "password": "a brand new secret" });
+
+    // `edit-other-user-info` alone does not set passwords, nor does anyone
+    // set the password of someone who holds more, nor their own here.
+    let got = t.patch(&bob_path, &eve, new.clone()).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "FORBIDDEN", Some("password"));
+    assert!(
+        got.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("edit-other-user-password"),
+        "{}",
+        got.1
+    );
+    let got = t.patch(&boss_path, &hal, new.clone()).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "FORBIDDEN", Some("password"));
+    let got = t.patch(&bob_path, &bob_access, new.clone()).await;
+    assert_error(&got, StatusCode::FORBIDDEN, "FORBIDDEN", Some("password"));
+    // The helpdesk sets no other field with it, and no weak password.
+    let got = t
+        .patch(
+            &bob_path,
+            &hal,
+            json!({ "password": "a brand new secret", "name": "B" }),
+        )
+        .await;
+    assert_error(&got, StatusCode::FORBIDDEN, "FORBIDDEN", None);
+    let got = t
+        .patch(&bob_path, &hal, json!({ "password": "short" }))
+        .await;
+    assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("password"),
+    );
+    // Nothing refused changed anything: bob's password and session stand.
+    assert_eq!(t.get(&bob_path, &bob_access).await.0, StatusCode::OK);
+    let (s, _) = login(&t, &a, json!({ "username": "boss", "password": PASSWORD })).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let (s, b) = t.patch(&bob_path, &hal, new.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["data"]["user"].get("password").is_none(), "{b}");
+    assert_eq!(b["data"]["user"]["has_password"], true, "{b}");
+    let (s, _) = login(&t, &a, json!({ "username": "bob", "password": PASSWORD })).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the old password is gone");
+    let (s, b) = login(
+        &t,
+        &a,
+        json!({ "username": "bob", "password": "a brand new secret" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // Every session bob had before is over: its access token and its refresh.
+    assert_eq!(
+        t.get(&bob_path, &bob_access).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (s, _) = t
+        .call(
+            Method::POST,
+            &a.path("/auth/refresh"),
+            None,
+            Some(json!({ "refresh_token": bob_refresh })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // A backend's key sets it too, with `require_password_change`.
+    let (s, b) = t
+        .patch(
+            &bob_path,
+            &a.key,
+            json!({ "password": "one more secret", "requirePasswordChange": true }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["user"]["require_password_change"], true, "{b}");
+    let (s, _) = login(
+        &t,
+        &a,
+        json!({ "username": "bob", "password": "one more secret" }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}

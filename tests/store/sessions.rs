@@ -340,6 +340,27 @@ pub async fn a_password_change_keeps_one_session_and_ends_the_others(s: Arc<dyn 
         .unwrap();
     assert!(!valid(&*s, account, u.id, third.access.id, at(800)).await);
     assert!(!valid(&*s, account, u.id, keep.access.id, at(800)).await);
+    // A password set through a user patch (by someone else) ends every
+    // login session too, in the same transaction, and keeps the flag the
+    // patch sets; `user` tokens stay.
+    let (_, fourth) = open_session(&*s, account, u.id, b"fourth", at(810)).await;
+    let patch = roster::domain::user::UserPatch {
+        password_hash: Some("set-by-admin".into()),
+        require_password_change: Some(true),
+        ..Default::default()
+    };
+    let (patched, r) = s
+        .update_user(account, u.id, &patch, &by(at(820)), None)
+        .await
+        .unwrap();
+    assert_eq!(r.tokens, vec![fourth.access.id]);
+    assert!(patched.has_password && patched.require_password_change);
+    assert!(!valid(&*s, account, u.id, fourth.access.id, at(830)).await);
+    assert!(valid(&*s, account, u.id, user_token.id, at(830)).await);
+    assert_eq!(
+        s.password_hash(account, u.id).await.unwrap().as_deref(),
+        Some("set-by-admin")
+    );
     assert_not_found(
         s.change_password(new_account(&*s).await, u.id, "x", true, None, &by(at(900)))
             .await,

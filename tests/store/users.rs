@@ -287,7 +287,7 @@ pub async fn the_twenty_sixth_bot_is_refused(s: Arc<dyn Store>) {
         s.get_user(account, human.id).await.unwrap().roles,
         vec!["user"]
     );
-    let still = s
+    let (still, _) = s
         .update_user(account, bots[0], &to_bot, &by(at(20)), None)
         .await
         .unwrap();
@@ -530,7 +530,7 @@ pub async fn a_patch_sets_clears_replaces_and_merges(s: Arc<dyn Store>) {
         require_password_change: Some(true),
         ..Default::default()
     };
-    let patched = s
+    let (patched, _) = s
         .update_user(account, u.id, &patch, &by(at(50)), None)
         .await
         .unwrap();
@@ -619,7 +619,7 @@ pub async fn a_patch_sets_clears_replaces_and_merges(s: Arc<dyn Store>) {
     create(&*s, account, &next).await.unwrap();
 
     // An empty patch only touches updated_at.
-    let touched = s
+    let (touched, _) = s
         .update_user(account, u.id, &UserPatch::default(), &by(at(60)), None)
         .await
         .unwrap();
