@@ -122,6 +122,7 @@ impl App {
                 heartbeat: std::time::Duration::from_millis(config.heartbeat_ms),
             },
         );
+        fill_username_skeletons(store.as_ref()).await?;
         if config.signing_key_master_key.is_none() {
             tracing::warn!(
                 "signing keys are stored unsealed: whoever reads the database can sign tokens; \
@@ -334,4 +335,22 @@ async fn others_alive(redis: Option<&Redis>, me: Uuid) -> bool {
     }
     .await;
     r.unwrap_or(false)
+}
+
+/// Usernames stored before their confusable skeletons were kept get them
+/// (once; later starts find nothing to do). Look-alikes that already
+/// coexist are left as they are, and said.
+async fn fill_username_skeletons(store: &dyn Store) -> anyhow::Result<()> {
+    let (mut after, mut clashes) = (Uuid::nil(), 0);
+    while let Some((last, left)) = store.fill_username_skeletons(after, 500).await? {
+        (after, clashes) = (last, clashes + left);
+    }
+    if clashes > 0 {
+        tracing::warn!(
+            users = clashes,
+            "usernames that look like another user's of their account were stored before \
+             look-alikes were refused; they keep working, and renaming them clears this"
+        );
+    }
+    Ok(())
 }

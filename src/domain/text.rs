@@ -3,8 +3,17 @@
 //! Lengths are counted in Unicode scalar values (what most people call
 //! characters; an emoji ZWJ sequence counts as each of its parts), matching the
 //! vendors' "100 characters (UTF8mb4)". Every script and emoji is welcome;
-//! control characters (NUL included) and bidirectional overrides/isolates are
-//! refused, because they hide or reorder what a reader sees.
+//! what hides or reorders what a reader sees is refused: control characters
+//! (NUL included), bidirectional controls, line and paragraph separators,
+//! and the invisible ones — format characters and default-ignorable code
+//! points (zero-width space, soft hyphen, word joiner, BOM, Hangul fillers,
+//! …) — except where writing needs them: the zero-width joiner inside an
+//! emoji sequence, after a virama or between two letters of a script that
+//! joins (as the zero-width non-joiner), variation selectors after a
+//! character, and tag characters inside an emoji tag sequence (flags).
+
+use unicode_normalization::char::canonical_combining_class;
+use unicode_properties::{GeneralCategory, UnicodeEmoji, UnicodeGeneralCategory};
 
 use super::ValidationError;
 
@@ -13,25 +22,78 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Refuses control and bidi-control characters anywhere in `s`.
-pub fn check_safe(field: &str, s: &str) -> Result<(), ValidationError> {
-    if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(ValidationError::new(
-            field,
-            format!(
-                "must not contain control characters (found U+{:04X})",
-                c as u32
-            ),
-        ));
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt):
+/// characters a renderer shows as nothing.
+pub fn is_default_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// A character invisible to a reader: a format character (`Cf`) or a
+/// default-ignorable one.
+pub fn is_invisible(c: char) -> bool {
+    is_default_ignorable(c) || c.general_category() == GeneralCategory::Format
+}
+
+fn is_emoji(c: char) -> bool {
+    !c.is_ascii() && c.is_emoji_char()
+}
+
+/// A letter of a script that writes joined or conjunct forms (not ASCII).
+fn is_joining_letter(c: char) -> bool {
+    !c.is_ascii() && c.is_alphabetic()
+}
+
+/// Whether the invisible `c`, between `prev` and `next`, is one writing
+/// needs (see the module docs).
+fn needed_invisible(prev: Option<char>, c: char, next: Option<char>) -> bool {
+    let after_virama = prev.is_some_and(|p| canonical_combining_class(p) == 9);
+    let between = |f: fn(char) -> bool| prev.is_some_and(f) && next.is_some_and(f);
+    match c {
+        '\u{200D}' => {
+            let emoji_before = prev.is_some_and(|p| is_emoji(p) || p == '\u{FE0F}');
+            after_virama
+                || (emoji_before && next.is_some_and(is_emoji))
+                || between(is_joining_letter)
+        }
+        '\u{200C}' => after_virama || between(is_joining_letter),
+        '\u{FE00}'..='\u{FE0F}' => prev.is_some_and(|p| !is_invisible(p)),
+        '\u{E0020}'..='\u{E007F}' => {
+            prev.is_some_and(|p| p == '\u{1F3F4}' || ('\u{E0020}'..='\u{E007E}').contains(&p))
+        }
+        _ => false,
     }
-    if let Some(c) = s.chars().find(|c| is_bidi_control(*c)) {
-        return Err(ValidationError::new(
+}
+
+/// Refuses control, bidi-control, separator and invisible characters
+/// anywhere in `s` (the invisible ones where writing needs them excepted).
+pub fn check_safe(field: &str, s: &str) -> Result<(), ValidationError> {
+    let refuse = |what: &str, c: char| {
+        Err(ValidationError::new(
             field,
-            format!(
-                "must not contain bidirectional control characters (found U+{:04X})",
-                c as u32
-            ),
-        ));
+            format!("must not contain {what} (found U+{:04X})", c as u32),
+        ))
+    };
+    let mut prev = None;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_control() {
+            return refuse("control characters", c);
+        }
+        if is_bidi_control(c) {
+            return refuse("bidirectional control characters", c);
+        }
+        if matches!(c, '\u{2028}' | '\u{2029}') {
+            return refuse("line or paragraph separators", c);
+        }
+        if is_invisible(c) && !needed_invisible(prev, c, chars.peek().copied()) {
+            return refuse("invisible characters", c);
+        }
+        prev = Some(c);
     }
     Ok(())
 }
@@ -159,5 +221,38 @@ mod tests {
         let v = serde_json::json!({"a": ["ok\u{0}"]});
         assert!(check_json_strings("metadata", &v).is_err());
         assert!(check_json_strings("metadata", &serde_json::json!({"a": "b"})).is_ok());
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_where_writing_does_not_need_them() {
+        for bad in [
+            "al\u{200b}ice",
+            "al\u{ad}ice",
+            "eve\u{200e}",
+            "\u{feff}eve",
+            "a\u{2060}b",
+            "a\u{3164}b",
+            "a\u{2028}b",
+            "a\u{200d}b",
+            "\u{200d}\u{1f4bb}",
+            "\u{fe0f}x",
+            "a\u{e0067}",
+            "x\u{202e}y",
+        ] {
+            assert!(check_safe("f", bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "\u{1f469}\u{200d}\u{1f4bb}",
+            "\u{1f469}\u{1f3fd}\u{200d}\u{1f4bb}",
+            "\u{2764}\u{fe0f}\u{200d}\u{1f525}",
+            "1\u{fe0f}\u{20e3}",
+            "\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}",
+            "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}",
+            "\u{915}\u{94d}\u{200d}\u{937}",
+            "Zoë",
+            "日本語",
+        ] {
+            assert!(check_safe("f", good).is_ok(), "{good:?}");
+        }
     }
 }

@@ -524,6 +524,13 @@ pub fn custom_id(s: &str) -> Result<String, ValidationError> {
 
 /// A login name: any script, no '@' (so it never reads as an email), no
 /// leading or trailing whitespace. Unique case-insensitively.
+/// A username, in its stored form: PRECIS UsernameCasePreserved (RFC 8265:
+/// fullwidth and halfwidth forms mapped to their plain ones, NFC; letters,
+/// digits and ASCII punctuation — no symbols, no compatibility look-alikes
+/// such as mathematical bold, nothing invisible), applied to each part
+/// between single spaces as RFC 8265 §3.5 allows, so that `Some Username`
+/// stays a username. Case is kept for display; [`normalize_username`] is
+/// what is unique.
 pub fn username(s: &str) -> Result<String, ValidationError> {
     let field = "username";
     let s = text::display_text(field, s, MAX_USERNAME)?;
@@ -536,11 +543,49 @@ pub fn username(s: &str) -> Result<String, ValidationError> {
     if s.contains('@') {
         return Err(ValidationError::new(field, "must not contain '@'"));
     }
-    Ok(s)
+    let stored = userparts(&s, &precis_profiles::UsernameCasePreserved::new()).map_err(|e| {
+        use precis_profiles::precis_core::Error;
+        ValidationError::new(
+            field,
+            match e {
+                Error::BadCodepoint(info) => format!(
+                    "must be letters, digits, ASCII punctuation and single spaces (U+{:04X} is none of them)",
+                    info.cp
+                ),
+                Error::Invalid => {
+                    "mixes right-to-left and left-to-right text in a way that displays misleadingly".to_owned()
+                }
+                Error::Unexpected(_) => "is not a username this server accepts".to_owned(),
+            },
+        )
+    })?;
+    text::check_len(field, &stored, MAX_USERNAME)?;
+    Ok(stored)
 }
 
+/// A PRECIS username profile applied to each single-space-separated part.
+fn userparts(
+    s: &str,
+    profile: &impl precis_profiles::precis_core::profile::Profile,
+) -> Result<String, precis_profiles::precis_core::Error> {
+    let parts: Result<Vec<_>, _> = s.split(' ').map(|part| profile.enforce(part)).collect();
+    Ok(parts?.join(" "))
+}
+
+/// What makes a username unique (case-insensitively): PRECIS
+/// UsernameCaseMapped of each part — width-mapped, lowercased, NFC — so
+/// `ＡＬＩＣＥ`, `Alice` and `alice` are one name, and `josé` is one name
+/// however its accent is encoded. A login name that is no valid username
+/// (one stored before these rules) falls back to plain lowercasing.
 pub fn normalize_username(s: &str) -> String {
-    s.to_lowercase()
+    userparts(s, &precis_profiles::UsernameCaseMapped::new()).unwrap_or_else(|_| s.to_lowercase())
+}
+
+/// The TR39 confusable skeleton of a username (of its normalized form):
+/// look-alikes across scripts (`alice`, `аlice` with a Cyrillic а) share
+/// it, and an account holds one username per skeleton.
+pub fn username_skeleton(s: &str) -> String {
+    unicode_security::skeleton(&normalize_username(s)).collect()
 }
 
 pub fn email(s: &str) -> Result<String, ValidationError> {
@@ -851,6 +896,33 @@ mod tests {
         assert!(Password::parse("password", "ü".repeat(128)).is_ok());
         assert!(Password::parse("password", "ü".repeat(129)).is_err());
         assert!(Password::parse("password", " ".repeat(10)).is_err());
+    }
+
+    #[test]
+    fn usernames_are_precis_mapped_and_look_alikes_share_a_skeleton() {
+        assert_eq!(username("\u{ff2b}ate").unwrap(), "Kate");
+        assert_eq!(username("jose\u{301}").unwrap(), "jos\u{e9}");
+        assert_eq!(
+            username("Some Username Here").unwrap(),
+            "Some Username Here"
+        );
+        for bad in [
+            "a  b",
+            "\u{1d41a}b",
+            "al\u{200b}ice",
+            "\u{1f600}",
+            "a@b",
+            " a",
+        ] {
+            assert!(username(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(normalize_username("\u{ff21}LICE"), "alice");
+        assert_eq!(
+            normalize_username("Zo\u{cb}"),
+            normalize_username("zoe\u{308}")
+        );
+        assert_eq!(username_skeleton("\u{430}lice"), username_skeleton("alice"));
+        assert_ne!(username_skeleton("jos\u{e9}"), username_skeleton("jose"));
     }
 
     #[test]

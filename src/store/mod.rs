@@ -182,6 +182,13 @@ pub trait Store: Send + Sync + 'static {
     /// A live (unrevoked) key by id, whatever its account.
     async fn api_key_for_auth(&self, key: Uuid) -> Result<Option<ApiKeyAuth>>;
     async fn touch_api_key(&self, key: Uuid, at: OffsetDateTime) -> Result<()>;
+    /// Gives the usernames stored before skeletons were kept theirs (see
+    /// `domain::user::username_skeleton`): those whose id follows `after`,
+    /// at most `limit` of them. A username whose skeleton another of its
+    /// account already holds keeps none. The last id looked at and how many
+    /// were left without, or `None` when no row is left.
+    async fn fill_username_skeletons(&self, after: Uuid, limit: u32)
+    -> Result<Option<(Uuid, u64)>>;
 
     // --- rooms ----------------------------------------------------------------
     async fn create_room(
@@ -624,6 +631,12 @@ pub(crate) fn unique_field(text: &str) -> &'static str {
 /// it, in the same words on every backend.
 pub(crate) fn unique_conflict(text: &str) -> StoreError {
     let field = unique_field(text);
+    if text.contains("skeleton") {
+        return StoreError::conflict(
+            field,
+            "username looks like one already taken in this account (a confusable look-alike)",
+        );
+    }
     StoreError::conflict(field, format!("{field} is already taken in this account"))
 }
 

@@ -23,7 +23,7 @@ use super::{Result, StoreError, TokenRecord, sessions};
 use crate::domain::event::Change;
 use crate::domain::permission::BUILTIN_ROLES;
 use crate::domain::room::MAX_ROOMS_PER_USER;
-use crate::domain::user::{NewUser, User, normalize_email, normalize_username};
+use crate::domain::user::{NewUser, User, normalize_email, normalize_username, username_skeleton};
 
 /// Connections per node. PostgreSQL's default `max_connections` is 100, so
 /// three nodes fit beside an administrator's session.
@@ -73,6 +73,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 6,
                 "events",
                 include_str!("../../migrations/postgres/0006_events.sql"),
+            ),
+            (
+                7,
+                "username_skeleton",
+                include_str!("../../migrations/postgres/0007_username_skeleton.sql"),
             ),
         ]
         .into_iter()
@@ -337,9 +342,9 @@ async fn insert_user_rows(
            INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
            email, email_norm, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
            metadata, tags, custom_fields, require_password_change, password_hash, tokens_valid_after, created_at, \
-           updated_at, last_seen_at, deactivated_at) \
+           updated_at, last_seen_at, deactivated_at, username_skeleton) \
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 'offline', $16, $17, $18, \
-           $19, $20, $21, $22, $23, NULL, $24, $24, NULL, $25)), \
+           $19, $20, $21, $22, $23, NULL, $24, $24, NULL, $25, $43)), \
          new_tags AS (INSERT INTO user_tags (account_id, tag, user_id) SELECT $2, v, $1 FROM UNNEST($26::text[]) AS v), \
          new_roles AS (INSERT INTO user_roles (account_id, role, user_id) SELECT $2, v, $1 FROM UNNEST($27::text[]) AS v), \
          new_room AS (INSERT INTO room_members (account_id, room_id, user_id, role, joined_at) \
@@ -396,6 +401,7 @@ async fn insert_user_rows(
     .bind(u.id.to_string())
     .bind(Json(super::user_data(&created)))
     .bind(&change.request_id)
+    .bind(u.username.as_deref().map(username_skeleton))
     .fetch_one(&mut *conn)
     .await
     .map_err(map_err)?;

@@ -45,6 +45,7 @@ use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibili
 use crate::domain::settings::{CustomFieldDef, EmailSettings, Settings, SignupSettings};
 use crate::domain::user::{
     MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
+    username_skeleton,
 };
 use crate::store::{
     INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, ROOM_VISIBLE, Result,
@@ -439,6 +440,8 @@ async fn patch_user(
         q.push(", username = ").push_bind(u.clone());
         q.push(", username_norm = ")
             .push_bind(u.as_deref().map(normalize_username));
+        q.push(", username_skeleton = ")
+            .push_bind(u.as_deref().map(username_skeleton));
     }
     set!("name", p.name.clone());
     set!("nickname", p.nickname.clone());
@@ -1200,6 +1203,42 @@ impl Store for Backend {
                 .execute(&mut *c)
                 .await?;
             Ok(())
+        })
+    }
+
+    async fn fill_username_skeletons(
+        &self,
+        after: Uuid,
+        limit: u32,
+    ) -> Result<Option<(Uuid, u64)>> {
+        write!(self, |c| {
+            let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(
+                "SELECT id, account_id, username FROM users WHERE id > $1 \
+                 AND username IS NOT NULL AND username_skeleton IS NULL ORDER BY id LIMIT $2",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *c)
+            .await?;
+            let Some(last) = rows.last().map(|r| r.0) else {
+                return Ok(None);
+            };
+            let mut clashes = 0;
+            for (id, account, username) in rows {
+                let filled = sqlx::query(
+                    "UPDATE users SET username_skeleton = $1 WHERE id = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM users WHERE account_id = $3 AND username_skeleton = $1)",
+                )
+                .bind(username_skeleton(&username))
+                .bind(id)
+                .bind(account)
+                .execute(&mut *c)
+                .await?;
+                if filled.rows_affected() == 0 {
+                    clashes += 1;
+                }
+            }
+            Ok(Some((last, clashes)))
         })
     }
 

@@ -871,3 +871,170 @@ async fn edit_other_user_password_sets_a_password_and_ends_the_sessions() {
     .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+/// #18 item 7: beside `alice`, look-alikes (fullwidth, Cyrillic, a
+/// zero-width space, a soft hyphen, mathematical bold, a decomposed accent)
+/// were accepted as other people, and invisible characters in names.
+#[tokio::test]
+async fn look_alike_and_invisible_usernames_are_refused() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let alice = member(&t, &a, "alice", json!({})).await;
+    let jose = t
+        .user(&a, json!({ "name": "José", "username": "jos\u{e9}" }))
+        .await;
+    assert_eq!(jose["user"]["username"], "jos\u{e9}");
+    let before = t.user_count(&a).await;
+
+    for (username, code, why) in [
+        ("ALICE", "CONFLICT", "case"),
+        (
+            "\u{ff41}\u{ff4c}\u{ff49}\u{ff43}\u{ff45}",
+            "CONFLICT",
+            "fullwidth",
+        ),
+        (
+            "\u{430}lice",
+            "CONFLICT",
+            "Cyrillic а (a mixed-script confusable)",
+        ),
+        ("jose\u{301}", "CONFLICT", "a combining accent (NFC)"),
+        ("al\u{200b}ice", "VALIDATION_ERROR", "zero-width space"),
+        ("al\u{ad}ice", "VALIDATION_ERROR", "soft hyphen"),
+        (
+            "\u{1d41a}\u{1d425}\u{1d422}\u{1d41c}\u{1d41e}",
+            "VALIDATION_ERROR",
+            "mathematical bold",
+        ),
+        ("alice\u{200e}", "VALIDATION_ERROR", "left-to-right mark"),
+        ("al\u{3164}ice", "VALIDATION_ERROR", "Hangul filler"),
+    ] {
+        let got = t
+            .post(
+                &a.path("/users"),
+                &a.key,
+                json!({ "name": "X", "username": username }),
+            )
+            .await;
+        let status = if code == "CONFLICT" {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_error(&got, status, code, Some("username"));
+        assert!(
+            !got.1["error"]["message"].as_str().unwrap().is_empty(),
+            "{why}"
+        );
+    }
+    // Renaming someone into a look-alike is refused the same way.
+    let bob = member(&t, &a, "bob", json!({})).await;
+    let got = t
+        .patch(
+            &a.path(&format!("/users/{bob}")),
+            &a.key,
+            json!({ "username": "\u{430}lice" }),
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "CONFLICT", Some("username"));
+    assert_eq!(user_of(&t, &a, &bob).await["username"], "bob");
+
+    // Invisible and separator characters are refused in every text field.
+    for (field, value) in [
+        ("name", "Eve\u{200e}"),
+        ("name", "Eve\u{2028}Admin"),
+        ("name", "E\u{200b}ve"),
+        ("bio", "hi\u{2060}there"),
+        ("nickname", "\u{feff}eve"),
+        ("statusMessage", "away\u{2029}"),
+    ] {
+        let got = t
+            .post(
+                &a.path("/users"),
+                &a.key,
+                json!({ "name": "Eve", field: value }),
+            )
+            .await;
+        let named = if field == "statusMessage" {
+            "status_message"
+        } else {
+            field
+        };
+        assert_error(
+            &got,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            Some(named),
+        );
+    }
+    assert_eq!(t.user_count(&a).await, before + 1, "only bob was written");
+
+    // What people write stays welcome: emoji sequences (ZWJ, variation
+    // selectors, tag flags), the joiners Persian and Indic scripts need,
+    // and usernames in any script, stored width-mapped and in NFC.
+    for (name, username) in [
+        ("\u{1f469}\u{200d}\u{1f4bb} Ada \u{2764}\u{fe0f}", "ada"),
+        (
+            "\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f} Scot",
+            "scot",
+        ),
+        (
+            "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}",
+            "persian",
+        ),
+        ("\u{915}\u{94d}\u{200d}\u{937}", "hindi"),
+        ("Zoë", "Zo\u{eb} Smith"),
+    ] {
+        let (s, b) = t
+            .post(
+                &a.path("/users"),
+                &a.key,
+                json!({ "name": name, "username": username }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{name}: {b}");
+        assert_eq!(b["data"]["user"]["name"], name);
+    }
+    let d = t
+        .user(&a, json!({ "name": "Ｋａｔｅ", "username": "\u{ff2b}ate" }))
+        .await;
+    assert_eq!(d["user"]["username"], "Kate", "width-mapped, case kept");
+    // A login name is matched the same way: fullwidth, any case.
+    let (s, b) = login(
+        &t,
+        &a,
+        json!({ "username": "\u{ff21}\u{ff2c}\u{ff29}\u{ff23}\u{ff25}", "password": PASSWORD }),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["user"]["id"], alice.as_str());
+}
+
+/// Usernames written before skeletons were kept get theirs when the server
+/// starts, so a look-alike of an older username is refused too.
+#[tokio::test]
+async fn usernames_stored_before_skeletons_get_them_at_start_up() {
+    use sqlx::Connection;
+    let (url, dir) = crate::helpers::fresh_database_url().await;
+    let old = TestApp::spawn_on(url.clone(), dir, |_| {}).await;
+    let a = old.account("acme").await;
+    member(&old, &a, "alice", json!({})).await;
+    // As a version before the skeleton column left the row.
+    let forget = "UPDATE users SET username_skeleton = NULL";
+    if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(forget).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(forget).execute(&mut c).await.unwrap();
+    }
+    let new = TestApp::spawn_on(url, None, |_| {}).await;
+    let got = new
+        .post(
+            &a.path("/users"),
+            &a.key,
+            json!({ "name": "X", "username": "\u{430}lice" }),
+        )
+        .await;
+    assert_error(&got, StatusCode::CONFLICT, "CONFLICT", Some("username"));
+}

@@ -63,6 +63,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "events",
                 include_str!("../../../migrations/sqlite/0006_events.sql"),
             ),
+            (
+                7,
+                "username_skeleton",
+                include_str!("../../../migrations/sqlite/0007_username_skeleton.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {

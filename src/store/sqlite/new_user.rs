@@ -16,7 +16,9 @@ use uuid::Uuid;
 use crate::domain::event::Change;
 use crate::domain::permission::BUILTIN_ROLES;
 use crate::domain::room::MAX_ROOMS_PER_USER;
-use crate::domain::user::{MAX_BOTS, NewUser, User, normalize_email, normalize_username};
+use crate::domain::user::{
+    MAX_BOTS, NewUser, User, normalize_email, normalize_username, username_skeleton,
+};
 use crate::store::{Result, StoreError, TokenRecord, sessions};
 
 /// Inserts every row of a new user; the user as stored.
@@ -34,9 +36,9 @@ pub(super) fn insert_user(
         "INSERT INTO users (id, account_id, room_id, custom_id, username, username_norm, name, nickname, bio, \
          email, email_norm, email_verified, phone, profile_picture, link, status, status_message, active, roles, \
          metadata, tags, custom_fields, require_password_change, password_hash, tokens_valid_after, created_at, \
-         updated_at, last_seen_at, deactivated_at) \
+         updated_at, last_seen_at, deactivated_at, username_skeleton) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'offline', ?16, ?17, ?18, ?19, \
-         ?20, ?21, ?22, ?23, NULL, ?24, ?24, NULL, ?25)",
+         ?20, ?21, ?22, ?23, NULL, ?24, ?24, NULL, ?25, ?26)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -65,6 +67,7 @@ pub(super) fn insert_user(
             u.password_hash,
             now,
             (!u.active).then_some(&now),
+            u.username.as_deref().map(username_skeleton),
         ])
     })
     .map_err(map_err)?;
