@@ -287,21 +287,103 @@ async fn exists(
     found.map(|_| ()).ok_or(StoreError::NotFound(what))
 }
 
-/// `NotFound(what)` unless `sql` (taking account, parent id and id) finds a row.
-async fn exists_in(
-    c: &mut Conn,
-    sql: &'static str,
-    account: Uuid,
-    (parent, id): (Uuid, Uuid),
-    what: &'static str,
-) -> Result<()> {
-    let found: Option<i32> = sqlx::query_scalar(sql)
+/// Where a child row lives: its table, the columns read, the parent's
+/// column and the key pages run on (`invites` of a space by `id`, the
+/// `room_members` of a room by `user_id`…).
+struct Below {
+    table: &'static str,
+    columns: &'static str,
+    parent: &'static str,
+    key: &'static str,
+}
+
+const INVITES: Below = Below::new("invites", INVITE_COLUMNS, "space_id", "id");
+const LINKS: Below = Below::new("access_links", LINK_COLUMNS, "room_id", "id");
+const SPACE_MEMBERS: Below = Below::new("space_members", MEMBER_COLUMNS, "space_id", "user_id");
+const ROOM_MEMBERS: Below = Below::new("room_members", MEMBER_COLUMNS, "room_id", "user_id");
+
+impl Below {
+    const fn new(
+        table: &'static str,
+        columns: &'static str,
+        parent: &'static str,
+        key: &'static str,
+    ) -> Self {
+        Self {
+            table,
+            columns,
+            parent,
+            key,
+        }
+    }
+
+    /// One page of the children of `parent`, in key order.
+    async fn page<T>(
+        &self,
+        db: &Backend,
+        (account, parent): (Uuid, Uuid),
+        page: Page,
+        f: fn(&DbRow) -> Decoded<T>,
+        id: fn(&T) -> Uuid,
+    ) -> Result<Paged<T>> {
+        let Below {
+            table,
+            columns,
+            parent: by,
+            key,
+        } = self;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM {table} WHERE account_id = $1 AND {by} = $2 \
+             AND ($3 IS NULL OR {key} > $3) ORDER BY {key} LIMIT $4"
+        )))
+        .bind(account)
+        .bind(parent)
+        .bind(page.after)
+        .bind(fetch_limit(page))
+        .fetch_all(db.read())
+        .await?;
+        paged(rows, page, f, id)
+    }
+
+    /// Revokes the child `id` of `parent` (`revoked_at`), the row after the
+    /// change; `None` when it was revoked before, `NotFound(what)` when it
+    /// is not there.
+    async fn revoke(
+        &self,
+        c: &mut Conn,
+        (account, parent, id): (Uuid, Uuid, Uuid),
+        at: OffsetDateTime,
+        what: &'static str,
+    ) -> Result<Option<DbRow>> {
+        let Below {
+            table,
+            columns,
+            parent: by,
+            ..
+        } = self;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET revoked_at = $1 WHERE account_id = $2 AND {by} = $3 AND id = $4 \
+             AND revoked_at IS NULL RETURNING {columns}"
+        )))
+        .bind(at)
         .bind(account)
         .bind(parent)
         .bind(id)
         .fetch_optional(&mut *c)
         .await?;
-    found.map(|_| ()).ok_or(StoreError::NotFound(what))
+        if row.is_none() {
+            let found: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT 1 FROM {table} WHERE account_id = $1 AND {by} = $2 AND id = $3"
+            )))
+            .bind(account)
+            .bind(parent)
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+            found.ok_or(StoreError::NotFound(what))?;
+        }
+        Ok(row)
+    }
 }
 
 /// The user, locked against concurrent changes until the transaction ends
@@ -1766,17 +1848,9 @@ impl Store for Backend {
         space: Uuid,
         page: Page,
     ) -> Result<Paged<Member>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MEMBER_COLUMNS} FROM space_members WHERE account_id = $1 AND space_id = $2 \
-             AND ($3 IS NULL OR user_id > $3) ORDER BY user_id LIMIT $4"
-        )))
-        .bind(account)
-        .bind(space)
-        .bind(page.after)
-        .bind(fetch_limit(page))
-        .fetch_all(self.read())
-        .await?;
-        paged(rows, page, member_from_row, |m| m.user_id)
+        SPACE_MEMBERS
+            .page(self, (account, space), page, member_from_row, |m| m.user_id)
+            .await
     }
 
     // --- room memberships -------------------------------------------------------------
@@ -1925,17 +1999,9 @@ impl Store for Backend {
         room: Uuid,
         page: Page,
     ) -> Result<Paged<Member>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {MEMBER_COLUMNS} FROM room_members WHERE account_id = $1 AND room_id = $2 \
-             AND ($3 IS NULL OR user_id > $3) ORDER BY user_id LIMIT $4"
-        )))
-        .bind(account)
-        .bind(room)
-        .bind(page.after)
-        .bind(fetch_limit(page))
-        .fetch_all(self.read())
-        .await?;
-        paged(rows, page, member_from_row, |m| m.user_id)
+        ROOM_MEMBERS
+            .page(self, (account, room), page, member_from_row, |m| m.user_id)
+            .await
     }
 
     // --- custom roles -----------------------------------------------------------------
@@ -2095,17 +2161,9 @@ impl Store for Backend {
     }
 
     async fn list_invites(&self, account: Uuid, space: Uuid, page: Page) -> Result<Paged<Invite>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {INVITE_COLUMNS} FROM invites WHERE account_id = $1 AND space_id = $2 \
-             AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
-        )))
-        .bind(account)
-        .bind(space)
-        .bind(page.after)
-        .bind(fetch_limit(page))
-        .fetch_all(self.read())
-        .await?;
-        paged(rows, page, invite_from_row, |i| i.id)
+        INVITES
+            .page(self, (account, space), page, invite_from_row, |i| i.id)
+            .await
     }
 
     async fn revoke_invite(
@@ -2117,21 +2175,9 @@ impl Store for Backend {
     ) -> Result<()> {
         let change = change.clone();
         write!(self, |c| {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE invites SET revoked_at = $1 WHERE account_id = $2 AND space_id = $3 AND id = $4 \
-                 AND revoked_at IS NULL RETURNING {INVITE_COLUMNS}"
-            )))
-            .bind(change.at)
-            .bind(account)
-            .bind(space)
-            .bind(invite)
-            .fetch_optional(&mut *c)
-            .await?;
-            let Some(row) = row else {
-                // Revoked before (no change) or not there at all.
-                let sql =
-                    "SELECT 1 FROM invites WHERE account_id = $1 AND space_id = $2 AND id = $3";
-                return exists_in(c, sql, account, (space, invite), "invite").await;
+            let ids = (account, space, invite);
+            let Some(row) = INVITES.revoke(c, ids, change.at, "invite").await? else {
+                return Ok(()); // revoked before: no change
             };
             let revoked = invite_from_row(&row)?;
             let subject = ("invite", invite.to_string());
@@ -2242,17 +2288,9 @@ impl Store for Backend {
     }
 
     async fn list_links(&self, account: Uuid, room: Uuid, page: Page) -> Result<Paged<AccessLink>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {LINK_COLUMNS} FROM access_links WHERE account_id = $1 AND room_id = $2 \
-             AND ($3 IS NULL OR id > $3) ORDER BY id LIMIT $4"
-        )))
-        .bind(account)
-        .bind(room)
-        .bind(page.after)
-        .bind(fetch_limit(page))
-        .fetch_all(self.read())
-        .await?;
-        paged(rows, page, link_from_row, |l| l.id)
+        LINKS
+            .page(self, (account, room), page, link_from_row, |l| l.id)
+            .await
     }
 
     async fn revoke_link(
@@ -2264,21 +2302,9 @@ impl Store for Backend {
     ) -> Result<()> {
         let change = change.clone();
         write!(self, |c| {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE access_links SET revoked_at = $1 WHERE account_id = $2 AND room_id = $3 AND id = $4 \
-                 AND revoked_at IS NULL RETURNING {LINK_COLUMNS}"
-            )))
-            .bind(change.at)
-            .bind(account)
-            .bind(room)
-            .bind(link)
-            .fetch_optional(&mut *c)
-            .await?;
-            let Some(row) = row else {
-                // Revoked before (no change) or not there at all.
-                let sql =
-                    "SELECT 1 FROM access_links WHERE account_id = $1 AND room_id = $2 AND id = $3";
-                return exists_in(c, sql, account, (room, link), "access link").await;
+            let ids = (account, room, link);
+            let Some(row) = LINKS.revoke(c, ids, change.at, "access link").await? else {
+                return Ok(()); // revoked before: no change
             };
             let revoked = link_from_row(&row)?;
             let subject = ("access_link", link.to_string());
