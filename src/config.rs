@@ -171,10 +171,8 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
-        if let Some(k) = &self.operator_key
-            && k.chars().count() < 32
-        {
-            anyhow::bail!("operator_key must be at least 32 characters");
+        if let Some(k) = &self.operator_key {
+            strong_secret("operator_key", k)?;
         }
         if !matches!(self.sqlite_synchronous.as_str(), "normal" | "full") {
             anyhow::bail!("sqlite_synchronous must be `normal` or `full`");
@@ -185,10 +183,8 @@ impl Config {
         {
             anyhow::bail!("database_url must start with sqlite:, postgres:// or postgresql://");
         }
-        if let Some(k) = &self.signing_key_master_key
-            && k.chars().count() < 32
-        {
-            anyhow::bail!("signing_key_master_key must be at least 32 characters");
+        if let Some(k) = &self.signing_key_master_key {
+            strong_secret("signing_key_master_key", k)?;
         }
         for p in &self.trusted_proxies {
             crate::http::client_ip::Cidr::parse(p).ok_or_else(|| {
@@ -223,6 +219,51 @@ impl Config {
         c.smtp_url = c.smtp_url.as_deref().map(redact_url);
         Ok(toml::to_string(&c)?)
     }
+}
+
+/// Words of the placeholders that deploy files and examples ship (the k8s
+/// secret's `REPLACE-with-32-or-more-random-characters`): a key holding one
+/// was never changed.
+const PLACEHOLDER_WORDS: [&str; 6] = [
+    "replace",
+    "changeme",
+    "change-me",
+    "change_me",
+    "placeholder",
+    "example",
+];
+
+/// Refuses a secret that anyone could guess: shorter than 32 characters, a
+/// shipped placeholder, or of low entropy (fewer than 100 bits by the
+/// Shannon estimate of its characters, e.g. one character repeated, or
+/// fewer than 8 distinct characters). The refusal names the key, never the
+/// value.
+fn strong_secret(name: &str, value: &str) -> anyhow::Result<()> {
+    let hint = "generate one with `openssl rand -base64 36`";
+    let n = value.chars().count();
+    if n < 32 {
+        anyhow::bail!("{name} must be at least 32 characters; {hint}");
+    }
+    let lower = value.to_lowercase();
+    if PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w)) {
+        anyhow::bail!("{name} is still the placeholder of a shipped file; {hint}");
+    }
+    let mut counts = std::collections::HashMap::new();
+    for c in value.chars() {
+        *counts.entry(c).or_insert(0u32) += 1;
+    }
+    let bits: f64 = counts
+        .values()
+        .map(|&k| {
+            let p = f64::from(k) / n as f64;
+            -p * p.log2()
+        })
+        .sum::<f64>()
+        * n as f64;
+    if counts.len() < 8 || bits < 100.0 {
+        anyhow::bail!("{name} is too easy to guess (too few different characters); {hint}");
+    }
+    Ok(())
 }
 
 /// Hides the password of a `scheme://user:password@host` URL.
@@ -284,11 +325,27 @@ mod tests {
     }
 
     #[test]
-    fn short_operator_keys_are_refused() {
-        let c = Config {
-            operator_key: Some("short".into()),
-            ..Config::default()
-        };
-        assert!(c.validate().is_err());
+    fn short_placeholder_and_guessable_secrets_are_refused() {
+        for weak in [
+            "short".to_owned(),
+            "REPLACE-with-32-or-more-random-characters".to_owned(),
+            "x".repeat(64),
+            "abcd".repeat(10),
+            "0123456".repeat(6),
+        ] {
+            let c = Config {
+                operator_key: Some(weak.clone()),
+                ..Config::default()
+            };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("operator_key") && !e.contains(&weak), "{e}");
+        }
+        // Random keys, base64 and hex alike, pass.
+        for strong in [
+            "q3J0x5c1VbXo9mJd0F2r0Lw8pQe7sTnYk6hGz4aBcD1eF2gH",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        ] {
+            strong_secret("operator_key", strong).unwrap();
+        }
     }
 }

@@ -425,3 +425,54 @@ async fn a_node_refuses_a_schema_newer_than_it_knows() {
         .unwrap();
     assert!(!serve.status.success());
 }
+
+/// #17 item 1: the placeholder in `deploy/k8s/secret.yaml` passed the
+/// length check, so an unedited install ran with a publicly known key.
+/// Placeholders, values shipped in the repository and keys of low entropy
+/// are refused at start-up, naming the key; a random key starts.
+#[tokio::test]
+async fn placeholder_shipped_and_low_entropy_operator_keys_are_refused() {
+    let (db, _dir) = fresh_database_url().await;
+    let shipped = include_str!("../../deploy/k8s/secret.yaml")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("ROSTER_OPERATOR_KEY: "))
+        .expect("the shipped secret names an operator key")
+        .trim_matches('"')
+        .to_owned();
+    for key in [
+        shipped.as_str(),
+        "please-replace-me-with-a-real-operator-key",
+        &"a".repeat(40),
+        &"ab".repeat(20),
+        "aaaaaaaabbbbbbbbccccccccdddddddd",
+        "changeme-changeme-changeme-changeme-x",
+    ] {
+        let serve = Command::new(BIN)
+            .arg("serve")
+            .env("ROSTER_LISTEN", "127.0.0.1:0")
+            .env("ROSTER_DATABASE_URL", &db)
+            .env("ROSTER_OPERATOR_KEY", key)
+            .kill_on_drop(true)
+            .output();
+        // A server that accepts the key keeps running: that is the failure.
+        let serve = tokio::time::timeout(Duration::from_secs(20), serve)
+            .await
+            .unwrap_or_else(|_| panic!("{key} was accepted"))
+            .unwrap();
+        assert!(!serve.status.success(), "{key} was accepted");
+        let err = String::from_utf8_lossy(&serve.stderr);
+        assert!(err.contains("operator_key"), "{key}: {err}");
+        assert!(
+            !err.contains(key),
+            "the refusal must not print the key: {err}"
+        );
+    }
+    // What the docs tell people to run (`openssl rand -base64 36`) starts.
+    let mut p = start_with(
+        &db,
+        Some("q3J0x5c1VbXo9mJd0F2r0Lw8pQe7sTnYk6hGz4aBcD1eF2gH"),
+    )
+    .await;
+    p.child.start_kill().unwrap();
+    wait_exit(&mut p.child).await;
+}
