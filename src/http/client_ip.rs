@@ -52,6 +52,9 @@ pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> I
     let peer = peer.unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
+        if headers.contains_key("x-forwarded-for") {
+            warn_untrusted_forwarder(peer);
+        }
         return peer;
     }
     let mut client = peer;
@@ -74,6 +77,21 @@ pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> I
 }
 
 /// The client address of a request.
+/// Says once per process that a proxy seems to stand in front of the
+/// server unbelieved: then every client behind it shares its address, and
+/// a burst of failed logins from one of them locks all of them out.
+fn warn_untrusted_forwarder(peer: IpAddr) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        tracing::warn!(
+            peer = %peer,
+            "a request came with X-Forwarded-For from an address not in trusted_proxies: \
+             the header is ignored, so if that address is your proxy every client behind it \
+             shares one address for rate limits; add it to trusted_proxies (ROSTER_TRUSTED_PROXIES)"
+        );
+    });
+}
+
 pub fn of_parts(parts: &Parts, trusted: &[Cidr]) -> IpAddr {
     let peer = parts
         .extensions

@@ -3,7 +3,7 @@
 //! the hub's queued events, pings, and enforces the limits.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,10 +66,8 @@ pub async fn realtime(
                         .into_response();
                 }
             };
-            let ip = peer.map_or(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                |Extension(ConnectInfo(a))| a.ip(),
-            );
+            // Behind a trusted proxy, the per-address cap counts clients.
+            let ip = crate::http::auth::client_ip(&app, &headers, peer);
             let handle = match app.hub.register(who.account, who.user, ip) {
                 Ok(h) => {
                     app.hub.bind_token(h.id, who.token);

@@ -19,6 +19,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_roster");
 pub struct Proc {
     pub child: Child,
     pub base: String,
+    /// The log lines written after "listening", as they come.
+    pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 /// Starts `roster serve` on port 0 and waits (with a deadline) for the log
@@ -67,10 +69,16 @@ pub async fn start_env(
     .await
     .expect("roster did not start within 30 s");
     // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (tx, log) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
     Proc {
         child,
         base: format!("http://{addr}"),
+        log,
     }
 }
 
@@ -475,4 +483,60 @@ async fn placeholder_shipped_and_low_entropy_operator_keys_are_refused() {
     .await;
     p.child.start_kill().unwrap();
     wait_exit(&mut p.child).await;
+}
+
+/// #17 item 2: with no `trusted_proxies`, a proxy in front makes every
+/// client share its address. The server says so, once, when a request
+/// arrives with `X-Forwarded-For` from an address it does not trust.
+#[tokio::test]
+async fn a_forwarded_request_from_an_untrusted_address_is_warned_about_once() {
+    let (db, _dir) = fresh_database_url().await;
+    let mut p = start(&db).await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let res = client
+            .get(format!("{}/healthz", p.base))
+            .header("x-forwarded-for", "198.51.100.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        // Only requests that resolve a client address read the header.
+        let res = client
+            .post(format!(
+                "{}/v1/accounts/{}/auth/login",
+                p.base,
+                uuid::Uuid::nil()
+            ))
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&json!({ "username": "nobody", "password": "wrong password" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let warned = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = p.log.recv().await {
+            let v: Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["level"] == "WARN"
+                && v["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("trusted_proxies")
+            {
+                return v;
+            }
+        }
+        panic!("roster exited");
+    })
+    .await
+    .expect("the warning within 10 s");
+    assert_eq!(warned["peer"], "127.0.0.1", "{warned}");
+    p.child.start_kill().unwrap();
+    wait_exit(&mut p.child).await;
+    let mut again = 0;
+    while let Ok(line) = p.log.try_recv() {
+        again += usize::from(line.contains("trusted_proxies"));
+    }
+    assert_eq!(again, 0, "said once");
 }

@@ -477,3 +477,49 @@ async fn a_client_that_does_not_read_is_dropped_without_slowing_the_others() {
     );
     drop(ws_slow);
 }
+
+/// #17 item 2: behind a trusted proxy the per-address connection cap
+/// counts each client (by `X-Forwarded-For`), not the proxy; from anyone
+/// else the header is ignored.
+#[tokio::test]
+async fn the_per_address_cap_counts_clients_behind_a_trusted_proxy() {
+    for trusted in [true, false] {
+        let t = TestApp::spawn_with(|c| {
+            c.realtime_connections_per_ip = 1;
+            if trusted {
+                c.trusted_proxies = vec!["127.0.0.1".into()];
+            }
+        })
+        .await;
+        let a = t.account("acme").await;
+        let d = t.user(&a, json!({ "name": "Ann" })).await;
+        let token = d["token"].as_str().unwrap();
+        // The sockets stay open until the test ends: the cap counts live ones.
+        let mut open = Vec::new();
+        let mut connect = async |client: &str| {
+            let url = format!(
+                "{}/v1/realtime?token={token}",
+                t.base.replacen("http://", "ws://", 1)
+            );
+            let mut req = url.into_client_request().unwrap();
+            req.headers_mut()
+                .insert("x-forwarded-for", client.parse().unwrap());
+            match tokio_tungstenite::connect_async(req).await {
+                Ok((ws, res)) => {
+                    open.push(ws);
+                    res.status().as_u16()
+                }
+                Err(WsError::Http(res)) => res.status().as_u16(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(connect("198.51.100.1").await, 101);
+        let other = connect("198.51.100.2").await;
+        let again = connect("198.51.100.1").await;
+        if trusted {
+            assert_eq!((other, again), (101, 429), "one socket per client address");
+        } else {
+            assert_eq!(other, 429, "an untrusted peer's header names nobody");
+        }
+    }
+}
