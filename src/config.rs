@@ -9,7 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub listen: String,
@@ -148,7 +148,19 @@ pub struct Overrides {
     pub database_url: Option<String>,
 }
 
+/// `ROSTER_*` variables that are not configuration keys: the log filter,
+/// read before the configuration, and the namespaces of the test suite
+/// (`ROSTER_TEST_*`) and the benchmark (`ROSTER_BENCH_*`). Any other unknown
+/// `ROSTER_*` variable (a typo: `ROSTER_LISTN`) is refused.
+fn not_config(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "log" || key.starts_with("test_") || key.starts_with("bench_")
+}
+
 impl Config {
+    /// The layers, later ones winning: defaults, the TOML file, `ROSTER_*`
+    /// variables, the command line. A key none of them knows is refused,
+    /// named.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
@@ -158,9 +170,10 @@ impl Config {
             fig = fig.merge(Toml::file(file));
         }
         let mut config: Config = fig
-            .merge(Env::prefixed("ROSTER_").split("__"))
+            .merge(Env::prefixed("ROSTER_").filter(|k| !not_config(k.as_str())))
             .merge(Serialized::defaults(overrides))
-            .extract()?;
+            .extract()
+            .map_err(unknown_key)?;
         if let Some(path) = &config.operator_key_file {
             let key = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read operator_key_file {path}: {e}"))?;
@@ -218,6 +231,30 @@ impl Config {
         c.redis_url = c.redis_url.as_deref().map(redact_url);
         c.smtp_url = c.smtp_url.as_deref().map(redact_url);
         Ok(toml::to_string(&c)?)
+    }
+}
+
+/// A key nobody knows, said in the operator's words: the variable or the
+/// file key as written, not the list of every field.
+fn unknown_key(e: figment::Error) -> anyhow::Error {
+    let figment::error::Kind::UnknownField(found, _) = &e.kind else {
+        return e.into();
+    };
+    let from_env = e
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    if from_env {
+        anyhow::anyhow!(
+            "unknown configuration variable ROSTER_{}: no such key (the keys are in docs/deployment.md)",
+            found.to_uppercase()
+        )
+    } else {
+        let source = e.metadata.as_ref().and_then(|m| m.source.as_ref());
+        let place = source.map_or_else(|| "the configuration".to_owned(), |s| s.to_string());
+        anyhow::anyhow!(
+            "unknown configuration key `{found}` in {place}: no such key (the keys are in docs/deployment.md)"
+        )
     }
 }
 

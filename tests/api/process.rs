@@ -540,3 +540,55 @@ async fn a_forwarded_request_from_an_untrusted_address_is_warned_about_once() {
     }
     assert_eq!(again, 0, "said once");
 }
+
+/// #17 item 9: a typo in a key (`listn`) was silently ignored. Unknown keys
+/// in the TOML file and unknown `ROSTER_*` variables are refused, naming
+/// the key; the variables that are not configuration (`ROSTER_LOG`) pass.
+#[tokio::test]
+async fn unknown_configuration_keys_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("roster.toml");
+    std::fs::write(&file, "listn = \"127.0.0.1:9999\"\n").unwrap();
+    let run = |args: Vec<String>, env: Vec<(&'static str, &'static str)>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).envs(env).env("ROSTER_LOG", "warn");
+        tokio::time::timeout(Duration::from_secs(20), cmd.output())
+    };
+    let file_arg = format!("--config={}", file.display());
+    for (args, env, named) in [
+        (
+            vec![file_arg.clone(), "print-config".into()],
+            vec![],
+            "listn",
+        ),
+        (
+            vec!["print-config".into()],
+            vec![("ROSTER_LISTN", "127.0.0.1:1")],
+            "LISTN",
+        ),
+        (
+            vec!["serve".into()],
+            vec![("ROSTER_SMTP_URLL", "smtp://x")],
+            "SMTP_URLL",
+        ),
+    ] {
+        let out = run(args, env).await.expect("refused at once").unwrap();
+        assert!(!out.status.success(), "{named} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(named) && err.contains("unknown"),
+            "{named}: {err}"
+        );
+    }
+    std::fs::write(&file, "listen = \"127.0.0.1:9999\"\n").unwrap();
+    let out = run(vec![file_arg, "print-config".into()], vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9999"));
+}
