@@ -354,3 +354,21 @@ async fn fill_username_skeletons(store: &dyn Store) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The directory of the server's own files: the SQLite database's, or the
+/// working directory on PostgreSQL.
+pub fn data_dir(config: &Config) -> std::path::PathBuf {
+    use std::str::FromStr;
+    config
+        .database_url
+        .starts_with("sqlite:")
+        .then(|| sqlx::sqlite::SqliteConnectOptions::from_str(&config.database_url).ok())
+        .flatten()
+        .and_then(|o| {
+            std::path::Path::new(o.get_filename())
+                .parent()
+                .map(|p| p.to_path_buf())
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}

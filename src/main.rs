@@ -116,7 +116,7 @@ async fn run() -> anyhow::Result<()> {
         } => {
             init_logging(&config.log_format);
             let (app, generated) = App::open(config).await?;
-            print_generated_operator_key(generated);
+            keep_generated_operator_key(&app.config, generated)?;
             let operator = roster::service::Operator { request_id: None };
             let roster::service::accounts::Created { account, api_key } =
                 roster::service::accounts::create(&app, &operator, &name)
@@ -147,9 +147,10 @@ async fn run() -> anyhow::Result<()> {
         }
         Command::Serve => {
             init_logging(&config.log_format);
+            let listener = roster::server::Server::listen(&config.listen).await?;
             let (app, generated) = App::open(config).await?;
-            print_generated_operator_key(generated);
-            let server = roster::server::Server::bind(app.clone()).await?;
+            keep_generated_operator_key(&app.config, generated)?;
+            let server = roster::server::Server::on(listener, app.clone());
             tracing::info!(
                 addr = %server.local_addr(),
                 database = app.store.backend(),
@@ -162,10 +163,36 @@ async fn run() -> anyhow::Result<()> {
     }
 }
 
-fn print_generated_operator_key(key: Option<String>) {
-    if let Some(key) = key {
+/// A generated operator key goes to a file only its owner reads (beside
+/// the SQLite database, or in the working directory on PostgreSQL), and the
+/// log names the file, never the key; a person at a terminal also sees the
+/// key itself.
+fn keep_generated_operator_key(config: &Config, key: Option<String>) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let Some(key) = key else { return Ok(()) };
+    let path = roster::app::data_dir(config).join("operator-key");
+    let mut file = {
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        open.open(&path)
+    }
+    .map_err(|e| anyhow::anyhow!("cannot write the operator key to {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{key}")?;
+    file.sync_all()?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated the operator key (only its hash is kept): it is in this file, readable by \
+         its owner only; store it somewhere safe and delete the file, or set ROSTER_OPERATOR_KEY"
+    );
+    if std::io::stderr().is_terminal() {
         eprintln!(
-            "\nroster: generated the operator key (shown this once; only its hash is kept):\n\n    {key}\n\nSet ROSTER_OPERATOR_KEY to choose your own instead.\n"
+            "\nroster: generated the operator key (shown this once; also in {}):\n\n    {key}\n",
+            path.display()
         );
     }
+    Ok(())
 }

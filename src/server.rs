@@ -24,11 +24,22 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(app: App) -> anyhow::Result<Self> {
-        let addr = app.config.listen.clone();
-        let listener = TcpListener::bind(&addr)
+        let listener = Self::listen(&app.config.listen).await?;
+        Ok(Self::on(listener, app))
+    }
+
+    /// Takes the address before anything else starts, so that a port in
+    /// use stops the server before it writes anything (a generated
+    /// operator key, say).
+    pub async fn listen(addr: &str) -> anyhow::Result<TcpListener> {
+        TcpListener::bind(addr)
             .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        Ok(Self { listener, app })
+            .with_context(|| format!("cannot listen on {addr}"))
+    }
+
+    /// A server for `app` on a listener [`Server::listen`] took.
+    pub fn on(listener: TcpListener, app: App) -> Self {
+        Self { listener, app }
     }
 
     pub fn local_addr(&self) -> SocketAddr {

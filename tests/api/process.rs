@@ -352,30 +352,81 @@ async fn the_cli_creates_accounts_and_prints_redacted_config() {
     assert!(text.contains("[redacted]"), "{text}");
 }
 
+/// #17 item 6: a generated operator key went as plain text into the JSON
+/// log stream, and was generated (and lost) even when the port was taken.
+/// The port is taken first; the key goes to a `0600` file whose path the
+/// log names; only its hash is kept; a second start generates nothing.
 #[tokio::test]
-async fn a_generated_operator_key_is_printed_once_and_only_its_hash_kept() {
+async fn a_generated_operator_key_goes_to_a_private_file_once_and_only_its_hash_is_kept() {
+    use std::os::unix::fs::PermissionsExt;
     let (db, _dir) = fresh_database_url().await;
-    let run = || {
-        Command::new(BIN)
-            .args(["accounts", "create", "--name", "x"])
-            .env("ROSTER_DATABASE_URL", &db)
-            .env_remove("ROSTER_OPERATOR_KEY")
-            .output()
+    // On PostgreSQL the key file goes to the working directory.
+    let work = tempfile::tempdir().unwrap();
+    let key_file = if db.starts_with("sqlite") {
+        std::path::Path::new(db.trim_start_matches("sqlite://"))
+            .parent()
+            .unwrap()
+            .join("operator-key")
+    } else {
+        work.path().join("operator-key")
     };
-    let first = run().await.unwrap();
-    assert!(first.status.success());
-    let stderr = String::from_utf8_lossy(&first.stderr);
-    let key = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("rop_"))
-        .expect("the generated key is printed")
-        .to_owned();
-    let second = run().await.unwrap();
+    let command = |args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(work.path())
+            .env("ROSTER_DATABASE_URL", &db)
+            .env_remove("ROSTER_OPERATOR_KEY");
+        cmd
+    };
+    // A port in use stops the server before it generates anything.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        command(&["serve"])
+            .env("ROSTER_LISTEN", taken.local_addr().unwrap().to_string())
+            .output(),
+    )
+    .await
+    .expect("exits at once")
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
     assert!(
-        !String::from_utf8_lossy(&second.stderr).contains("rop_"),
-        "printed twice"
+        !key_file.exists(),
+        "no key generated for a server that never ran"
     );
-    // The printed key is the operator key of a server on that database.
+
+    let first = command(&["accounts", "create", "--name", "x"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(!stderr.contains("rop_"), "the key is in the log: {stderr}");
+    assert!(
+        stderr.contains("operator-key"),
+        "the log names the file: {stderr}"
+    );
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("rop_"), "{key}");
+    std::fs::remove_file(&key_file).unwrap();
+
+    let second = command(&["accounts", "create", "--name", "y"])
+        .output()
+        .await
+        .unwrap();
+    assert!(second.status.success());
+    assert!(!key_file.exists(), "generated twice");
+    // The key in the file is the operator key of a server on that database.
     let server = start_with(&db, None).await;
     let res = reqwest::Client::new()
         .get(format!("{}/v1/accounts", server.base))
