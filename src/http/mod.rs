@@ -150,7 +150,10 @@ pub fn with_layers(routes: Router<App>, app: App) -> Router {
 }
 
 /// Makes the request id available to every envelope, bounds the request's
-/// time, and records metrics labelled by the matched route.
+/// time, records metrics labelled by the matched route, and writes the
+/// access log line (target `roster::access`, at `info`): method, matched
+/// route, status, latency in µs, request id and client address — never the
+/// query string or a header, which may carry credentials.
 async fn envelope_scope(State(app): State<App>, req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -164,6 +167,14 @@ async fn envelope_scope(State(app): State<App>, req: Request, next: Next) -> Res
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let method = method_label(req.method());
+    let client = client_ip::resolve(
+        req.extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip()),
+        req.headers(),
+        &app.trusted_proxies,
+    );
+    let logged_id = id.clone();
     let started = Instant::now();
     let timeout = Duration::from_secs(app.config.request_timeout_secs);
     let res = REQUEST_ID
@@ -179,11 +190,22 @@ async fn envelope_scope(State(app): State<App>, req: Request, next: Next) -> Res
             }
         })
         .await;
-    let status = res.status().as_u16().to_string();
-    metrics::counter!("roster_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+    let elapsed = started.elapsed();
+    let status = res.status().as_u16();
+    tracing::info!(
+        target: "roster::access",
+        method,
+        route = route.as_str(),
+        status,
+        latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        request_id = logged_id.as_str(),
+        client = %client,
+        "request"
+    );
+    metrics::counter!("roster_http_requests_total", "route" => route.clone(), "method" => method, "status" => status.to_string())
         .increment(1);
     metrics::histogram!("roster_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     res
 }
 

@@ -552,7 +552,7 @@ async fn a_forwarded_request_from_an_untrusted_address_is_warned_about_once() {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        // Only requests that resolve a client address read the header.
+        // A route that itself reads the client address, too.
         let res = client
             .post(format!(
                 "{}/v1/accounts/{}/auth/login",
@@ -642,4 +642,47 @@ async fn unknown_configuration_keys_are_refused_by_name() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9999"));
+}
+
+/// #17 item 7: one JSON access log line per request at the default level:
+/// method, matched route, status, latency in µs, request id, client
+/// address — and never the query string, which may carry a token.
+#[tokio::test]
+async fn every_request_writes_one_access_log_line() {
+    let (db, _dir) = fresh_database_url().await;
+    let mut p = start(&db).await;
+    let account = uuid::Uuid::nil();
+    let res = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/accounts/{account}/users?token=sekrit-in-the-query",
+            p.base
+        ))
+        .bearer_auth("rk_not-a-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = p.log.recv().await {
+            let v: Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["target"] == "roster::access" {
+                return (v, line);
+            }
+        }
+        panic!("roster exited");
+    })
+    .await
+    .expect("the access line within 10 s");
+    let (v, raw) = line;
+    assert_eq!(v["level"], "INFO", "{raw}");
+    assert_eq!(v["method"], "GET", "{raw}");
+    assert_eq!(v["route"], "/v1/accounts/{accountId}/users", "{raw}");
+    assert_eq!(v["status"], 401, "{raw}");
+    assert!(v["latency_us"].as_u64().is_some(), "{raw}");
+    assert_eq!(v["request_id"], id.as_str(), "{raw}");
+    assert_eq!(v["client"], "127.0.0.1", "{raw}");
+    assert!(!raw.contains("sekrit") && !raw.contains("rk_not"), "{raw}");
+    p.child.start_kill().unwrap();
+    wait_exit(&mut p.child).await;
 }
