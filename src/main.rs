@@ -154,6 +154,9 @@ async fn run() -> anyhow::Result<()> {
             tracing::info!(
                 addr = %server.local_addr(),
                 database = app.store.backend(),
+                docs = format!("http://{}/docs", server.local_addr()),
+                next = "create an account: roster accounts create --name Acme \
+                        (or POST /v1/accounts with the operator key)",
                 "roster is listening"
             );
             server.run(roster::server::shutdown_signal()).await?;

@@ -686,3 +686,57 @@ async fn every_request_writes_one_access_log_line() {
     p.child.start_kill().unwrap();
     wait_exit(&mut p.child).await;
 }
+
+/// #17 item 11: the README's CollabKit flow, extracted from the README and
+/// run by `bash` as a newcomer would paste it, against a fresh server on
+/// its embedded default (the operator key it generated included).
+#[tokio::test]
+async fn the_readme_flow_runs_as_pasted() {
+    let readme = include_str!("../../README.md");
+    let flow = readme
+        .split("## The CollabKit flow, end to end")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|block| block.split("\n```").next())
+        .expect("the README has the flow's shell block");
+    let work = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/roster-data/roster.db", work.path().display());
+    let mut p = start_with(&db, None).await;
+    let addr = p.base.trim_start_matches("http://").to_owned();
+    let script = format!(
+        "set -euo pipefail\n{}",
+        flow.replace("localhost:8080", &addr)
+    );
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new("bash")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(work.path())
+            .output(),
+    )
+    .await
+    .expect("the flow finishes within 60 s")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Its last answer: Alice, read with her own token.
+    let last: Value = serde_json::Deserializer::from_str(&stdout)
+        .into_iter::<Value>()
+        .last()
+        .expect("the flow printed JSON")
+        .unwrap();
+    assert_eq!(last["success"], true, "{stdout}");
+    assert_eq!(last["data"]["user"]["name"], "Alice", "{stdout}");
+    assert_eq!(last["data"]["user"]["custom_id"], "alice-001", "{stdout}");
+    assert!(
+        stdout.contains("\"keys\""),
+        "the JWKS was printed: {stdout}"
+    );
+    p.child.start_kill().unwrap();
+    wait_exit(&mut p.child).await;
+}
