@@ -24,11 +24,29 @@ pub fn routes() -> OpenApiRouter<App> {
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Request durations as histograms (buckets aggregate across nodes;
+        // summaries do not), from 1 ms to 10 s.
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    "roster_http_request_duration_seconds".into(),
+                ),
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                ],
+            )
+            .expect("buckets are given")
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("roster_sqlite_group_size".into()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            )
+            .expect("buckets are given")
+            .build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; then ours
         // still renders (empty) rather than taking the process down.
         let _ = metrics::set_global_recorder(recorder);
+        metrics::gauge!("roster_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })
 }

@@ -74,6 +74,13 @@ pub async fn realtime(
                     h
                 }
                 Err(r) => {
+                    let reason = match r {
+                        Refusal::TooManyForIp => "address",
+                        Refusal::TooManyForUser => "user",
+                        _ => "other",
+                    };
+                    metrics::counter!("roster_realtime_refused_total", "reason" => reason)
+                        .increment(1);
                     let msg = match r {
                         Refusal::TooManyForIp => "too many realtime connections from this address",
                         _ => "too many realtime connections for this user",

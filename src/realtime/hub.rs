@@ -401,6 +401,7 @@ impl Hub {
         if let Some(settled) = arrived {
             let _ = settled.await;
         }
+        metrics::counter!("roster_realtime_joins_total").increment(1);
         Ok(self.registry.members(account, room).await)
     }
 
@@ -584,6 +585,7 @@ impl Hub {
                         && conn.token == Some(*token_id)
                     {
                         conn.outbox.close(close::POLICY);
+                        metrics::counter!("roster_realtime_kicks_total").increment(1);
                         tracing::info!(user_id = %user_id, reason = %reason, "closing a revoked token's connection");
                     }
                 }
@@ -598,6 +600,7 @@ impl Hub {
                 for conn in st.conns.values() {
                     if conn.account == *account_id && conn.user == *user_id {
                         conn.outbox.close(close::POLICY);
+                        metrics::counter!("roster_realtime_kicks_total").increment(1);
                         n += 1;
                     }
                 }

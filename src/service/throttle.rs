@@ -57,6 +57,21 @@ pub struct Throttle {
     redis: Option<Redis>,
 }
 
+/// `roster_rate_limited_total{kind}`: the bucket's kind is its key's
+/// prefix (`fail`, `user`, `name`, `req`, `pw`, `signup`), a set the code
+/// fixes, so no request adds a series.
+fn count_refusal(key: &str) {
+    let kind = match key.split(':').next().unwrap_or_default() {
+        "fail" => "login_address",
+        "user" | "name" => "login_name",
+        "req" => "auth_requests",
+        "pw" => "password_change",
+        "signup" => "signup",
+        _ => "other",
+    };
+    metrics::counter!("roster_rate_limited_total", "kind" => kind).increment(1);
+}
+
 fn refusal(wait: Duration) -> Error {
     Error::RateLimited {
         retry_after: wait.as_secs().max(1),
@@ -79,6 +94,12 @@ impl Throttle {
     /// Refuses if `key` already holds `limit` entries within `window`, in
     /// the cluster (Redis) or, without it, on this node.
     pub async fn check(&self, key: &str, limit: u32, window: Duration) -> Result<(), Error> {
+        self.check_inner(key, limit, window)
+            .await
+            .inspect_err(|_| count_refusal(key))
+    }
+
+    async fn check_inner(&self, key: &str, limit: u32, window: Duration) -> Result<(), Error> {
         if let Some(redis) = &self.redis {
             let k = Self::rkey(redis, key);
             let r: redis::RedisResult<(i64, Vec<(String, f64)>)> = async {
@@ -132,6 +153,17 @@ impl Throttle {
     /// concurrent attempts cannot all pass a check before any is counted);
     /// refuses like [`check`](Self::check) when it is full.
     pub async fn reserve(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Reservation, Error> {
+        self.reserve_inner(key, limit, window)
+            .await
+            .inspect_err(|_| count_refusal(key))
+    }
+
+    async fn reserve_inner(
         &self,
         key: &str,
         limit: u32,

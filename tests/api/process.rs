@@ -740,3 +740,132 @@ async fn the_readme_flow_runs_as_pasted() {
     p.child.start_kill().unwrap();
     wait_exit(&mut p.child).await;
 }
+
+/// #17 item 8: request durations are Prometheus histograms (buckets add up
+/// across nodes; summaries do not), beside the build, rate-limit refusals
+/// by kind, and realtime joins, refusals and kicks. A process of its own,
+/// so that the counts are this test's.
+#[tokio::test]
+async fn metrics_count_histograms_refusals_joins_and_kicks() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (db, _dir) = fresh_database_url().await;
+    let env = [
+        ("ROSTER_LOGIN_FAILURES_PER_NAME", "1"),
+        ("ROSTER_REALTIME_CONNECTIONS_PER_USER", "1"),
+    ];
+    let p = start_env(&db, Some(OPERATOR_KEY), &env).await;
+    let client = reqwest::Client::new();
+    let (account, key) = create_account(&client, &p.base).await;
+    let api = |path: &str| format!("{}/v1/accounts/{account}{path}", p.base);
+    let room: Value = client
+        .post(api("/rooms"))
+        .bearer_auth(&key)
+        .json(&json!({ "name": "Standup" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let room = room["data"]["room"]["id"].as_str().unwrap().to_owned();
+    let user: Value = client
+        .post(api("/users"))
+        .bearer_auth(&key)
+        .json(&json!({ "name": "Ann", "roomId": room }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (user_id, token) = (
+        user["data"]["user"]["id"].as_str().unwrap().to_owned(),
+        user["data"]["token"].as_str().unwrap().to_owned(),
+    );
+    let ws_url = format!(
+        "{}/v1/realtime?token={token}",
+        p.base.replacen("http", "ws", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let join = json!({ "type": "join", "id": 1, "room_id": room }).to_string();
+    ws.send(Message::Text(join.into())).await.unwrap();
+    let deadline = Duration::from_secs(10);
+    tokio::time::timeout(deadline, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.to_text().unwrap_or("").contains("snapshot") {
+                return;
+            }
+        }
+        panic!("closed before the snapshot");
+    })
+    .await
+    .expect("the join's snapshot");
+    // A second socket of the user is refused (one allowed).
+    match tokio_tungstenite::connect_async(&ws_url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 429),
+        other => panic!("a second socket was let in: {other:?}"),
+    }
+    // Revoking the token kicks the socket.
+    let res = client
+        .delete(api(&format!("/users/{user_id}/tokens")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    tokio::time::timeout(deadline, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the kicked socket closes");
+    // Two wrong logins for one name: the second is refused.
+    for want in [401, 429] {
+        let res = client
+            .post(api("/auth/login"))
+            .json(&json!({ "username": "nobody", "password": "not the password" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), want);
+    }
+    let text = client
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    };
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("roster_http_request_duration_seconds_bucket{")
+                && l.contains("le=\"0.005\"")
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("roster_http_request_duration_seconds{quantile"),
+        "{text}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        value(&format!("roster_build_info{{version=\"{version}\"}}")),
+        1.0
+    );
+    assert_eq!(value("roster_rate_limited_total{kind=\"login_name\"}"), 1.0);
+    assert_eq!(value("roster_realtime_joins_total"), 1.0);
+    assert_eq!(value("roster_realtime_refused_total{reason=\"user\"}"), 1.0);
+    assert_eq!(value("roster_realtime_kicks_total"), 1.0);
+}
