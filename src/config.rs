@@ -45,6 +45,10 @@ pub struct Config {
     /// Origins allowed to open the realtime WebSocket; empty allows any
     /// (the token, not a cookie, authenticates the connection).
     pub realtime_allowed_origins: Vec<String>,
+    /// Origins (`https://app.example`, exact: scheme, host, port) whose
+    /// pages may call the REST API from the browser, cookies included
+    /// (CORS). Empty: none.
+    pub cors_allowed_origins: Vec<String>,
     /// Largest realtime frame accepted; larger closes with 1009.
     pub realtime_max_frame_bytes: usize,
     /// Sustained client frames per second per connection (burst: twice).
@@ -111,6 +115,7 @@ impl Default for Config {
             header_read_timeout_secs: 10,
             password_hash_concurrency: 0,
             realtime_allowed_origins: Vec::new(),
+            cors_allowed_origins: Vec::new(),
             realtime_max_frame_bytes: 64 * 1024,
             realtime_frames_per_second: 20,
             realtime_rooms_per_connection: 50,
@@ -198,6 +203,18 @@ impl Config {
         }
         if let Some(k) = &self.signing_key_master_key {
             strong_secret("signing_key_master_key", k)?;
+        }
+        for o in &self.cors_allowed_origins {
+            let exact = url::Url::parse(o).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.origin().ascii_serialization() == *o
+            });
+            if exact.is_none() {
+                anyhow::bail!(
+                    "cors_allowed_origins: `{o}` is not an origin (scheme://host[:port], no path, no wildcard)"
+                );
+            }
         }
         for p in &self.trusted_proxies {
             crate::http::client_ip::Cidr::parse(p).ok_or_else(|| {

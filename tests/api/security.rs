@@ -1038,3 +1038,80 @@ async fn usernames_stored_before_skeletons_get_them_at_start_up() {
         .await;
     assert_error(&got, StatusCode::CONFLICT, "CONFLICT", Some("username"));
 }
+
+/// #17 item 5: a preflight from another origin got 405, so a web app could
+/// not log in from its own domain. Listed origins (exact, with
+/// credentials) get their preflight answered and their responses readable;
+/// any other origin gets no CORS header at all.
+#[tokio::test]
+async fn listed_origins_pass_cors_and_others_do_not() {
+    let app_origin = "https://app.example";
+    let t = TestApp::spawn_with(|c| c.cors_allowed_origins = vec![app_origin.into()]).await;
+    let a = t.account("acme").await;
+    let login = format!("{}{}", t.base, a.path("/auth/login"));
+    let preflight = |origin: &'static str| {
+        t.client
+            .request(Method::OPTIONS, &login)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type,x-csrf-token",
+            )
+            .send()
+    };
+    let res = preflight(app_origin).await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], app_origin);
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("x-csrf-token") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        h.get_all("vary")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("origin"))
+    );
+
+    let res = preflight("https://evil.example").await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    // The answer itself carries the origin for a listed one only.
+    for (origin, readable) in [(app_origin, true), ("https://evil.example", false)] {
+        let res = t
+            .client
+            .post(&login)
+            .header("origin", origin)
+            .json(&json!({ "username": "nobody", "password": "wrong password" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let got = res
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(got.is_some(), readable, "{origin}");
+        if readable {
+            let exposed = res.headers()["access-control-expose-headers"]
+                .to_str()
+                .unwrap()
+                .to_lowercase();
+            assert!(
+                exposed.contains("x-request-id") && exposed.contains("retry-after"),
+                "{exposed}"
+            );
+        }
+    }
+}
