@@ -213,9 +213,15 @@ impl Keys {
         if records.iter().all(|r| r.retired_at.is_some()) {
             let key = generate_key(crate::domain::time::now())?;
             let change = Change::system(key.created_at);
-            store
+            // The database keeps one live key (a unique index): a node that
+            // loses the race to create the first one takes the winner's.
+            match store
                 .insert_signing_key(&cipher.seal(&key)?, &change)
-                .await?;
+                .await
+            {
+                Ok(()) | Err(crate::store::StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             records = store.signing_keys().await?;
         }
         let set = build_set(&cipher.open_all(records)?, crate::domain::time::now())?;

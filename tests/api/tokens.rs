@@ -198,3 +198,48 @@ async fn a_user_token_is_bound_to_its_user_and_account() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// #17 item 3: two nodes starting at the same instant on an empty database
+/// each created a signing key and refused the other's tokens until
+/// restarted. One live key is kept by the database: the node that loses
+/// the race takes the winner's, and tokens work on both.
+#[tokio::test]
+async fn nodes_starting_at_once_on_an_empty_database_share_one_signing_key() {
+    for _ in 0..5 {
+        let (url, dir) = crate::helpers::fresh_database_url().await;
+        // The schema first: the race is the key's (nodes on one SQLite file
+        // are not a deployment; on PostgreSQL migrations take a lock).
+        let config = roster::config::Config {
+            database_url: url.clone(),
+            ..Default::default()
+        };
+        drop(roster::app::open_store(&config).await.unwrap());
+        let (one, two) = tokio::join!(
+            TestApp::spawn_on(url.clone(), dir, |_| {}),
+            TestApp::spawn_on(url, None, |_| {})
+        );
+        let jwks = |t: &TestApp| {
+            let url = format!("{}/.well-known/jwks.json", t.base);
+            async move {
+                reqwest::get(url)
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            }
+        };
+        let (k1, k2) = (jwks(&one).await, jwks(&two).await);
+        assert_eq!(k1, k2, "both nodes publish the same keys");
+        assert_eq!(k1["keys"].as_array().unwrap().len(), 1, "{k1}");
+        let a = one.account("acme").await;
+        let d = one.user(&a, json!({ "name": "Ann" })).await;
+        let me = a.path(&format!("/users/{}", d["user"]["id"].as_str().unwrap()));
+        let (s, b) = two.get(&me, d["token"].as_str().unwrap()).await;
+        assert_eq!(
+            s,
+            StatusCode::OK,
+            "a token of one node works on the other: {b}"
+        );
+    }
+}

@@ -68,6 +68,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "username_skeleton",
                 include_str!("../../../migrations/sqlite/0007_username_skeleton.sql"),
             ),
+            (
+                8,
+                "one_live_signing_key",
+                include_str!("../../../migrations/sqlite/0008_one_live_signing_key.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {
