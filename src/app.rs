@@ -90,8 +90,12 @@ impl App {
                     None,
                 ),
                 Some(url) => {
-                    let redis = Redis::open(url, &config.redis_prefix)
-                        .with_context(|| format!("opening {}", crate::config::redact_url(url)))?;
+                    let redis = Redis::open(
+                        url,
+                        &config.redis_prefix,
+                        config.redis_tls_ca_file.as_deref(),
+                    )
+                    .with_context(|| format!("opening {}", crate::config::redact_url(url)))?;
                     (
                         RedisBus::start(redis.clone(), node),
                         RedisRegistry::new(redis.clone(), node),

@@ -19,6 +19,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel (several installs, one Redis).
     pub redis_prefix: String,
+    /// A PEM file of the CA that signed Redis's certificate, for a
+    /// `rediss://` URL; unset: the system's trust store.
+    pub redis_tls_ca_file: Option<String>,
     /// The server owner's key (32+ characters). Unset on first start: one is
     /// generated and printed once; only its hash is kept.
     pub operator_key: Option<String>,
@@ -103,6 +106,7 @@ impl Default for Config {
             database_url: "sqlite://roster-data/roster.db".into(),
             redis_url: None,
             redis_prefix: "roster".into(),
+            redis_tls_ca_file: None,
             operator_key: None,
             operator_key_file: None,
             public_url: None,

@@ -215,10 +215,7 @@ impl Keys {
             let change = Change::system(key.created_at);
             // The database keeps one live key (a unique index): a node that
             // loses the race to create the first one takes the winner's.
-            match store
-                .insert_signing_key(&cipher.seal(&key)?, &change)
-                .await
-            {
+            match store.insert_signing_key(&cipher.seal(&key)?, &change).await {
                 Ok(()) | Err(crate::store::StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
             }

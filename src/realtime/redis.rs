@@ -23,9 +23,25 @@ pub struct Redis {
 }
 
 impl Redis {
-    pub fn open(url: &str, prefix: &str) -> anyhow::Result<Self> {
+    /// A client for `url` (`redis://` or, over TLS, `rediss://`, verified
+    /// against `ca_file` when given, else the system's trust store).
+    pub fn open(url: &str, prefix: &str, ca_file: Option<&str>) -> anyhow::Result<Self> {
+        let client = match ca_file {
+            None => redis::Client::open(url)?,
+            Some(path) => {
+                let root_cert = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read redis_tls_ca_file {path}: {e}"))?;
+                redis::Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )?
+            }
+        };
         Ok(Self {
-            client: redis::Client::open(url)?,
+            client,
             conn: Arc::default(),
             prefix: prefix.into(),
         })

@@ -17,6 +17,7 @@ mod rooms;
 mod security;
 mod sessions;
 mod signup;
+mod tls;
 mod tokens;
 mod transfer;
 mod user_tokens;
