@@ -169,28 +169,28 @@ async fn run() -> anyhow::Result<()> {
 /// A generated operator key goes to a file only its owner reads (beside
 /// the SQLite database, or in the working directory on PostgreSQL), and the
 /// log names the file, never the key; a person at a terminal also sees the
-/// key itself.
+/// key itself. Its hash is already stored, so a key that cannot be written
+/// (a read-only directory) is printed once rather than lost.
 fn keep_generated_operator_key(config: &Config, key: Option<String>) -> anyhow::Result<()> {
-    use std::io::{IsTerminal, Write};
+    use std::io::IsTerminal;
     let Some(key) = key else { return Ok(()) };
     let path = roster::app::data_dir(config).join("operator-key");
-    let mut file = {
-        let mut open = std::fs::OpenOptions::new();
-        open.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-        open.open(&path)
+    match write_private(&path, &key) {
+        Ok(()) => tracing::warn!(
+            path = %path.display(),
+            "generated the operator key (only its hash is kept): it is in this file, readable by \
+             its owner only; store it somewhere safe and delete the file, or set ROSTER_OPERATOR_KEY"
+        ),
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "generated the operator key but cannot write it to this file: it is printed once below"
+            );
+            eprintln!("\nroster: the generated operator key (shown this once):\n\n    {key}\n");
+            return Ok(());
+        }
     }
-    .map_err(|e| anyhow::anyhow!("cannot write the operator key to {}: {e}", path.display()))?;
-    #[cfg(unix)]
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    writeln!(file, "{key}")?;
-    file.sync_all()?;
-    tracing::warn!(
-        path = %path.display(),
-        "generated the operator key (only its hash is kept): it is in this file, readable by \
-         its owner only; store it somewhere safe and delete the file, or set ROSTER_OPERATOR_KEY"
-    );
     if std::io::stderr().is_terminal() {
         eprintln!(
             "\nroster: generated the operator key (shown this once; also in {}):\n\n    {key}\n",
@@ -198,4 +198,18 @@ fn keep_generated_operator_key(config: &Config, key: Option<String>) -> anyhow::
         );
     }
     Ok(())
+}
+
+/// Writes `text` to `path`, readable and writable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let mut file = open.open(path)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    writeln!(file, "{text}")?;
+    file.sync_all()
 }

@@ -26,7 +26,7 @@ fn postgres_available() -> bool {
 }
 
 /// A new SQLite install as an operator makes one: `roster accounts create`
-/// on first start generates the operator key (printed once to stderr).
+/// on first start generates the operator key (into a file the log names).
 /// Returns the operator key and the account.
 async fn first_start(database_url: &str) -> (String, Account) {
     let out = Command::new(BIN)
@@ -39,12 +39,14 @@ async fn first_start(database_url: &str) -> (String, Account) {
         .expect("run roster accounts create");
     assert!(out.status.success(), "{out:?}");
     let created: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    // The log names the file the generated key went to.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let operator_key = stderr
-        .split_whitespace()
-        .find(|w| w.starts_with("rop_"))
-        .unwrap_or_else(|| panic!("no generated operator key in {stderr}"))
-        .to_owned();
+    let path = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["path"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("no generated operator key in {stderr}"));
+    let operator_key = std::fs::read_to_string(path).unwrap().trim().to_owned();
     let account = Account {
         id: created["account"]["id"].as_str().unwrap().to_owned(),
         key: created["api_key"].as_str().unwrap().to_owned(),
