@@ -74,16 +74,37 @@ fn pg_bin(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A port nothing listens on (yet).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The spawned server once it accepts connections on `port` (deadline 30 s).
+async fn listening(child: Child, port: u16, what: &str) -> (Child, u16) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} listens within 30 s"));
+    (child, port)
+}
+
 /// A PostgreSQL that accepts TLS connections only (`hostssl`), run as the
-/// `postgres` user (it refuses root) in a directory of its own.
+/// `postgres` user (it refuses root) in `dir`, which holds `cert` and `key`.
 async fn tls_only_postgres(dir: &Path, cert: &Path, key: &Path) -> (Child, u16) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let data = dir.join("pg");
     std::fs::create_dir(&data).unwrap();
-    for f in [cert, key] {
-        std::fs::copy(f, data.with_extension(f.file_name().unwrap())).unwrap();
-    }
     run(std::process::Command::new("chown")
         .args(["-R", "postgres:postgres"])
         .arg(dir));
@@ -97,19 +118,13 @@ async fn tls_only_postgres(dir: &Path, cert: &Path, key: &Path) -> (Child, u16) 
         "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostssl all all ::1/128 trust\n",
     )
     .unwrap();
-    let (cert, key) = (
-        data.with_extension(cert.file_name().unwrap()),
-        data.with_extension(key.file_name().unwrap()),
-    );
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The certificate and key stay where they are, in `dir`, which the
+    // `postgres` user owns; the key must be private to it.
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
     run(std::process::Command::new("chown")
         .args(["-R", "postgres:postgres"])
         .arg(dir));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("runuser")
         .args(["-u", "postgres", "--"])
         .arg(pg_bin("postgres"))
@@ -134,17 +149,7 @@ async fn tls_only_postgres(dir: &Path, cert: &Path, key: &Path) -> (Child, u16) 
         .kill_on_drop(true)
         .spawn()
         .expect("start postgres");
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("postgres listens within 30 s");
-    (child, port)
+    listening(child, port, "postgres").await
 }
 
 /// #17 item 4: managed PostgreSQL asks for TLS. Roster connects with
@@ -197,11 +202,7 @@ async fn postgres_over_verified_tls() {
 
 /// A `redis-server` that speaks TLS only (`--port 0 --tls-port …`).
 async fn tls_only_redis(cert: &Path, key: &Path, ca: &Path) -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("redis-server")
         .args([
             "--port",
@@ -225,22 +226,12 @@ async fn tls_only_redis(cert: &Path, key: &Path, ca: &Path) -> (Child, u16) {
         .kill_on_drop(true)
         .spawn()
         .expect("start redis-server");
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("redis-server listens within 30 s");
-    (child, port)
+    listening(child, port, "redis-server").await
 }
 
 /// #17 item 4: `rediss://`, verified against `redis_tls_ca_file`; a plain
 /// connection to the TLS port and a certificate from another CA fail, and
-/// two nodes on TLS Redis see each other's presence.
+/// a whole server writes its node registry to Redis over TLS.
 #[tokio::test]
 async fn redis_over_verified_tls() {
     use roster::realtime::redis::Redis;
