@@ -73,6 +73,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "one_live_signing_key",
                 include_str!("../../../migrations/sqlite/0008_one_live_signing_key.sql"),
             ),
+            (
+                9,
+                "users_without_skeleton",
+                include_str!("../../../migrations/sqlite/0009_users_without_skeleton.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {
