@@ -29,8 +29,12 @@ fn postgres_available() -> bool {
 /// on first start generates the operator key (into a file the log names).
 /// Returns the operator key and the account.
 async fn first_start(database_url: &str) -> (String, Account) {
+    // On PostgreSQL the key file goes to the working directory: keep it
+    // out of the checkout.
+    let work = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args(["accounts", "create", "--name", "Acme"])
+        .current_dir(work.path())
         .env("ROSTER_DATABASE_URL", database_url)
         .env("ROSTER_LOG", "warn")
         .env_remove("ROSTER_OPERATOR_KEY")
@@ -46,7 +50,10 @@ async fn first_start(database_url: &str) -> (String, Account) {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find_map(|v| v["path"].as_str().map(str::to_owned))
         .unwrap_or_else(|| panic!("no generated operator key in {stderr}"));
-    let operator_key = std::fs::read_to_string(path).unwrap().trim().to_owned();
+    let operator_key = std::fs::read_to_string(work.path().join(path))
+        .unwrap()
+        .trim()
+        .to_owned();
     let account = Account {
         id: created["account"]["id"].as_str().unwrap().to_owned(),
         key: created["api_key"].as_str().unwrap().to_owned(),
