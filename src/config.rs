@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub listen: String,
+    /// A second address serving `/metrics` alone (a port only Prometheus
+    /// reaches); when set, the main address answers `/metrics` with 404.
+    /// Unset: `/metrics` on the main address.
+    pub metrics_listen: Option<String>,
     /// `sqlite://PATH` (embedded default) or `postgres://…`.
     pub database_url: String,
     /// Unset: a single node with an in-process bus.
@@ -103,6 +107,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: None,
             database_url: "sqlite://roster-data/roster.db".into(),
             redis_url: None,
             redis_prefix: "roster".into(),
@@ -158,12 +163,13 @@ pub struct Overrides {
 }
 
 /// `ROSTER_*` variables that are not configuration keys: the log filter,
-/// read before the configuration, and the namespaces of the test suite
+/// read before the configuration, `migrate-sqlite-to-postgres`'s target
+/// (`ROSTER_MIGRATE_TO`), and the namespaces of the test suite
 /// (`ROSTER_TEST_*`) and the benchmark (`ROSTER_BENCH_*`). Any other unknown
 /// `ROSTER_*` variable (a typo: `ROSTER_LISTN`) is refused.
 fn not_config(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    key == "log" || key.starts_with("test_") || key.starts_with("bench_")
+    key == "log" || key == "migrate_to" || key.starts_with("test_") || key.starts_with("bench_")
 }
 
 impl Config {
@@ -251,7 +257,24 @@ impl Config {
         c.database_url = redact_url(&c.database_url);
         c.redis_url = c.redis_url.as_deref().map(redact_url);
         c.smtp_url = c.smtp_url.as_deref().map(redact_url);
-        Ok(toml::to_string(&c)?)
+        let mut out = toml::to_string(&c)?;
+        // TOML has no null: the keys left unset are listed as comments, so
+        // that every key shows.
+        let unset: Vec<String> = match serde_json::to_value(&c)? {
+            serde_json::Value::Object(keys) => keys
+                .into_iter()
+                .filter(|(_, v)| v.is_null())
+                .map(|(k, _)| k)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !unset.is_empty() {
+            out.push_str("\n# Unset (no value):\n");
+            for key in unset {
+                out.push_str(&format!("# {key} =\n"));
+            }
+        }
+        Ok(out)
     }
 }
 

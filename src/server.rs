@@ -1,6 +1,7 @@
 //! Binding and running: `Server::bind` (port 0 allowed) → `port()` →
 //! `run(shutdown)`. Shutdown drains: in-flight requests finish, then `run`
-//! returns.
+//! returns. With `metrics_listen` set, `/metrics` is served on that second
+//! address alone.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,36 +17,62 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::app::App;
+use crate::config::Config;
+
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
 
 pub struct Server {
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     app: App,
+}
+
+/// The addresses a server answers on, taken before it starts.
+pub struct Listeners {
+    main: TcpListener,
+    metrics: Option<TcpListener>,
 }
 
 impl Server {
     pub async fn bind(app: App) -> anyhow::Result<Self> {
-        let listener = Self::listen(&app.config.listen).await?;
-        Ok(Self::on(listener, app))
+        let listeners = Self::listen(&app.config).await?;
+        Ok(Self::on(listeners, app))
     }
 
-    /// Takes the address before anything else starts, so that a port in
-    /// use stops the server before it writes anything (a generated
-    /// operator key, say).
-    pub async fn listen(addr: &str) -> anyhow::Result<TcpListener> {
-        TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))
+    /// Takes the addresses (`listen`, and `metrics_listen` if set) before
+    /// anything else starts, so that a port in use stops the server before
+    /// it writes anything (a generated operator key, say).
+    pub async fn listen(config: &Config) -> anyhow::Result<Listeners> {
+        let main = bind(&config.listen).await?;
+        let metrics = match &config.metrics_listen {
+            Some(addr) => Some(bind(addr).await.context("metrics_listen")?),
+            None => None,
+        };
+        Ok(Listeners { main, metrics })
     }
 
-    /// A server for `app` on a listener [`Server::listen`] took.
-    pub fn on(listener: TcpListener, app: App) -> Self {
-        Self { listener, app }
+    /// A server for `app` on the listeners [`Server::listen`] took.
+    pub fn on(listeners: Listeners, app: App) -> Self {
+        Self {
+            listener: listeners.main,
+            metrics: listeners.metrics,
+            app,
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The `metrics_listen` address, once bound.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn port(&self) -> u16 {
@@ -60,6 +87,19 @@ impl Server {
         let app = self.app.clone();
         let router = crate::http::router(self.app);
         let realtime = app.realtime_shutdown.clone();
+        let metrics_done = tokio_util::sync::CancellationToken::new();
+        let metrics = self.metrics.map(|listener| {
+            let done = metrics_done.clone();
+            let routes = crate::http::meta::metrics_router(app.clone());
+            tokio::spawn(async move {
+                let served = axum::serve(listener, routes)
+                    .with_graceful_shutdown(done.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            })
+        });
         // hyper directly (not `axum::serve`), for a header-read timeout: a
         // client that trickles its headers (slowloris) is cut off.
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -106,6 +146,10 @@ impl Server {
             }
         }
         drop(self.listener);
+        metrics_done.cancel();
+        if let Some(task) = metrics {
+            let _ = task.await;
+        }
         // WebSocket connections are detached from hyper once upgraded: tell
         // them to close (1001) ourselves, then wait for them below.
         realtime.cancel();

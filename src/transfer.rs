@@ -13,8 +13,13 @@
 //! counted again before the commit: either every row arrives or none does.
 //!
 //! The source is opened read-only and read inside one read transaction (a
-//! consistent snapshot under WAL). Stop the server first: writes made after
-//! the snapshot would not be copied.
+//! consistent snapshot under WAL). A server must be stopped first (writes
+//! made after the snapshot would not be copied): the command takes the
+//! file's advisory lock exclusively, which fails while `roster serve` holds
+//! it, and refuses.
+//!
+//! At a terminal, a progress bar per table shows rows copied, rows per
+//! second and the time left; the JSON report goes to stdout either way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -37,13 +42,18 @@ const MAX_ROWS_PER_INSERT: usize = 500;
 
 /// The command's arguments.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    # stop the server first; the URL (it holds a password) from the environment:\n  \
+    ROSTER_MIGRATE_TO=postgres://roster:secret@db/roster roster migrate-sqlite-to-postgres\n  \
+    roster migrate-sqlite-to-postgres --from sqlite://roster-data/roster.db --to postgres://db/roster")]
 pub struct Args {
-    /// The embedded database to read, `sqlite://PATH`. It is only read.
+    /// The embedded database to read, `sqlite://PATH` (default: the
+    /// configured `database_url`). It is only read.
     #[arg(long)]
-    pub from: String,
+    pub from: Option<String>,
     /// The PostgreSQL database to fill, `postgres://…`. It is migrated
     /// first and must hold no data.
-    #[arg(long)]
+    #[arg(long, env = "ROSTER_MIGRATE_TO", hide_env_values = true)]
     pub to: String,
 }
 
@@ -131,7 +141,7 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Report> 
     if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
         bail!("--to must be a postgres:// URL (got {})", redact(to));
     }
-    let mut src = open_source(from).await?;
+    let (mut src, _held) = open_source(from).await?;
     check_source_schema(&mut src).await?;
 
     let mut dst = PgConnection::connect(to)
@@ -238,7 +248,10 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> anyhow::Result<Report> 
         rows: 0,
     };
     for (table, cols) in &plan {
-        let copied = copy_table(&mut src, &mut tx, table, cols).await?;
+        let expected = count_sqlite(&mut src, table).await?;
+        let bar = progress_bar(table, expected);
+        let copied = copy_table(&mut src, &mut tx, table, cols, &bar).await?;
+        bar.finish();
         let landed: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT count(*) FROM {}",
             quote(table)
@@ -267,15 +280,31 @@ fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-async fn open_source(from: &str) -> anyhow::Result<SqliteConnection> {
+/// The source, opened read-only, and the file held exclusively: no server
+/// writes to it while it is copied (one serving refuses the copy; one
+/// starting during it refuses to start).
+async fn open_source(from: &str) -> anyhow::Result<(SqliteConnection, std::fs::File)> {
     let opts = SqliteConnectOptions::from_str(from)?;
     let path = opts.get_filename().to_owned();
     if !Path::new(&path).is_file() {
         bail!("no SQLite database at {}", path.display());
     }
-    SqliteConnection::connect_with(&opts.read_only(true))
+    let held = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    match held.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is in use by a running Roster server: stop it first, so that no write \
+             is made after the copy; nothing was copied",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    let conn = SqliteConnection::connect_with(&opts.read_only(true))
         .await
-        .with_context(|| format!("opening {}", path.display()))
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok((conn, held))
 }
 
 /// The source must be a Roster database migrated exactly as far as this
@@ -445,13 +474,29 @@ async fn count_sqlite(src: &mut SqliteConnection, table: &str) -> anyhow::Result
     .await?)
 }
 
-/// Streams one table from SQLite into PostgreSQL in multi-row INSERTs;
-/// returns how many rows were read.
+/// A bar for one table's rows, drawn on stderr when it is a terminal
+/// (hidden otherwise, so logs and pipes see none of it).
+fn progress_bar(table: &str, rows: i64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(u64::try_from(rows).unwrap_or(0));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>20} [{bar:30}] {pos}/{len} rows, {per_sec}, ETA {eta}",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(table.to_owned());
+    bar
+}
+
+/// Streams one table from SQLite into PostgreSQL in multi-row INSERTs,
+/// moving `bar` along; returns how many rows were read.
 async fn copy_table(
     src: &mut SqliteConnection,
     dst: &mut PgConnection,
     table: &str,
     cols: &[Column],
+    bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<u64> {
     if cols.is_empty() {
         return Ok(0);
@@ -481,11 +526,13 @@ async fn copy_table(
         copied += 1;
         if batch.len() == per_insert {
             insert(dst, table, cols, std::mem::take(&mut batch)).await?;
+            bar.set_position(copied);
         }
     }
     if !batch.is_empty() {
         insert(dst, table, cols, batch).await?;
     }
+    bar.set_position(copied);
     Ok(copied)
 }
 

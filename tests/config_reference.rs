@@ -81,3 +81,34 @@ fn the_documented_configuration_matches_the_struct() {
         );
     }
 }
+
+/// `roster.example.toml` names every key exactly once — set to its
+/// default, or commented out when it has none — and nothing else: loaded as
+/// it is, it gives exactly the defaults.
+#[test]
+fn the_example_file_holds_every_key_at_its_default() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/roster.example.toml");
+    let text = std::fs::read_to_string(path).expect("roster.example.toml");
+    let defaults = serde_json::to_value(Config::default()).expect("config serializes");
+    let keys = defaults.as_object().expect("config is a table");
+    for (key, default) in keys {
+        let set = format!("{key} = ");
+        let commented = format!("# {key} = ");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(&set) || l.starts_with(&commented))
+            .collect();
+        assert_eq!(lines.len(), 1, "`{key}` appears {} times", lines.len());
+        assert_eq!(
+            lines[0].starts_with('#'),
+            default.is_null(),
+            "`{key}`: a key with a default is set to it, one without is commented out"
+        );
+    }
+    let loaded = Config::load(
+        Some(std::path::Path::new(path)),
+        &roster::config::Overrides::default(),
+    )
+    .expect("the example file loads");
+    assert_eq!(serde_json::to_value(loaded).unwrap(), defaults);
+}

@@ -101,10 +101,54 @@ async fn readyz(State(app): State<App>) -> ApiResult {
 /// Prometheus metrics, in the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics() -> Response {
+async fn metrics(State(app): State<App>) -> Response {
+    if app.config.metrics_listen.is_some() {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "metrics are served on the metrics_listen address only",
+        )
+        .into_response();
+    }
+    render_metrics(State(app)).await
+}
+
+/// `/metrics` alone, for the `metrics_listen` address.
+pub fn metrics_router(app: App) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(render_metrics))
+        .with_state(app)
+}
+
+/// The gauges read at a scrape (the store's pools, queues and outbox, the
+/// process), then every metric in the Prometheus text format.
+async fn render_metrics(State(app): State<App>) -> Response {
+    static PROCESS: OnceLock<metrics_process::Collector> = OnceLock::new();
+    let handle = prometheus();
+    PROCESS
+        .get_or_init(|| {
+            let c = metrics_process::Collector::default();
+            c.describe();
+            c
+        })
+        .collect();
+    match app.store.gauges().await {
+        Ok(g) => {
+            metrics::gauge!("roster_db_pool_connections", "state" => "idle").set(g.pool_idle);
+            metrics::gauge!("roster_db_pool_connections", "state" => "in_use")
+                .set(g.pool_open.saturating_sub(g.pool_idle));
+            metrics::gauge!("roster_db_pool_max_connections").set(g.pool_max);
+            metrics::gauge!("roster_db_writes_waiting").set(g.writes_waiting as f64);
+            metrics::gauge!("roster_mail_outbox", "state" => "pending").set(g.mail_pending as f64);
+            metrics::gauge!("roster_mail_outbox", "state" => "failed").set(g.mail_failed as f64);
+        }
+        // The database down: the gauges keep their last values, and
+        // `/readyz` says why.
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot read the store's gauges"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prometheus().render(),
+        handle.render(),
     )
         .into_response()
 }

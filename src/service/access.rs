@@ -56,7 +56,8 @@ fn account_wide<R>(actor: &Actor) -> Option<Standing<R>> {
     match &actor.kind {
         ActorKind::ApiKey {
             scope: Scope::Full, ..
-        } => Some(Standing::Manager),
+        }
+        | ActorKind::Operator => Some(Standing::Manager),
         ActorKind::ApiKey {
             scope: Scope::Read, ..
         } => Some(Standing::Reader),

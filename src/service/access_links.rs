@@ -30,7 +30,7 @@ pub struct Created {
 fn may_manage(actor: &Actor, room: &Room, standing: &Standing<RoomRole>) -> Result<()> {
     let creator = actor.user_id().is_some_and(|u| room.created_by == Some(u));
     let moderator = matches!(standing, Standing::Member(RoomRole::Moderator));
-    let full_key = actor.is_api_key() && actor.holds(Permission::ManageRooms);
+    let full_key = actor.is_account_wide() && actor.holds(Permission::ManageRooms);
     if creator || moderator || full_key {
         Ok(())
     } else {

@@ -44,6 +44,10 @@ pub enum ActorKind {
     /// sign-up, password reset, address verification): what they present
     /// is the credential the use case checks. Holds no permission.
     Anonymous,
+    /// The server's owner acting inside one account (the CLI's `users`,
+    /// `api-keys` and `tokens` commands): holds every permission, as a
+    /// `full` API key does, and is recorded as the operator.
+    Operator,
 }
 
 /// The server's owner (the operator key, or the CLI on the server's own
@@ -55,6 +59,15 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// The operator acting inside `account`, with every permission.
+    pub fn on(&self, account: Uuid) -> Actor {
+        Actor {
+            account_id: account,
+            kind: ActorKind::Operator,
+            request_id: self.request_id.clone(),
+        }
+    }
+
     /// The context storage records a change by the operator with.
     pub fn change(&self) -> Change {
         Change {
@@ -74,6 +87,7 @@ impl Actor {
             ActorKind::ApiKey {
                 scope: Scope::Read, ..
             } => p.is_read_only(),
+            ActorKind::Operator => true,
             ActorKind::User { permissions, .. } => permissions.contains(&p),
             ActorKind::Guest { .. } | ActorKind::Anonymous => false,
         }
@@ -101,8 +115,10 @@ impl Actor {
         }
     }
 
-    pub fn is_api_key(&self) -> bool {
-        matches!(self.kind, ActorKind::ApiKey { .. })
+    /// An API key or the operator: acting for the account as a whole, not
+    /// as one of its people.
+    pub fn is_account_wide(&self) -> bool {
+        matches!(self.kind, ActorKind::ApiKey { .. } | ActorKind::Operator)
     }
 
     /// The actor as an event records it.
@@ -124,6 +140,7 @@ impl Actor {
                 kind: "anonymous",
                 id: None,
             },
+            ActorKind::Operator => ActorRef::OPERATOR,
         }
     }
 
@@ -161,7 +178,7 @@ impl Actor {
 
     /// How much of `user` this actor may see.
     pub fn sees(&self, user: Uuid) -> Visibility {
-        if self.is_api_key() || self.holds(Permission::ViewOtherUserInfo) {
+        if self.is_account_wide() || self.holds(Permission::ViewOtherUserInfo) {
             Visibility::Full
         } else if self.user_id() == Some(user) {
             Visibility::Own
@@ -171,10 +188,11 @@ impl Actor {
     }
 
     /// Refuses unless a user actor holds every permission `roles` grant:
-    /// nobody hands out more than they have. API keys (`full`) may.
+    /// nobody hands out more than they have. API keys (`full`) and the
+    /// operator may.
     pub async fn may_grant_roles(&self, app: &App, roles: &[String]) -> Result<()> {
         let permissions = match &self.kind {
-            ActorKind::ApiKey { .. } => return Ok(()),
+            ActorKind::ApiKey { .. } | ActorKind::Operator => return Ok(()),
             ActorKind::User { permissions, .. } => permissions,
             ActorKind::Guest { .. } | ActorKind::Anonymous => {
                 return Err(Error::forbidden("this needs a user or an API key"));
@@ -194,10 +212,11 @@ impl Actor {
     /// Refuses unless the actor holds every permission `target` holds —
     /// "only what you hold", applied to the person acted on: nobody changes
     /// the login names, contact details or roles of someone more powerful.
-    /// API keys (`full`) may; `field` is the one named in the refusal.
+    /// API keys (`full`) and the operator may; `field` is the one named in
+    /// the refusal.
     pub async fn may_act_on(&self, app: &App, target: &User, field: &str) -> Result<()> {
         let permissions = match &self.kind {
-            ActorKind::ApiKey { .. } => return Ok(()),
+            ActorKind::ApiKey { .. } | ActorKind::Operator => return Ok(()),
             ActorKind::User { permissions, .. } => permissions,
             ActorKind::Guest { .. } | ActorKind::Anonymous => {
                 return Err(Error::forbidden("this needs a user or an API key"));

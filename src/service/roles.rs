@@ -16,7 +16,7 @@ use crate::store::StoreError;
 
 /// Reading roles: API keys, `manage-roles` or `assign-roles`.
 fn may_read(actor: &Actor) -> Result<()> {
-    if actor.is_api_key() || actor.holds(Permission::AssignRoles) {
+    if actor.is_account_wide() || actor.holds(Permission::AssignRoles) {
         Ok(())
     } else {
         actor.require(Permission::ManageRoles)

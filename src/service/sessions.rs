@@ -224,7 +224,7 @@ pub async fn logout(app: &App, actor: &Actor, refresh_token: Option<&str>) -> Re
     let by = match (refresh_token, &actor.kind) {
         (Some(t), _) => SessionRef::Refresh(secret::sha256(t.as_bytes())),
         (None, ActorKind::User { token_id, .. }) => SessionRef::Token(*token_id),
-        (None, ActorKind::ApiKey { .. }) => {
+        (None, ActorKind::ApiKey { .. } | ActorKind::Operator) => {
             return Err(Error::validation(
                 "refresh_token",
                 "an API key has no session; send the refresh_token to end",

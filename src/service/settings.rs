@@ -8,7 +8,7 @@ use crate::domain::settings::{Settings, UpdateSettings};
 
 /// Reads the account's settings. API keys, or `manage-settings`.
 pub async fn get(app: &App, actor: &Actor) -> Result<Settings> {
-    if !actor.is_api_key() {
+    if !actor.is_account_wide() {
         actor.require(Permission::ManageSettings)?;
     }
     Ok(app.store.get_settings(actor.account_id).await?)

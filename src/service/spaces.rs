@@ -35,7 +35,7 @@ pub async fn create(app: &App, actor: &Actor, req: CreateSpace) -> Result<Space>
 /// Lists spaces: public ones and the actor's own; every space for API keys
 /// and `manage-rooms`.
 pub async fn list(app: &App, actor: &Actor, page: Page) -> Result<Paged<Space>> {
-    let viewer = if actor.is_api_key() || actor.holds(Permission::ManageRooms) {
+    let viewer = if actor.is_account_wide() || actor.holds(Permission::ManageRooms) {
         None
     } else {
         actor.user_id()

@@ -137,6 +137,24 @@ pub enum TokenCheck {
     Invalid,
 }
 
+/// The store's load, read at each `/metrics` scrape.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Gauges {
+    /// Connections the (read) pool holds open, how many of them are idle,
+    /// and its ceiling. sqlx counts no waiters: a pool at its ceiling with
+    /// none idle has requests waiting.
+    pub pool_open: u32,
+    pub pool_idle: u32,
+    pub pool_max: u32,
+    /// Writes waiting their turn: jobs queued for the SQLite writer, or
+    /// PostgreSQL transactions waiting for a connection.
+    pub writes_waiting: u64,
+    /// Mail not yet delivered that will be tried (again), and mail given up
+    /// on after its last attempt.
+    pub mail_pending: i64,
+    pub mail_failed: i64,
+}
+
 /// Every method that changes something takes the [`Change`] (when, by whom,
 /// in which request) and appends the change's event(s) in the same
 /// transaction. Upkeep writes none: presence, a key's last use, the outbox's
@@ -149,6 +167,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap round trip to the database.
     async fn ping(&self) -> Result<()>;
+
+    /// The store's load now, for a `/metrics` scrape.
+    async fn gauges(&self) -> Result<Gauges>;
 
     // --- server state -----------------------------------------------------
     async fn get_state(&self, key: &str) -> Result<Option<String>>;

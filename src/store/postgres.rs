@@ -35,6 +35,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// Transactions waiting for a connection now.
+    waiting: std::sync::atomic::AtomicU64,
 }
 
 /// The embedded migrations. Runs take PostgreSQL's advisory lock, so several
@@ -115,10 +117,23 @@ impl PostgresStore {
             .connect(url)
             .await?;
         migrator().run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            waiting: Default::default(),
+        })
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        /// Counts one waiter while it lives (a cancelled wait included).
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
         self.pool.begin().await.map_err(map_err)
     }
 }
@@ -211,6 +226,18 @@ impl PostgresStore {
 
     fn read(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The one pool reads and writes share, and the transactions waiting
+    /// for a connection from it.
+    fn pool_gauges(&self) -> super::Gauges {
+        super::Gauges {
+            pool_open: self.pool.size(),
+            pool_idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            pool_max: self.pool.options().get_max_connections(),
+            writes_waiting: self.waiting.load(std::sync::atomic::Ordering::Relaxed),
+            ..super::Gauges::default()
+        }
     }
 
     async fn round_trip(&self) -> Result<()> {

@@ -1099,6 +1099,22 @@ impl Store for Backend {
         self.round_trip().await
     }
 
+    async fn gauges(&self) -> Result<crate::store::Gauges> {
+        let (pending, failed): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT SUM(CASE WHEN attempts < $1 THEN 1 ELSE 0 END), \
+                    SUM(CASE WHEN attempts < $1 THEN 0 ELSE 1 END) \
+             FROM outbox WHERE sent_at IS NULL",
+        )
+        .bind(crate::mail::MAX_ATTEMPTS)
+        .fetch_one(self.read())
+        .await?;
+        Ok(crate::store::Gauges {
+            mail_pending: pending.unwrap_or(0),
+            mail_failed: failed.unwrap_or(0),
+            ..self.pool_gauges()
+        })
+    }
+
     // --- server state -----------------------------------------------------------
 
     async fn get_state(&self, key: &str) -> Result<Option<String>> {

@@ -19,6 +19,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_roster");
 pub struct Proc {
     pub child: Child,
     pub base: String,
+    /// `http://…/metrics` on `metrics_listen`, when set.
+    pub metrics: Option<String>,
     /// The log lines written after "listening", as they come.
     pub log: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
@@ -56,12 +58,15 @@ pub async fn start_env(
         .spawn()
         .expect("spawn roster");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+    let (addr, metrics) = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Ok(v) = serde_json::from_str::<Value>(&line)
                 && v["message"] == "roster is listening"
             {
-                return v["addr"].as_str().unwrap().to_owned();
+                return (
+                    v["addr"].as_str().unwrap().to_owned(),
+                    v["metrics"].as_str().map(str::to_owned),
+                );
             }
         }
         panic!("roster exited before listening");
@@ -78,6 +83,7 @@ pub async fn start_env(
     Proc {
         child,
         base: format!("http://{addr}"),
+        metrics,
         log,
     }
 }
@@ -352,6 +358,259 @@ async fn the_cli_creates_accounts_and_prints_redacted_config() {
     assert!(text.contains("[redacted]"), "{text}");
 }
 
+/// Runs `roster ARGS` on `db` (with `stdin` fed in), to its end: whether
+/// it succeeded, its stdout and its stderr.
+async fn roster(db: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("ROSTER_DATABASE_URL", db)
+        .env("ROSTER_OPERATOR_KEY", OPERATOR_KEY)
+        .env("ROSTER_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the command ends within 30 s")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `roster ARGS` on `db`, which must succeed; its stdout as JSON.
+async fn roster_json(db: &str, args: &[&str], stdin: Option<&str>) -> Value {
+    let (ok, out, err) = roster(db, args, stdin).await;
+    assert!(ok, "{args:?}: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|_| panic!("{args:?}: stdout is not JSON: {out}"))
+}
+
+/// #17 item 10: the scripting commands act as the operator through the
+/// use cases the API runs: a user (with a password from stdin), a read
+/// key and a token made from the CLI work against the server; a refusal is
+/// the API's code and field and changes nothing; a key revoked from the
+/// CLI is refused; each subcommand's help shows its own flags and an
+/// example.
+#[tokio::test]
+async fn the_cli_scripts_users_keys_and_tokens_through_the_use_cases() {
+    let (db, _dir) = fresh_database_url().await;
+    let created = roster_json(&db, &["accounts", "create", "--name", "Scripted"], None).await;
+    let account = created["account"]["id"].as_str().unwrap().to_owned();
+    let a = account.as_str();
+
+    let password = "correct horse battery staple";
+    let created = roster_json(
+        &db,
+        &[
+            "users",
+            "create",
+            "--account",
+            a,
+            "--name",
+            "Ada",
+            "--username",
+            "ada",
+            "--email",
+            "ada@example.com",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+    )
+    .await;
+    assert_eq!(created["user"]["username"], "ada");
+    assert_eq!(created["user"]["roles"], json!(["admin"]));
+    let user = created["user"]["id"].as_str().unwrap().to_owned();
+
+    // Refusals: the API's words, nothing written.
+    let stranger = uuid::Uuid::now_v7().to_string();
+    for (args, words) in [
+        (
+            &[
+                "users",
+                "create",
+                "--account",
+                a,
+                "--name",
+                "Ada 2",
+                "--username",
+                "ADA",
+            ][..],
+            &["CONFLICT", "`username`"][..],
+        ),
+        (
+            &[
+                "users",
+                "create",
+                "--account",
+                a,
+                "--name",
+                "Bob",
+                "--role",
+                "no-such-role",
+            ],
+            &["NOT_FOUND", "`roles`"],
+        ),
+        (&["users", "list", "--account", &stranger], &["NOT_FOUND"]),
+        (
+            &["users", "list", "--account", a, "--limit", "500"],
+            &["VALIDATION_ERROR", "`limit`"],
+        ),
+    ] {
+        let (ok, _, err) = roster(&db, args, None).await;
+        assert!(!ok, "{args:?} was accepted");
+        for w in words {
+            assert!(err.contains(w), "{args:?}: {err}");
+        }
+    }
+    let listed = roster_json(
+        &db,
+        &["users", "list", "--account", a, "--limit", "10"],
+        None,
+    )
+    .await;
+    assert_eq!(listed["users"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["next_cursor"], Value::Null);
+
+    let out = roster_json(
+        &db,
+        &[
+            "api-keys",
+            "create",
+            "--account",
+            a,
+            "--name",
+            "reader",
+            "--scope",
+            "read",
+        ],
+        None,
+    )
+    .await;
+    let read_key = out["api_key"].as_str().unwrap().to_owned();
+    let doomed = roster_json(
+        &db,
+        &["api-keys", "create", "--account", a, "--name", "doomed"],
+        None,
+    )
+    .await;
+    let issued = roster_json(
+        &db,
+        &["tokens", "issue", "--account", a, "--user", &user],
+        None,
+    )
+    .await;
+    let token = issued["token"].as_str().unwrap().to_owned();
+    assert!(issued["token_info"]["expires_at"].is_string(), "{issued}");
+
+    let server = start(&db).await;
+    let client = reqwest::Client::new();
+    let api = |path: &str| format!("{}/v1/accounts/{a}{path}", server.base);
+    let res = client
+        .get(api("/users"))
+        .bearer_auth(&read_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = client
+        .post(api("/users"))
+        .bearer_auth(&read_key)
+        .json(&json!({ "name": "Eve" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "a read key writes nothing"
+    );
+    let res = client
+        .get(api(&format!("/users/{user}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the CLI's token authenticates"
+    );
+    let res = client
+        .post(api("/auth/login"))
+        .json(&json!({ "username": "ada", "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the password from stdin is hers"
+    );
+    // Revoked from the CLI beside the running server (never used, so not
+    // in its cache): refused.
+    let doomed_id = doomed["key"]["id"].as_str().unwrap();
+    let (ok, _, err) = roster(
+        &db,
+        &["api-keys", "revoke", "--account", a, "--key", doomed_id],
+        None,
+    )
+    .await;
+    assert!(ok, "{err}");
+    let res = client
+        .get(api("/users"))
+        .bearer_auth(doomed["api_key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Each subcommand: its own flags, and an example.
+    for (args, has, lacks) in [
+        (
+            &["serve", "--help"][..],
+            &["--listen", "--database-url", "--config", "Example"][..],
+            &["--account"][..],
+        ),
+        (
+            &["users", "create", "--help"],
+            &["--account", "--password-stdin", "Example"],
+            &["--listen"],
+        ),
+        (
+            &["print-config", "--help"],
+            &["--config", "Example"],
+            &["--listen", "--database-url"],
+        ),
+        (
+            &["migrate-sqlite-to-postgres", "--help"],
+            &["--from", "--to", "ROSTER_MIGRATE_TO", "Example"],
+            &["--listen"],
+        ),
+    ] {
+        let (ok, help, err) = roster(&db, args, None).await;
+        assert!(ok, "{err}");
+        for flag in has {
+            assert!(help.contains(flag), "{args:?} lacks {flag}: {help}");
+        }
+        for flag in lacks {
+            assert!(!help.contains(flag), "{args:?} shows {flag}: {help}");
+        }
+    }
+}
+
 /// #17 item 6: a generated operator key went as plain text into the JSON
 /// log stream, and was generated (and lost) even when the port was taken.
 /// The port is taken first; the key goes to a `0600` file whose path the
@@ -608,7 +867,7 @@ async fn unknown_configuration_keys_are_refused_by_name() {
     let file_arg = format!("--config={}", file.display());
     for (args, env, named) in [
         (
-            vec![file_arg.clone(), "print-config".into()],
+            vec!["print-config".into(), file_arg.clone()],
             vec![],
             "listn",
         ),
@@ -622,6 +881,11 @@ async fn unknown_configuration_keys_are_refused_by_name() {
             vec![("ROSTER_SMTP_URLL", "smtp://x")],
             "SMTP_URLL",
         ),
+        (
+            vec!["check-config".into(), file_arg.clone()],
+            vec![],
+            "listn",
+        ),
     ] {
         let out = run(args, env).await.expect("refused at once").unwrap();
         assert!(!out.status.success(), "{named} was accepted");
@@ -632,7 +896,7 @@ async fn unknown_configuration_keys_are_refused_by_name() {
         );
     }
     std::fs::write(&file, "listen = \"127.0.0.1:9999\"\n").unwrap();
-    let out = run(vec![file_arg, "print-config".into()], vec![])
+    let out = run(vec!["print-config".into(), file_arg.clone()], vec![])
         .await
         .unwrap()
         .unwrap();
@@ -641,7 +905,28 @@ async fn unknown_configuration_keys_are_refused_by_name() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9999"));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("listen = \"127.0.0.1:9999\""), "{printed}");
+    // Every key shows: the unset ones as comments.
+    for unset in ["# redis_url =", "# smtp_url =", "# metrics_listen ="] {
+        assert!(printed.lines().any(|l| l == unset), "{unset}: {printed}");
+    }
+    // check-config: a good file passes; a bad value is named.
+    let out = run(vec!["check-config".into(), file_arg.clone()], vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("configuration is valid"));
+    let out = run(
+        vec!["check-config".into(), file_arg],
+        vec![("ROSTER_SQLITE_SYNCHRONOUS", "sometimes")],
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sqlite_synchronous"));
 }
 
 /// #17 item 7: one JSON access log line per request at the default level:
@@ -868,4 +1153,78 @@ async fn metrics_count_histograms_refusals_joins_and_kicks() {
     assert_eq!(value("roster_realtime_joins_total"), 1.0);
     assert_eq!(value("roster_realtime_refused_total{reason=\"user\"}"), 1.0);
     assert_eq!(value("roster_realtime_kicks_total"), 1.0);
+}
+
+/// #17 item 8: the store's gauges (the pool, the writes waiting, the mail
+/// outbox) and the process's metrics, read at each scrape; with
+/// `metrics_listen` set they are served there alone, and the main address
+/// answers 404.
+#[tokio::test]
+async fn metrics_show_pool_queue_outbox_and_process_on_their_own_address() {
+    let (db, _dir) = fresh_database_url().await;
+    // Mail to an SMTP port nobody listens on stays pending (retried later).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let smtp = format!("smtp://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = [
+        ("ROSTER_METRICS_LISTEN", "127.0.0.1:0"),
+        ("ROSTER_SMTP_URL", smtp.as_str()),
+    ];
+    let p = start_env(&db, Some(OPERATOR_KEY), &env).await;
+    let metrics_url = p
+        .metrics
+        .clone()
+        .expect("the log names the metrics address");
+    let client = reqwest::Client::new();
+    let scrape = || async {
+        let res = client.get(&metrics_url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.text().await.unwrap()
+    };
+    let value = |text: &str, prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+    };
+    let before = scrape().await;
+    assert_eq!(value(&before, "roster_mail_outbox{state=\"pending\"}"), 0.0);
+    let (account, key) = create_account(&client, &p.base).await;
+    let res = client
+        .post(format!("{}/v1/accounts/{account}/users", p.base))
+        .bearer_auth(&key)
+        .json(&json!({ "name": "Ann", "email": "ann@example.com", "send_welcome_email": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let text = scrape().await;
+    assert!(
+        value(&text, "roster_mail_outbox{state=\"pending\"}") >= 1.0,
+        "{text}"
+    );
+    assert_eq!(value(&text, "roster_mail_outbox{state=\"failed\"}"), 0.0);
+    let max = value(&text, "roster_db_pool_max_connections");
+    let idle = value(&text, "roster_db_pool_connections{state=\"idle\"}");
+    let in_use = value(&text, "roster_db_pool_connections{state=\"in_use\"}");
+    assert!(max >= 1.0 && idle + in_use <= max, "{text}");
+    // Present (its value races with the outbox's own writes).
+    assert!(value(&text, "roster_db_writes_waiting") >= 0.0, "{text}");
+    assert!(
+        value(&text, "process_resident_memory_bytes") > 1e6,
+        "{text}"
+    );
+    assert!(value(&text, "process_open_fds") >= 3.0, "{text}");
+    assert!(value(&text, "process_cpu_seconds_total") > 0.0, "{text}");
+    // The HTTP metrics are there too, on the metrics address alone.
+    assert!(text.contains("roster_http_requests_total{"), "{text}");
+    let res = client
+        .get(format!("{}/metrics", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "NOT_FOUND", "{body}");
 }

@@ -444,6 +444,68 @@ async fn a_target_that_already_holds_data_is_refused_and_left_alone() {
     assert!(stderr.contains("no SQLite database"), "{stderr}");
 }
 
+/// #17 item 10: a copy while `roster serve` holds the SQLite file is
+/// refused before the target is touched; once the server is stopped, the
+/// copy takes its source from the configuration and its target from
+/// `ROSTER_MIGRATE_TO` (no URL with a password on the command line), and
+/// at a terminal it draws a progress bar per table.
+#[tokio::test]
+async fn a_served_file_is_refused_and_the_copy_reads_its_urls_from_the_environment() {
+    if !postgres_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/roster.db", dir.path().display());
+    let (operator_key, a) = first_start(&sqlite).await;
+    let pg = fresh_postgres().await;
+    let mut server = crate::process::start_env(&sqlite, Some(&operator_key), &[]).await;
+    let (ok, report, stderr) = migrate(&sqlite, &pg).await;
+    assert!(!ok, "copied a file being served: {report}");
+    assert!(
+        stderr.contains("in use by a running Roster server"),
+        "{stderr}"
+    );
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&pg)
+        .await
+        .unwrap();
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(tables, 0, "the target was touched");
+    server.child.kill().await.unwrap();
+
+    // At a terminal (`script` gives the command a pseudo-terminal), with
+    // both URLs from the environment.
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{BIN} migrate-sqlite-to-postgres"),
+            "/dev/null",
+        ])
+        .env("ROSTER_DATABASE_URL", &sqlite)
+        .env("ROSTER_MIGRATE_TO", &pg)
+        .env("ROSTER_LOG", "warn")
+        .env_remove("ROSTER_OPERATOR_KEY")
+        .output()
+        .await
+        .expect("run script");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("accounts") && shown.contains("1/1 rows"),
+        "{shown}"
+    );
+    assert!(shown.contains("/s") && shown.contains("ETA"), "{shown}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&a.id).unwrap())
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
 /// `notes` as read back: id, `at` as text, done, doc, score, n, raw, price,
 /// labels, gone.
 type NoteRow = (

@@ -144,6 +144,40 @@ impl SqliteStore {
     }
 }
 
+/// For `roster serve` on a SQLite `database_url`: the database file
+/// (created empty if missing, which SQLite takes as a new database), held
+/// with a shared advisory lock (`flock`) for as long as the handle lives.
+/// `migrate-sqlite-to-postgres` takes the lock exclusively, so it refuses
+/// to copy a file a server is writing, and a server refuses to start on a
+/// file being copied. (SQLite's own locks are `fcntl` locks; the two do not
+/// meet.) `None` for other databases and `:memory:`.
+pub fn hold_while_serving(database_url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    if !database_url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let opts = SqliteConnectOptions::from_str(database_url)?;
+    let path = Path::new(opts.get_filename());
+    if path.as_os_str().is_empty() || path == Path::new(":memory:") {
+        return Ok(None);
+    }
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    private_file(path)?;
+    let file = std::fs::File::open(path)?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{} is being copied to PostgreSQL (roster migrate-sqlite-to-postgres): \
+             start the server once the copy is done",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 /// Makes `path` readable and writable by its owner only (creating it empty
 /// if missing, which SQLite takes as a new database): it holds the accounts'
 /// data and, without a master key, the signing keys as they are.
@@ -231,6 +265,17 @@ impl SqliteStore {
 
     fn read(&self) -> &SqlitePool {
         &self.read
+    }
+
+    /// The read pool, and the jobs queued for the writer.
+    fn pool_gauges(&self) -> super::Gauges {
+        super::Gauges {
+            pool_open: self.read.size(),
+            pool_idle: u32::try_from(self.read.num_idle()).unwrap_or(u32::MAX),
+            pool_max: self.read.options().get_max_connections(),
+            writes_waiting: (self.jobs.max_capacity() - self.jobs.capacity()) as u64,
+            ..super::Gauges::default()
+        }
     }
 
     /// A read, and a write through the writer (which proves it is alive).
