@@ -80,6 +80,10 @@ pub struct Config {
     pub login_failure_window_secs: u64,
     /// Login, refresh and sign-up attempts per client address per minute.
     pub auth_requests_per_ip_per_minute: u32,
+    /// Refused API keys, tokens and operator keys (401s) per client address
+    /// per minute, for the cluster; beyond, every credential from that
+    /// address is answered 429 without being looked up. 0: no limit.
+    pub bad_credentials_per_ip_per_minute: u32,
     /// Proxies (IP addresses or CIDR ranges) whose `X-Forwarded-For` is
     /// believed; from anyone else the header is ignored.
     pub trusted_proxies: Vec<String>,
@@ -139,6 +143,7 @@ impl Default for Config {
             login_failures_per_ip: 100,
             login_failure_window_secs: 900,
             auth_requests_per_ip_per_minute: 300,
+            bad_credentials_per_ip_per_minute: 100,
             trusted_proxies: Vec::new(),
             captcha_verify_url: None,
             captcha_secret: None,

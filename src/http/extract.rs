@@ -330,14 +330,17 @@ impl FromRequestParts<App> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let presented = credential(parts).ok_or_else(missing_credential)?;
-        if app.is_operator_key(presented) {
-            Ok(Operator {
-                request_id: Some(super::envelope::request_id()),
-            })
-        } else {
-            Err(ApiError::unauthorized("this route needs the operator key"))
-        }
+        guarded(app, parts, |parts| async move {
+            let presented = credential(parts).ok_or_else(missing_credential)?;
+            if app.is_operator_key(presented) {
+                Ok(Operator {
+                    request_id: Some(super::envelope::request_id()),
+                })
+            } else {
+                Err(ApiError::unauthorized("this route needs the operator key"))
+            }
+        })
+        .await
     }
 }
 
@@ -365,78 +368,121 @@ impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
-            .await
-            .map_err(|_| ApiError::not_found("account"))?;
-        let account = raw
-            .get("accountId")
-            .and_then(|s| Uuid::try_parse(s).ok())
-            .ok_or_else(|| ApiError::not_found("account"))?;
-        let presented = match credential(parts) {
-            Some(p) => p,
-            None => super::auth::access_cookie(parts)?.ok_or_else(missing_credential)?,
-        };
-        if presented.starts_with("rk_") {
-            let (id, hash) = ApiKeySecret::parse(presented)
-                .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
-            let key = app
-                .api_key_for_auth(id)
-                .await?
-                .filter(|k| secret::equal_hashes(&k.secret_hash, &hash))
-                .ok_or_else(|| ApiError::unauthorized("the API key is not valid or was revoked"))?;
-            if key.account_id != account {
-                return Err(ApiError::not_found("account"));
-            }
-            app.touch_api_key(key.id);
-            return Ok(Caller {
-                account_id: account,
-                kind: CallerKind::ApiKey {
-                    id: key.id,
-                    scope: key.scope,
-                },
-                request_id: Some(super::envelope::request_id()),
-            });
-        }
-        if presented.split('.').count() == 3 {
-            let claims = app
-                .keys
-                .verify_account_token(presented)
-                .map_err(|e| ApiError::unauthorized(e.to_string()))?;
-            if claims.account_id != account {
-                return Err(ApiError::not_found("account"));
-            }
-            return match app
-                .store
-                .check_user_token(
-                    account,
-                    claims.user_id,
-                    claims.jti,
-                    crate::domain::time::now(),
-                )
-                .await?
-            {
-                TokenCheck::Valid(user) => {
-                    super::auth::password_change_gate(&claims.typ, &user, parts)?;
-                    Ok(Caller {
-                        account_id: account,
-                        kind: CallerKind::User {
-                            permissions: role_permissions(app, account, &user.roles).await?,
-                            user,
-                            token_id: claims.jti,
-                        },
-                        request_id: Some(super::envelope::request_id()),
-                    })
-                }
-                TokenCheck::Invalid => Err(ApiError::unauthorized(
-                    "the token was revoked, or its user is deactivated or deleted",
-                )),
-            };
-        }
-        if app.is_operator_key(presented) {
-            return Err(ApiError::forbidden(
-                "the operator key manages accounts; use one of the account's API keys here",
-            ));
-        }
-        Err(ApiError::unauthorized("the key or token is not valid"))
+        guarded(app, parts, |parts| authenticate(parts, app)).await
     }
+}
+
+/// The window of [`guarded`]'s count.
+const BAD_CREDENTIAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `auth` unless the client's address has sent
+/// `bad_credentials_per_ip_per_minute` refused credentials in the last
+/// minute (counted for the cluster): then 429 with `Retry-After`, before
+/// any key or token is looked up — a flood of bad keys costs no database
+/// reads. A 401 from `auth` counts one. An address that has not failed on
+/// this node in the window is not checked at all (a memory read), so the
+/// guard costs nothing on the happy path; one that has is checked against
+/// the cluster's count.
+async fn guarded<'p, T, F, Fut>(app: &App, parts: &'p mut Parts, auth: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&'p mut Parts) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let limit = app.config.bad_credentials_per_ip_per_minute;
+    if limit == 0 {
+        return auth(parts).await;
+    }
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let ip = super::client_ip::resolve(peer, &parts.headers, &app.trusted_proxies);
+    let key = format!("cred:{ip}");
+    if app.throttle.seen_here(&key, BAD_CREDENTIAL_WINDOW) {
+        app.throttle
+            .check(&key, limit, BAD_CREDENTIAL_WINDOW)
+            .await?;
+    }
+    let result = auth(parts).await;
+    if matches!(&result, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
+        app.throttle.record(&key, BAD_CREDENTIAL_WINDOW).await;
+    }
+    result
+}
+
+/// The caller an account route's credential proves.
+async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> {
+    let Path(raw) = Path::<HashMap<String, String>>::from_request_parts(parts, app)
+        .await
+        .map_err(|_| ApiError::not_found("account"))?;
+    let account = raw
+        .get("accountId")
+        .and_then(|s| Uuid::try_parse(s).ok())
+        .ok_or_else(|| ApiError::not_found("account"))?;
+    let presented = match credential(parts) {
+        Some(p) => p,
+        None => super::auth::access_cookie(parts)?.ok_or_else(missing_credential)?,
+    };
+    if presented.starts_with("rk_") {
+        let (id, hash) = ApiKeySecret::parse(presented)
+            .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;
+        let key = app
+            .api_key_for_auth(id)
+            .await?
+            .filter(|k| secret::equal_hashes(&k.secret_hash, &hash))
+            .ok_or_else(|| ApiError::unauthorized("the API key is not valid or was revoked"))?;
+        if key.account_id != account {
+            return Err(ApiError::not_found("account"));
+        }
+        app.touch_api_key(key.id);
+        return Ok(Caller {
+            account_id: account,
+            kind: CallerKind::ApiKey {
+                id: key.id,
+                scope: key.scope,
+            },
+            request_id: Some(super::envelope::request_id()),
+        });
+    }
+    if presented.split('.').count() == 3 {
+        let claims = app
+            .keys
+            .verify_account_token(presented)
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        if claims.account_id != account {
+            return Err(ApiError::not_found("account"));
+        }
+        return match app
+            .store
+            .check_user_token(
+                account,
+                claims.user_id,
+                claims.jti,
+                crate::domain::time::now(),
+            )
+            .await?
+        {
+            TokenCheck::Valid(user) => {
+                super::auth::password_change_gate(&claims.typ, &user, parts)?;
+                Ok(Caller {
+                    account_id: account,
+                    kind: CallerKind::User {
+                        permissions: role_permissions(app, account, &user.roles).await?,
+                        user,
+                        token_id: claims.jti,
+                    },
+                    request_id: Some(super::envelope::request_id()),
+                })
+            }
+            TokenCheck::Invalid => Err(ApiError::unauthorized(
+                "the token was revoked, or its user is deactivated or deleted",
+            )),
+        };
+    }
+    if app.is_operator_key(presented) {
+        return Err(ApiError::forbidden(
+            "the operator key manages accounts; use one of the account's API keys here",
+        ));
+    }
+    Err(ApiError::unauthorized("the key or token is not valid"))
 }

@@ -1,5 +1,6 @@
-//! Brute-force defence for login, refresh and sign-up: sliding-window
-//! counters per account+login name and per client address. A full bucket
+//! Brute-force defence for login, refresh and sign-up, and against floods
+//! of bad API keys and tokens: sliding-window counters per account+login
+//! name and per client address. A full bucket
 //! answers 429 with `Retry-After` until its oldest entry leaves the window;
 //! nothing locks an account for good.
 //!
@@ -58,7 +59,7 @@ pub struct Throttle {
 }
 
 /// `roster_rate_limited_total{kind}`: the bucket's kind is its key's
-/// prefix (`fail`, `user`, `name`, `req`, `pw`, `signup`), a set the code
+/// prefix (`fail`, `user`, `name`, `req`, `pw`, `signup`, `cred`), a set the code
 /// fixes, so no request adds a series.
 fn count_refusal(key: &str) {
     let kind = match key.split(':').next().unwrap_or_default() {
@@ -67,6 +68,7 @@ fn count_refusal(key: &str) {
         "req" => "auth_requests",
         "pw" => "password_change",
         "signup" => "signup",
+        "cred" => "bad_credentials",
         _ => "other",
     };
     metrics::counter!("roster_rate_limited_total", "kind" => kind).increment(1);
@@ -291,6 +293,15 @@ impl Throttle {
             now,
             NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         ));
+    }
+
+    /// Whether this node has counted an entry for `key` within `window`: a
+    /// memory read, for guards that must cost nothing on the happy path.
+    pub fn seen_here(&self, key: &str, window: Duration) -> bool {
+        let b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        b.get(key)
+            .and_then(|(_, q)| q.back())
+            .is_some_and(|(t, _)| t.elapsed() < window)
     }
 
     /// Checks and counts in one step (a request rate).

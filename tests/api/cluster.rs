@@ -804,6 +804,39 @@ async fn login_failure_limits_hold_for_the_cluster_not_per_node() {
     }
 }
 
+/// #15 defect 4 across nodes: bad credentials from one address are
+/// counted for the cluster, so a flood spread over two nodes is cut at the
+/// limit, on both.
+#[tokio::test]
+async fn bad_credential_floods_are_counted_for_the_cluster() {
+    if !cluster_enabled() {
+        return;
+    }
+    let redis =
+        std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let db = fresh_postgres().await;
+    let prefix = format!("roster-test-{}", uuid::Uuid::new_v4().simple());
+    let node = |db: String, redis: String, prefix: String| async move {
+        TestApp::spawn_on(db, None, |c| {
+            c.redis_url = Some(redis);
+            c.redis_prefix = prefix;
+            c.bad_credentials_per_ip_per_minute = 4;
+        })
+        .await
+    };
+    let n1 = node(db.clone(), redis.clone(), prefix.clone()).await;
+    let n2 = node(db, redis, prefix).await;
+    let a = n1.account("acme").await;
+    for (i, n) in [&n1, &n2, &n1, &n2].into_iter().enumerate() {
+        let (status, body) = n.get(&a.path("/users"), "rk_not-a-key").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {i}: {body}");
+    }
+    for n in [&n1, &n2] {
+        let got = n.get(&a.path("/users"), &a.key).await;
+        crate::helpers::assert_error(&got, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", None);
+    }
+}
+
 /// #18 item 3 across nodes: concurrent guesses on two nodes, reserved in
 /// Redis in one step each, get exactly the limit's worth of 401s.
 #[tokio::test]

@@ -1115,3 +1115,75 @@ async fn listed_origins_pass_cors_and_others_do_not() {
         }
     }
 }
+
+/// #15 defect 4: 200 wrong API keys in a row from one address were all
+/// plain 401s, each a database read. After `bad_credentials_per_ip_per_minute`
+/// refusals, the address gets 429 (with `Retry-After`) for any credential,
+/// before it is looked up; another address is not affected; a good key from
+/// a fresh address still works.
+#[tokio::test]
+async fn a_flood_of_bad_credentials_from_one_address_is_cut_with_429() {
+    let t = TestApp::spawn_with(|c| {
+        c.bad_credentials_per_ip_per_minute = 5;
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let a = t.account("acme").await;
+    let from = |ip: &str, key: &str| {
+        t.client
+            .get(format!("{}{}", t.base, a.path("/users")))
+            .header("x-forwarded-for", ip)
+            .bearer_auth(key)
+            .send()
+    };
+    // The right id with a wrong secret: a lookup, then a refusal.
+    let bad_key = format!("{}{}", &a.key[..a.key.len() - 43], "x".repeat(43));
+    assert_ne!(bad_key, a.key);
+    for (i, bad) in [
+        bad_key.as_str(),
+        "rk_nonsense",
+        "a.b.c",
+        "not-a-key",
+        &bad_key,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let res = from("198.51.100.1", bad).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    // The sixth, even with the right key, is refused before it is read.
+    let res = from("198.51.100.1", &a.key).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED", "{body}");
+    // The operator routes count the same address.
+    let res = t
+        .client
+        .get(format!("{}/v1/accounts", t.base))
+        .header("x-forwarded-for", "198.51.100.1")
+        .bearer_auth(crate::helpers::OPERATOR_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another address is untouched.
+    let res = from("198.51.100.2", &a.key).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let metrics = t
+        .client
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("roster_rate_limited_total{kind=\"bad_credentials\"}")),
+        "{metrics}"
+    );
+}
