@@ -753,11 +753,10 @@ async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart()
     }
 }
 
-#[tokio::test]
-async fn login_failure_limits_hold_for_the_cluster_not_per_node() {
-    if !cluster_enabled() {
-        return;
-    }
+/// Two nodes on one fresh PostgreSQL database and one Redis prefix, each
+/// configured by `tune` too (no wait for the bus: for the rate limits,
+/// which share Redis directly).
+async fn two_nodes_tuned(tune: fn(&mut roster::config::Config)) -> (TestApp, TestApp) {
     let redis =
         std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let db = fresh_postgres().await;
@@ -766,12 +765,21 @@ async fn login_failure_limits_hold_for_the_cluster_not_per_node() {
         TestApp::spawn_on(db, None, |c| {
             c.redis_url = Some(redis);
             c.redis_prefix = prefix;
-            c.login_failures_per_name = 4;
+            tune(c);
         })
         .await
     };
     let n1 = node(db.clone(), redis.clone(), prefix.clone()).await;
     let n2 = node(db, redis, prefix).await;
+    (n1, n2)
+}
+
+#[tokio::test]
+async fn login_failure_limits_hold_for_the_cluster_not_per_node() {
+    if !cluster_enabled() {
+        return;
+    }
+    let (n1, n2) = two_nodes_tuned(|c| c.login_failures_per_name = 4).await;
     let a = n1.account("acme").await;
     n1.user(
         &a,
@@ -812,20 +820,7 @@ async fn bad_credential_floods_are_counted_for_the_cluster() {
     if !cluster_enabled() {
         return;
     }
-    let redis =
-        std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let db = fresh_postgres().await;
-    let prefix = format!("roster-test-{}", uuid::Uuid::new_v4().simple());
-    let node = |db: String, redis: String, prefix: String| async move {
-        TestApp::spawn_on(db, None, |c| {
-            c.redis_url = Some(redis);
-            c.redis_prefix = prefix;
-            c.bad_credentials_per_ip_per_minute = 4;
-        })
-        .await
-    };
-    let n1 = node(db.clone(), redis.clone(), prefix.clone()).await;
-    let n2 = node(db, redis, prefix).await;
+    let (n1, n2) = two_nodes_tuned(|c| c.bad_credentials_per_ip_per_minute = 4).await;
     let a = n1.account("acme").await;
     for (i, n) in [&n1, &n2, &n1, &n2].into_iter().enumerate() {
         let (status, body) = n.get(&a.path("/users"), "rk_not-a-key").await;
@@ -844,20 +839,7 @@ async fn a_burst_of_guesses_on_two_nodes_is_cut_at_the_cluster_limit() {
     if !cluster_enabled() {
         return;
     }
-    let redis =
-        std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let db = fresh_postgres().await;
-    let prefix = format!("roster-test-{}", uuid::Uuid::new_v4().simple());
-    let node = |db: String, redis: String, prefix: String| async move {
-        TestApp::spawn_on(db, None, |c| {
-            c.redis_url = Some(redis);
-            c.redis_prefix = prefix;
-            c.login_failures_per_name = 6;
-        })
-        .await
-    };
-    let n1 = node(db.clone(), redis.clone(), prefix.clone()).await;
-    let n2 = node(db, redis, prefix).await;
+    let (n1, n2) = two_nodes_tuned(|c| c.login_failures_per_name = 6).await;
     let a = n1.account("acme").await;
     n1.user(
         &a,
