@@ -159,6 +159,7 @@ impl App {
         let mailer = Arc::new(crate::mail::Mailer::from_config(&config)?);
         let outbox = Arc::new(tokio::sync::Notify::new());
         crate::mail::spawn_outbox(store.clone(), mailer.clone(), outbox.clone());
+        crate::service::audit::spawn_retention(store.clone(), config.audit_retention_days);
         let single_node = redis.is_none();
         let app = Self {
             api_keys: Arc::new(Cache::new(single_node)),

@@ -105,6 +105,9 @@ pub struct Config {
     /// filled in. Default: `{public_url}/reset-password?account_id=…&token=…`.
     pub password_reset_url: Option<String>,
     pub password_reset_ttl_secs: u64,
+    /// Events older than this many days are deleted from the event log (the
+    /// audit log), hourly. 0: kept forever.
+    pub audit_retention_days: u32,
 }
 
 impl Default for Config {
@@ -154,6 +157,7 @@ impl Default for Config {
             mail_templates_dir: None,
             password_reset_url: None,
             password_reset_ttl_secs: 3600,
+            audit_retention_days: 365,
         }
     }
 }

@@ -85,3 +85,19 @@ pub struct Event {
     pub at: OffsetDateTime,
     pub request_id: Option<String>,
 }
+
+/// What the audit log is asked for: one account's events, narrowed by any
+/// of these.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    /// An exact type (`user.created`).
+    pub kind: Option<String>,
+    /// A type prefix ending in `.` (`user.`, from `user.*`).
+    pub kind_prefix: Option<String>,
+    pub actor_id: Option<Uuid>,
+    pub subject_id: Option<String>,
+    /// At or after.
+    pub since: Option<OffsetDateTime>,
+    /// Before.
+    pub until: Option<OffsetDateTime>,
+}

@@ -25,10 +25,14 @@ pub enum Permission {
     ManageApiKeys,
     ManageSettings,
     IssueUserTokens,
+    /// Read the account's audit log (every change, who made it, the
+    /// resource after it). Not held by `read` keys: the log shows more
+    /// than any one resource's reader sees.
+    ViewAuditLog,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 14] = [
+    pub const ALL: [Permission; 15] = [
         Permission::CreateUser,
         Permission::ViewOtherUserInfo,
         Permission::EditOtherUserInfo,
@@ -43,6 +47,7 @@ impl Permission {
         Permission::ManageApiKeys,
         Permission::ManageSettings,
         Permission::IssueUserTokens,
+        Permission::ViewAuditLog,
     ];
 
     /// The permission's name as the API spells it (`manage-roles`).

@@ -169,6 +169,30 @@ pub enum Visibility {
     Public,
 }
 
+/// Narrows a user as an event's `data` records them (everything; see
+/// `store::user_data`) to what `who` may see, as [`User::view`] does:
+/// `Own` loses `@private` metadata and private custom fields, `Public` the
+/// email and phone as well.
+pub fn redact_user_data(data: &mut Value, settings: &Settings, who: Visibility) {
+    let Some(obj) = data.as_object_mut() else {
+        return;
+    };
+    if who == Visibility::Full {
+        return;
+    }
+    if let Some(Value::Object(m)) = obj.get_mut("metadata") {
+        m.remove("@private");
+    }
+    if let Some(Value::Object(fields)) = obj.get("custom_fields") {
+        let public = settings.public_custom_fields(fields);
+        obj.insert("custom_fields".into(), Value::Object(public));
+    }
+    if who == Visibility::Public {
+        obj.remove("email");
+        obj.remove("phone");
+    }
+}
+
 impl User {
     pub fn view(&self, settings: &Settings, who: Visibility) -> UserView {
         let show_contact = who != Visibility::Public;

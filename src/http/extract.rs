@@ -276,10 +276,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 /// may read before it refuses a bad page.
 pub fn page(limit: Option<u32>, cursor: Option<&str>) -> crate::service::Result<Page> {
     use crate::service::Error;
-    let limit = limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::validation("limit", "must be between 1 and 100"));
-    }
+    let limit = page_limit(limit)?;
     let after = match cursor {
         None | Some("") => None,
         Some(c) => Some(
@@ -288,6 +285,18 @@ pub fn page(limit: Option<u32>, cursor: Option<&str>) -> crate::service::Result<
         ),
     };
     Ok(Page { limit, after })
+}
+
+/// `limit`: 1–100, default 50.
+pub fn page_limit(limit: Option<u32>) -> crate::service::Result<u32> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(crate::service::Error::validation(
+            "limit",
+            "must be between 1 and 100",
+        ));
+    }
+    Ok(limit)
 }
 
 pub fn encode_cursor(id: Uuid) -> String {

@@ -22,6 +22,7 @@ use crate::app::App;
 
 pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod client_ip;
 pub mod envelope;
@@ -81,6 +82,7 @@ impl Modify for Security {
 fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
     let account = OpenApiRouter::new()
         .merge(api_keys::routes())
+        .merge(audit::routes())
         .merge(users::routes())
         .merge(rooms::routes())
         .merge(spaces::routes())

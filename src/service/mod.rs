@@ -8,7 +8,8 @@
 //!
 //! One module per aggregate: `users`, `rooms`, `spaces`, `members` (of
 //! rooms and spaces), `invites`, `access_links`, `tokens`, `sessions`,
-//! `api_keys`, `roles`, `settings`, `accounts`, `signing_keys`; `access`
+//! `api_keys`, `roles`, `settings`, `accounts`, `signing_keys`, `audit` (the
+//! event log as administrators read it); `access`
 //! holds where an actor stands in a space or room, `mail` the mail that goes
 //! with a user, `throttle` the brute-force buckets.
 //!
@@ -19,6 +20,7 @@ pub mod access_links;
 pub mod accounts;
 pub mod actor;
 pub mod api_keys;
+pub mod audit;
 pub mod error;
 pub mod invites;
 pub mod mail;

@@ -293,6 +293,21 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Event>>;
+    /// The audit log: one account's events matching `filter`, newest
+    /// first, with a `seq` below `before` when given.
+    async fn audit_events(
+        &self,
+        account: Uuid,
+        filter: &crate::domain::event::AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Event>>;
+    /// One event of the account, by its id.
+    async fn audit_event(&self, account: Uuid, id: Uuid) -> Result<Event>;
+    /// Deletes up to `limit` events (of every account) older than `before`,
+    /// oldest first; returns how many. The retention job's, and the only
+    /// delete of events there is.
+    async fn prune_events(&self, before: OffsetDateTime, limit: u32) -> Result<u64>;
 
     // --- spaces -------------------------------------------------------------------
     /// Creates a space; its creator (if a user) becomes its owner.

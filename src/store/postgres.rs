@@ -91,6 +91,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "users_without_skeleton",
                 include_str!("../../migrations/postgres/0009_users_without_skeleton.sql"),
             ),
+            (
+                10,
+                "audit",
+                include_str!("../../migrations/postgres/0010_audit.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {

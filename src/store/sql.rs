@@ -69,6 +69,12 @@ const ROOM_COLUMNS: &str =
     "id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at";
 const MEMBER_COLUMNS: &str = "user_id, role, joined_at";
 
+/// A time as an event's `data` holds it: RFC 3339 text, as every answer
+/// has it (`json!` alone would write `time`'s own tuple).
+fn at_json(t: OffsetDateTime) -> String {
+    crate::domain::time::format(t)
+}
+
 // --- decoding -----------------------------------------------------------------
 
 fn account_from_row(r: &DbRow) -> Decoded<Account> {
@@ -651,7 +657,7 @@ fn member_data(of: (&str, Uuid), m: &Member) -> serde_json::Value {
         format!("{}_id", of.0): of.1,
         "user_id": m.user_id,
         "role": m.role,
-        "joined_at": m.joined_at,
+        "joined_at": at_json(m.joined_at),
     })
 }
 
@@ -689,7 +695,7 @@ async fn record_token_revoked(
     token: Uuid,
     user: Uuid,
 ) -> Result<()> {
-    let data = serde_json::json!({"id": token, "user_id": user, "revoked_at": change.at});
+    let data = serde_json::json!({"id": token, "user_id": user, "revoked_at": at_json(change.at)});
     let subject = ("token", token.to_string());
     Log(Some(account), change)
         .record(c, "token.revoked", subject, &data)
@@ -735,7 +741,7 @@ async fn record_signing_key(
     let data = serde_json::json!({
         "kid": key.kid,
         "public_x": key.public_x,
-        "created_at": key.created_at,
+        "created_at": at_json(key.created_at),
     });
     Log(None, change)
         .record(c, kind, ("signing_key", key.kid.clone()), &data)
@@ -966,7 +972,7 @@ async fn revoke_sessions(
     .fetch_all(&mut *c)
     .await?;
     for (session, user) in ended {
-        let data = serde_json::json!({"id": session, "user_id": user, "revoked_at": at});
+        let data = serde_json::json!({"id": session, "user_id": user, "revoked_at": at_json(at)});
         let subject = ("session", session.to_string());
         Log(Some(account), change)
             .record(c, "session.revoked", subject, &data)
@@ -1670,6 +1676,84 @@ impl Store for Backend {
         .fetch_all(self.read())
         .await?;
         Ok(rows.into_iter().map(crate::store::event_from_row).collect())
+    }
+
+    async fn audit_events(
+        &self,
+        account: Uuid,
+        filter: &crate::domain::event::AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        // Each filter is one bound parameter, NULL when not asked for.
+        let prefix = filter.kind_prefix.as_ref().map(|p| {
+            format!(
+                "{}%",
+                p.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
+        let rows: Vec<crate::store::EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM events WHERE account_id = $1 AND ($2 IS NULL OR seq < $2) \
+             AND ($3 IS NULL OR type = $3) AND ($4 IS NULL OR type LIKE $4 ESCAPE '\\') \
+             AND ($5 IS NULL OR actor_id = $5) AND ($6 IS NULL OR subject_id = $6) \
+             AND ($7 IS NULL OR {} >= {}) AND ($8 IS NULL OR {} < {}) \
+             ORDER BY seq DESC LIMIT $9",
+            crate::store::EVENT_COLUMNS,
+            ts!("at"),
+            ts!("$7"),
+            ts!("at"),
+            ts!("$8"),
+        )))
+        .bind(account)
+        .bind(before)
+        .bind(&filter.kind)
+        .bind(prefix)
+        .bind(filter.actor_id)
+        .bind(&filter.subject_id)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(i64::from(limit))
+        .fetch_all(self.read())
+        .await?;
+        Ok(rows.into_iter().map(crate::store::event_from_row).collect())
+    }
+
+    async fn audit_event(&self, account: Uuid, id: Uuid) -> Result<Event> {
+        let row: Option<crate::store::EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM events WHERE account_id = $1 AND id = $2",
+            crate::store::EVENT_COLUMNS
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(self.read())
+        .await?;
+        row.map(crate::store::event_from_row)
+            .ok_or(StoreError::NotFound("event"))
+    }
+
+    async fn prune_events(&self, before: OffsetDateTime, limit: u32) -> Result<u64> {
+        let postgres = self.name() == "postgres";
+        write!(self, |c| {
+            if postgres {
+                // The append-only trigger lets this transaction's deletes by.
+                sqlx::query("SET LOCAL roster.prune = 'on'")
+                    .execute(&mut *c)
+                    .await?;
+            }
+            let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE {} < {} \
+                 ORDER BY seq LIMIT $2)",
+                ts!("at"),
+                ts!("$1"),
+            )))
+            .bind(before)
+            .bind(i64::from(limit))
+            .execute(&mut *c)
+            .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     // --- spaces ---------------------------------------------------------------------
@@ -2510,8 +2594,7 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             insert_next_tokens(c, account, s.id, s.user_id, &s.tokens).await?;
-            let data =
-                serde_json::json!({"id": s.id, "user_id": s.user_id, "created_at": s.created_at});
+            let data = serde_json::json!({"id": s.id, "user_id": s.user_id, "created_at": at_json(s.created_at)});
             Log(Some(account), &change)
                 .record(c, "session.created", ("session", s.id.to_string()), &data)
                 .await
@@ -2578,7 +2661,8 @@ impl Store for Backend {
                 .execute(&mut *c)
                 .await?;
             insert_next_tokens(c, account, session, user, &next).await?;
-            let data = serde_json::json!({"id": session, "user_id": user, "refreshed_at": now});
+            let data =
+                serde_json::json!({"id": session, "user_id": user, "refreshed_at": at_json(now)});
             Log(Some(account), &change)
                 .record(
                     c,
@@ -2734,8 +2818,8 @@ impl Store for Backend {
                 "user_id": token.user_id,
                 "kind": token.kind,
                 "room_id": token.room_id,
-                "created_at": token.created_at,
-                "expires_at": token.expires_at,
+                "created_at": at_json(token.created_at),
+                "expires_at": at_json(token.expires_at),
             });
             Log(Some(account), &change)
                 .record(c, "token.issued", subject, &data)
@@ -2874,7 +2958,8 @@ impl Store for Backend {
                 .execute(&mut *c)
                 .await?;
             insert_mail(c, &r.mail).await?;
-            let data = serde_json::json!({"user_id": r.user_id, "expires_at": r.expires_at});
+            let data =
+                serde_json::json!({"user_id": r.user_id, "expires_at": at_json(r.expires_at)});
             let subject = ("user", r.user_id.to_string());
             Log(Some(account), &change)
                 .record(c, "user.password_reset_requested", subject, &data)

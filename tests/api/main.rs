@@ -3,6 +3,7 @@
 
 mod access;
 mod accounts;
+mod audit;
 mod cluster;
 mod envelope;
 mod event_matrix;
