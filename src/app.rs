@@ -54,6 +54,9 @@ pub struct App {
     /// API keys by id and settings by account, on a single node only
     /// (see [`crate::cache`]).
     api_keys: Arc<Cache<Uuid, ApiKeyAuth>>,
+    /// When this node last re-read the signing keys for a token naming an
+    /// unknown one (see [`App::learn_signer`]).
+    signer_lookup: Arc<Mutex<Option<Instant>>>,
     settings: Arc<Cache<Uuid, Arc<Settings>>>,
     operator_key_hash: Arc<Vec<u8>>,
     key_touches: Arc<Mutex<HashMap<Uuid, Instant>>>,
@@ -163,6 +166,7 @@ impl App {
         let single_node = redis.is_none();
         let app = Self {
             api_keys: Arc::new(Cache::new(single_node)),
+            signer_lookup: Arc::default(),
             settings: Arc::new(Cache::new(single_node)),
             http,
             outbox,
@@ -183,6 +187,28 @@ impl App {
             key_touches: Arc::default(),
         };
         Ok((app, generated))
+    }
+
+    /// Call before verifying `token`: when it names a signing key this node
+    /// does not hold — one rotated in on another node, or by `roster keys
+    /// rotate`, since the last periodic reload — the keys are re-read from
+    /// the database first, so a new key's tokens verify on every node at
+    /// once. At most once a second per node: a flood of invented `kid`s
+    /// costs one read a second.
+    pub async fn learn_signer(&self, token: &str) {
+        if self.keys.knows_signer(token) {
+            return;
+        }
+        {
+            let mut last = self.signer_lookup.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        if let Err(e) = self.keys.reload(self.store.as_ref()).await {
+            tracing::warn!(error = %e, "could not reload the signing keys");
+        }
     }
 
     /// The live (unrevoked) API key with this id, for authentication.
@@ -248,7 +274,8 @@ impl App {
 
 /// `roster keys rotate`: retires the signing key in use and makes a new one
 /// the signer, against the configured database; returns the new kid.
-/// Running servers pick it up within a minute.
+/// Running servers re-read the keys at the first token that names the new
+/// one (and every minute).
 pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<String> {
     let store = open_store(config).await?;
     let keys = Keys::load_sealed(

@@ -400,6 +400,18 @@ impl Keys {
             .map_err(|_| TokenError::Invalid)
     }
 
+    /// Whether this node can tell if `token`'s signature is good: its
+    /// `kid` names a key it holds (or it has no readable header, which no
+    /// key would verify either).
+    pub fn knows_signer(&self, token: &str) -> bool {
+        match jsonwebtoken::decode_header(token) {
+            Ok(h) => h
+                .kid
+                .is_some_and(|k| self.current().verify.contains_key(&k)),
+            Err(_) => true,
+        }
+    }
+
     /// The `kid` new tokens are signed under.
     pub fn active_kid(&self) -> String {
         self.current().active.kid.clone()

@@ -454,6 +454,7 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
         });
     }
     if presented.split('.').count() == 3 {
+        app.learn_signer(presented).await;
         let claims = app
             .keys
             .verify_account_token(presented)

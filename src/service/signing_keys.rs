@@ -6,7 +6,8 @@ use super::{Operator, Result};
 use crate::app::App;
 
 /// Retires the signing key in use and signs new tokens with a new one;
-/// returns the new `kid`. Other nodes pick it up within a minute.
+/// returns the new `kid`. Other nodes re-read the keys at the first token
+/// that names the new one (and every minute).
 pub async fn rotate(app: &App, operator: &Operator) -> Result<String> {
     let by = crate::domain::event::ActorRef::OPERATOR;
     let kid = app
