@@ -69,6 +69,23 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The errors of the link rather than of the database: the pool, the
+/// connection (cut mid-conversation, even mid-handshake: a `Protocol`
+/// error), TLS — an outage, answered 503 — and anything else, which is
+/// ours.
+pub(crate) fn link_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => StoreError::Unavailable(e.into()),
+        _ => StoreError::Other(e.into()),
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Keyset pagination: rows after `after` (by id, which is time-ordered).

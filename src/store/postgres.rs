@@ -172,13 +172,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_state(&c)) => {
             StoreError::Unavailable(e.into())
         }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => StoreError::Unavailable(e.into()),
-        _ => StoreError::Other(e.into()),
+        _ => super::link_error(e),
     }
 }
 

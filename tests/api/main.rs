@@ -8,6 +8,7 @@ mod cluster;
 mod envelope;
 mod event_matrix;
 mod events;
+mod faults;
 mod helpers;
 mod limits;
 mod mail;

@@ -211,13 +211,7 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             db.message(),
             db.constraint().unwrap_or("")
         )),
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => StoreError::Unavailable(e.into()),
-        _ => StoreError::Other(e.into()),
+        _ => super::link_error(e),
     }
 }
 
