@@ -220,3 +220,93 @@ async fn a_slow_then_broken_postgres_link_fails_at_the_deadline_and_heals() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     eprintln!("recovered in {:?}", healed.elapsed());
 }
+
+/// `kill -9` of `roster migrate` at moments spread over its run, on a new
+/// database each time: every migration is one transaction, so the restart
+/// finds each either applied whole or not at all, completes the schema, and
+/// the database is sound.
+#[tokio::test]
+async fn a_migration_killed_at_any_moment_leaves_all_or_nothing() {
+    let postgres = std::env::var_os("ROSTER_TEST_POSTGRES_URL").is_some();
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = |url: String| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_roster"));
+        cmd.arg("migrate")
+            .env("ROSTER_DATABASE_URL", url)
+            .env("ROSTER_LOG", "warn")
+            .env("ROSTER_OPERATOR_KEY", crate::helpers::OPERATOR_KEY)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+    let mut partial = 0;
+    for round in 0..12u64 {
+        let url = if postgres && round % 2 == 1 {
+            fresh_postgres().await
+        } else {
+            format!("sqlite://{}/r{round}.db", dir.path().display())
+        };
+        let mut child = migrate(url.clone()).spawn().unwrap();
+        // The fault, not a wait: the kill lands somewhere in the run.
+        tokio::time::sleep(Duration::from_millis(3 * round)).await;
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+        let (applied, total) = applied_migrations(&url).await;
+        if applied > 0 && applied < total {
+            partial += 1;
+        }
+        let out = migrate(url.clone()).output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: the restart refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            applied_migrations(&url).await,
+            (total, total),
+            "round {round}"
+        );
+        if url.starts_with("sqlite:") {
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(check, "ok", "round {round}");
+        }
+    }
+    eprintln!("{partial} of 12 kills landed between two migrations");
+}
+
+/// How many migrations the database records as applied (all successful,
+/// or the test fails), and how many this build has.
+async fn applied_migrations(url: &str) -> (usize, usize) {
+    let query = "SELECT version, success FROM _sqlx_migrations ORDER BY version";
+    let (rows, total): (Result<Vec<(i64, bool)>, sqlx::Error>, usize) =
+        if url.starts_with("sqlite:") {
+            let Ok(mut c) = <sqlx::SqliteConnection as sqlx::Connection>::connect(url).await else {
+                return (0, roster::store::sqlite::migrator().iter().count());
+            };
+            (
+                sqlx::query_as(query).fetch_all(&mut c).await,
+                roster::store::sqlite::migrator().iter().count(),
+            )
+        } else {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+                .await
+                .unwrap();
+            (
+                sqlx::query_as(query).fetch_all(&mut c).await,
+                roster::store::postgres::migrator().iter().count(),
+            )
+        };
+    let rows = rows.unwrap_or_default(); // no table yet: nothing applied
+    assert!(
+        rows.iter().all(|(_, ok)| *ok),
+        "a migration recorded half-done: {rows:?}"
+    );
+    (rows.len(), total)
+}
