@@ -310,3 +310,94 @@ async fn applied_migrations(url: &str) -> (usize, usize) {
     );
     (rows.len(), total)
 }
+
+/// A small tmpfs, mounted for one test and unmounted when dropped; `None`
+/// where mounting is not allowed (not root).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// SQLite on a disk that fills up: writes answer 503 `UNAVAILABLE` (not
+/// 500) and leave nothing half-written, reads keep answering, and once
+/// space is freed writes succeed again without a restart; the database
+/// passes its integrity check and holds exactly the acknowledged users.
+#[tokio::test]
+async fn a_full_disk_refuses_writes_with_503_and_recovers_without_a_restart() {
+    let Some(disk) = SmallDisk::mount("6m") else {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let url = format!("sqlite://{}/roster.db", disk.path().display());
+    let t = TestApp::spawn_on(url.clone(), None, |_| {}).await;
+    let a = t.account("acme").await;
+    let users = a.path("/users");
+    let mut acked = vec![t.user(&a, json!({ "name": "before" })).await];
+    // Fill what is left of the disk.
+    let filler = disk.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while f.write_all(&small).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let mut refused = 0;
+    for i in 0..200 {
+        let body = json!({ "name": format!("user {i}"), "metadata": { "pad": "x".repeat(2000) } });
+        let (status, answer) = t.post(&users, &a.key, body).await;
+        match status {
+            StatusCode::CREATED => acked.push(answer["data"].clone()),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(answer["error"]["code"], "UNAVAILABLE", "{answer}");
+                refused += 1;
+                if refused == 5 {
+                    break;
+                }
+            }
+            other => panic!("a full disk answered {other}: {answer}"),
+        }
+    }
+    assert_eq!(refused, 5, "the disk never filled");
+    let (status, _) = t.get(&users, &a.key).await;
+    assert_eq!(status, StatusCode::OK, "reads go on");
+    // Space again: writes go through, no restart.
+    std::fs::remove_file(&filler).unwrap();
+    let after = t.user(&a, json!({ "name": "after" })).await;
+    acked.push(after);
+    assert_eq!(t.user_count(&a).await, acked.len());
+    let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+}

@@ -211,6 +211,16 @@ pub(crate) fn map_err(e: sqlx::Error) -> StoreError {
             db.message(),
             db.constraint().unwrap_or("")
         )),
+        // The disk, not the request: I/O errors, a full disk, a file that
+        // cannot be opened, a lock held past the busy timeout.
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)) =>
+        {
+            StoreError::Unavailable(e.into())
+        }
         _ => super::link_error(e),
     }
 }
