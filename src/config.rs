@@ -108,6 +108,12 @@ pub struct Config {
     /// Events older than this many days are deleted from the event log (the
     /// audit log), hourly. 0: kept forever.
     pub audit_retention_days: u32,
+    /// The waits before each retry of a webhook delivery that failed
+    /// (`ms`, `s`, `m`, `h`, `d`); after the last, the delivery has failed.
+    pub webhook_retry_schedule: String,
+    /// Let webhooks reach loopback, private and link-local addresses (a
+    /// receiver on the same host or network). Off: refused, after DNS.
+    pub webhook_allow_private_targets: bool,
 }
 
 impl Default for Config {
@@ -158,6 +164,8 @@ impl Default for Config {
             password_reset_url: None,
             password_reset_ttl_secs: 3600,
             audit_retention_days: 365,
+            webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
+            webhook_allow_private_targets: false,
         }
     }
 }
@@ -244,6 +252,9 @@ impl Config {
             && !(u.starts_with("https://") || u.starts_with("http://"))
         {
             anyhow::bail!("captcha_verify_url must be an http(s) URL");
+        }
+        if let Err(e) = crate::domain::webhook::parse_schedule(&self.webhook_retry_schedule) {
+            anyhow::bail!("webhook_retry_schedule: {e}");
         }
         if self.max_body_bytes < 1024 {
             anyhow::bail!("max_body_bytes must be at least 1024");

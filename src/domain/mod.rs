@@ -16,6 +16,7 @@ pub mod settings;
 pub mod text;
 pub mod time;
 pub mod user;
+pub mod webhook;
 pub mod whole;
 
 pub use error::{DomainError, ValidationError};

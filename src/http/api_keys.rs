@@ -33,8 +33,8 @@ pub struct KeyList {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    limit: Option<u32>,
-    cursor: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
 }
 
 /// Create an API key. Needs `manage-api-keys`.

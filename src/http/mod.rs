@@ -37,6 +37,7 @@ pub mod spaces;
 pub mod tokens;
 pub mod user_mail;
 pub mod users;
+pub mod webhooks;
 
 use envelope::{ApiError, REQUEST_ID};
 
@@ -92,7 +93,8 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(tokens::routes())
         .merge(signup::routes())
         .merge(password_reset::routes())
-        .merge(user_mail::routes());
+        .merge(user_mail::routes())
+        .merge(webhooks::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(accounts::routes())
         .merge(account)

@@ -9,7 +9,8 @@
 //! One module per aggregate: `users`, `rooms`, `spaces`, `members` (of
 //! rooms and spaces), `invites`, `access_links`, `tokens`, `sessions`,
 //! `api_keys`, `roles`, `settings`, `accounts`, `signing_keys`, `audit` (the
-//! event log as administrators read it); `access`
+//! event log as administrators read it), `webhooks` (endpoints and the
+//! worker that delivers the event log to them); `access`
 //! holds where an actor stands in a space or room, `mail` the mail that goes
 //! with a user, `throttle` the brute-force buckets.
 //!
@@ -34,6 +35,7 @@ pub mod spaces;
 pub mod throttle;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 pub use crate::domain::event::{ActorRef, Change};
 pub use actor::{Actor, ActorKind, Operator};

@@ -17,6 +17,7 @@ use crate::domain::permission::Permission;
 use crate::domain::room::{MAX_ROOMS_PER_USER, NewRoom, Room, RoomPatch, Visibility};
 use crate::domain::settings::{CustomFieldDef, Settings};
 use crate::domain::user::{MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch};
+use crate::domain::webhook::{Attempt, Delivery, Webhook};
 
 pub mod postgres;
 pub mod sessions;
@@ -152,6 +153,42 @@ pub enum TokenCheck {
     Valid(Box<User>),
     /// Unknown, revoked, expired, or the user is gone or deactivated.
     Invalid,
+}
+
+/// An enabled endpoint, as the fan-out matches events to it.
+#[derive(Debug, Clone)]
+pub struct WebhookTarget {
+    pub account_id: Uuid,
+    pub id: Uuid,
+    pub events: Vec<String>,
+    /// Events from before this are not its.
+    pub created_at: OffsetDateTime,
+}
+
+/// A delivery the fan-out stores.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub webhook_id: Uuid,
+    pub event_id: Uuid,
+    pub event_seq: i64,
+    pub kind: String,
+    /// The JSON body, as it will be signed and sent.
+    pub payload: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A delivery taken to be attempted, with where and how to send it.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub url: String,
+    pub secret: String,
+    pub event_id: Uuid,
+    pub payload: String,
+    pub attempts: i32,
 }
 
 /// The store's load, read at each `/metrics` scrape.
@@ -325,6 +362,58 @@ pub trait Store: Send + Sync + 'static {
     /// oldest first; returns how many. The retention job's, and the only
     /// delete of events there is.
     async fn prune_events(&self, before: OffsetDateTime, limit: u32) -> Result<u64>;
+
+    // --- webhooks -----------------------------------------------------------------
+    /// Stores a new endpoint with its signing secret (`webhook.created`).
+    async fn create_webhook(
+        &self,
+        account: Uuid,
+        hook: &Webhook,
+        secret: &str,
+        change: &Change,
+    ) -> Result<()>;
+    async fn list_webhooks(&self, account: Uuid, page: Page) -> Result<Paged<Webhook>>;
+    async fn get_webhook(&self, account: Uuid, id: Uuid) -> Result<Webhook>;
+    /// Stores an endpoint's changed url, events, description and enabled
+    /// (`webhook.updated`).
+    async fn update_webhook(&self, account: Uuid, hook: &Webhook, change: &Change) -> Result<()>;
+    /// Deletes an endpoint and its deliveries (`webhook.deleted`).
+    async fn delete_webhook(&self, account: Uuid, id: Uuid, change: &Change) -> Result<()>;
+    /// The enabled endpoints of these accounts, for the fan-out.
+    async fn webhook_targets(&self, accounts: &[Uuid]) -> Result<Vec<WebhookTarget>>;
+    /// Moves the fan-out cursor (server state `webhooks.fanout_seq`) from
+    /// `from` to `to` and stores `deliveries` with it, in one transaction;
+    /// `false`, and nothing stored, when another node moved it first.
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<bool>;
+    /// Takes up to `limit` due deliveries for `lease` (another node takes
+    /// them once it lapses), oldest event first.
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Records an attempt: delivered, due again at `next`, or failed for
+    /// good (neither).
+    async fn finish_delivery(
+        &self,
+        id: Uuid,
+        attempt: &Attempt,
+        delivered: bool,
+        next: Option<OffsetDateTime>,
+    ) -> Result<()>;
+    /// An endpoint's deliveries, newest first, with their attempts.
+    async fn list_deliveries(
+        &self,
+        account: Uuid,
+        hook: Uuid,
+        page: Page,
+    ) -> Result<Paged<Delivery>>;
 
     // --- spaces -------------------------------------------------------------------
     /// Creates a space; its creator (if a user) becomes its owner.

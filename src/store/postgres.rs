@@ -96,6 +96,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "audit",
                 include_str!("../../migrations/postgres/0010_audit.sql"),
             ),
+            (
+                11,
+                "webhooks",
+                include_str!("../../migrations/postgres/0011_webhooks.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {

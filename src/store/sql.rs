@@ -47,6 +47,7 @@ use crate::domain::user::{
     MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
     username_skeleton,
 };
+use crate::domain::webhook::{Attempt, Delivery, Webhook};
 use crate::store::{
     INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, ROOM_VISIBLE, Result,
     SPACE_COLUMNS, SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord, USER_COLUMNS,
@@ -68,6 +69,9 @@ macro_rules! write {
 const ROOM_COLUMNS: &str =
     "id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at";
 const MEMBER_COLUMNS: &str = "user_id, role, joined_at";
+const WEBHOOK_COLUMNS: &str = "id, url, events, description, enabled, created_at, updated_at";
+const DELIVERY_COLUMNS: &str =
+    "id, event_id, event_seq, type, state, attempts, next_attempt_at, created_at";
 
 /// A time as an event's `data` holds it: RFC 3339 text, as every answer
 /// has it (`json!` alone would write `time`'s own tuple).
@@ -97,6 +101,35 @@ fn room_from_row(r: &DbRow) -> Decoded<Room> {
         created_by: r.try_get("created_by")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn webhook_from_row(r: &DbRow) -> Decoded<Webhook> {
+    let events: Json<Vec<String>> = r.try_get("events")?;
+    Ok(Webhook {
+        id: r.try_get("id")?,
+        url: r.try_get("url")?,
+        events: events.0,
+        description: r.try_get("description")?,
+        enabled: r.try_get("enabled")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn delivery_from_row(r: &DbRow) -> Decoded<Delivery> {
+    let state: String = r.try_get("state")?;
+    let next: OffsetDateTime = r.try_get("next_attempt_at")?;
+    Ok(Delivery {
+        id: r.try_get("id")?,
+        event_id: r.try_get("event_id")?,
+        event_seq: r.try_get("event_seq")?,
+        kind: r.try_get("type")?,
+        next_attempt_at: (state == "pending").then_some(next),
+        state,
+        attempts: r.try_get("attempts")?,
+        created_at: r.try_get("created_at")?,
+        log: Vec::new(),
     })
 }
 
@@ -258,6 +291,29 @@ fn one<T>(row: Option<DbRow>, f: fn(&DbRow) -> Decoded<T>, what: &'static str) -
     f(&row.ok_or(StoreError::NotFound(what))?).map_err(StoreError::from)
 }
 
+impl Backend {
+    /// The row `id` of `table` in `account`, decoded; `NotFound(what)` when
+    /// there is none (or it is another account's).
+    async fn get_in<T>(
+        &self,
+        table: &str,
+        columns: &str,
+        account: Uuid,
+        id: Uuid,
+        f: fn(&DbRow) -> Decoded<T>,
+        what: &'static str,
+    ) -> Result<T> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM {table} WHERE account_id = $1 AND id = $2"
+        )))
+        .bind(account)
+        .bind(id)
+        .fetch_optional(self.read())
+        .await?;
+        one(row, f, what)
+    }
+}
+
 /// `NotFound(what)` when a write touched no row.
 fn touched(rows: u64, what: &'static str) -> Result<()> {
     if rows == 0 {
@@ -304,6 +360,8 @@ struct Below {
 }
 
 const INVITES: Below = Below::new("invites", INVITE_COLUMNS, "space_id", "id");
+/// Newest first would read better; by id (time-ordered) like every list.
+const DELIVERIES: Below = Below::new("webhook_deliveries", DELIVERY_COLUMNS, "webhook_id", "id");
 const LINKS: Below = Below::new("access_links", LINK_COLUMNS, "room_id", "id");
 const SPACE_MEMBERS: Below = Below::new("space_members", MEMBER_COLUMNS, "space_id", "user_id");
 const ROOM_MEMBERS: Below = Below::new("room_members", MEMBER_COLUMNS, "room_id", "user_id");
@@ -1434,14 +1492,8 @@ impl Store for Backend {
     }
 
     async fn get_room(&self, account: Uuid, room: Uuid) -> Result<Room> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ROOM_COLUMNS} FROM rooms WHERE account_id = $1 AND id = $2"
-        )))
-        .bind(account)
-        .bind(room)
-        .fetch_optional(self.read())
-        .await?;
-        one(row, room_from_row, "room")
+        self.get_in("rooms", ROOM_COLUMNS, account, room, room_from_row, "room")
+            .await
     }
 
     async fn update_room(
@@ -1756,6 +1808,299 @@ impl Store for Backend {
         })
     }
 
+    // --- webhooks -------------------------------------------------------------------
+
+    async fn create_webhook(
+        &self,
+        account: Uuid,
+        hook: &Webhook,
+        secret: &str,
+        change: &Change,
+    ) -> Result<()> {
+        let (hook, secret, change) = (hook.clone(), secret.to_owned(), change.clone());
+        write!(self, |c| {
+            sqlx::query(
+                "INSERT INTO webhooks (id, account_id, url, events, description, enabled, secret, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(hook.id)
+            .bind(account)
+            .bind(&hook.url)
+            .bind(Json(&hook.events))
+            .bind(&hook.description)
+            .bind(hook.enabled)
+            .bind(&secret)
+            .bind(hook.created_at)
+            .bind(hook.updated_at)
+            .execute(&mut *c)
+            .await?;
+            let subject = ("webhook", hook.id.to_string());
+            Log(Some(account), &change)
+                .record(c, "webhook.created", subject, &hook)
+                .await
+        })
+    }
+
+    async fn list_webhooks(&self, account: Uuid, page: Page) -> Result<Paged<Webhook>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE account_id = $1 \
+             AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        )))
+        .bind(account)
+        .bind(page.after)
+        .bind(fetch_limit(page))
+        .fetch_all(self.read())
+        .await?;
+        paged(rows, page, webhook_from_row, |w| w.id)
+    }
+
+    async fn get_webhook(&self, account: Uuid, id: Uuid) -> Result<Webhook> {
+        self.get_in(
+            "webhooks",
+            WEBHOOK_COLUMNS,
+            account,
+            id,
+            webhook_from_row,
+            "webhook",
+        )
+        .await
+    }
+
+    async fn update_webhook(&self, account: Uuid, hook: &Webhook, change: &Change) -> Result<()> {
+        let (hook, change) = (hook.clone(), change.clone());
+        write!(self, |c| {
+            let done = sqlx::query(
+                "UPDATE webhooks SET url = $1, events = $2, description = $3, enabled = $4, \
+                 updated_at = $5 WHERE account_id = $6 AND id = $7",
+            )
+            .bind(&hook.url)
+            .bind(Json(&hook.events))
+            .bind(&hook.description)
+            .bind(hook.enabled)
+            .bind(hook.updated_at)
+            .bind(account)
+            .bind(hook.id)
+            .execute(&mut *c)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound("webhook"));
+            }
+            let subject = ("webhook", hook.id.to_string());
+            Log(Some(account), &change)
+                .record(c, "webhook.updated", subject, &hook)
+                .await
+        })
+    }
+
+    async fn delete_webhook(&self, account: Uuid, id: Uuid, change: &Change) -> Result<()> {
+        let change = change.clone();
+        write!(self, |c| {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM webhooks WHERE account_id = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
+            )))
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+            let gone = one(row, webhook_from_row, "webhook")?;
+            let subject = ("webhook", id.to_string());
+            Log(Some(account), &change)
+                .record(c, "webhook.deleted", subject, &gone)
+                .await
+        })
+    }
+
+    async fn webhook_targets(&self, accounts: &[Uuid]) -> Result<Vec<crate::store::WebhookTarget>> {
+        let mut out = Vec::new();
+        for &account_id in accounts {
+            let rows: Vec<(Uuid, Json<Vec<String>>, OffsetDateTime)> = sqlx::query_as(
+                "SELECT id, events, created_at FROM webhooks WHERE account_id = $1 AND enabled",
+            )
+            .bind(account_id)
+            .fetch_all(self.read())
+            .await?;
+            out.extend(rows.into_iter().map(|(id, events, created_at)| {
+                crate::store::WebhookTarget {
+                    account_id,
+                    id,
+                    events: events.0,
+                    created_at,
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: &[crate::store::NewDelivery],
+    ) -> Result<bool> {
+        let deliveries = deliveries.to_vec();
+        write!(self, |c| {
+            sqlx::query(
+                "INSERT INTO server_state (key, value) VALUES ('webhooks.fanout_seq', '0') \
+                 ON CONFLICT DO NOTHING",
+            )
+            .execute(&mut *c)
+            .await?;
+            let moved = sqlx::query(
+                "UPDATE server_state SET value = $1 WHERE key = 'webhooks.fanout_seq' AND value = $2",
+            )
+            .bind(to.to_string())
+            .bind(from.to_string())
+            .execute(&mut *c)
+            .await?;
+            if moved.rows_affected() == 0 {
+                return Ok(false);
+            }
+            for d in &deliveries {
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id, event_seq, type, \
+                     payload, state, attempts, next_attempt_at, claimed_until, created_at, finished_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, NULL, $8, NULL) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(d.id)
+                .bind(d.account_id)
+                .bind(d.webhook_id)
+                .bind(d.event_id)
+                .bind(d.event_seq)
+                .bind(&d.kind)
+                .bind(&d.payload)
+                .bind(d.created_at)
+                .execute(&mut *c)
+                .await?;
+            }
+            Ok(true)
+        })
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: i64,
+    ) -> Result<Vec<crate::store::DueDelivery>> {
+        write!(self, |c| {
+            // SKIP LOCKED: nodes claiming together take different deliveries.
+            let rows: Vec<(Uuid, Uuid, Uuid, String, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (SELECT id FROM webhook_deliveries \
+                 WHERE state = 'pending' AND {} <= {} AND (claimed_until IS NULL OR {} <= {}) \
+                 ORDER BY event_seq LIMIT $3{}) \
+                 RETURNING id, webhook_id, event_id, payload, attempts",
+                ts!("next_attempt_at"),
+                ts!("$2"),
+                ts!("claimed_until"),
+                ts!("$2"),
+                lock!("FOR UPDATE SKIP LOCKED"),
+            )))
+            .bind(now + lease)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, webhook_id, event_id, payload, attempts) in rows {
+                let (url, secret): (String, String) =
+                    sqlx::query_as("SELECT url, secret FROM webhooks WHERE id = $1")
+                        .bind(webhook_id)
+                        .fetch_one(&mut *c)
+                        .await?;
+                out.push(crate::store::DueDelivery {
+                    id,
+                    webhook_id,
+                    url,
+                    secret,
+                    event_id,
+                    payload,
+                    attempts,
+                });
+            }
+            out.sort_by_key(|d| d.id);
+            Ok(out)
+        })
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: Uuid,
+        attempt: &Attempt,
+        delivered: bool,
+        next: Option<OffsetDateTime>,
+    ) -> Result<()> {
+        let attempt = attempt.clone();
+        write!(self, |c| {
+            sqlx::query(
+                "INSERT INTO webhook_attempts (id, delivery_id, at, status_code, latency_ms, response, error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(id)
+            .bind(attempt.at)
+            .bind(attempt.status_code)
+            .bind(attempt.latency_ms)
+            .bind(&attempt.response)
+            .bind(&attempt.error)
+            .execute(&mut *c)
+            .await?;
+            let state = match (delivered, next) {
+                (true, _) => "delivered",
+                (false, Some(_)) => "pending",
+                (false, None) => "failed",
+            };
+            sqlx::query(
+                "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, claimed_until = NULL, \
+                 next_attempt_at = COALESCE($2, next_attempt_at), finished_at = $3 WHERE id = $4",
+            )
+            .bind(state)
+            .bind(next)
+            .bind((state != "pending").then_some(attempt.at))
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: Uuid,
+        hook: Uuid,
+        page: Page,
+    ) -> Result<Paged<Delivery>> {
+        let mut found = DELIVERIES
+            .page(self, (account, hook), page, delivery_from_row, |d| d.id)
+            .await?;
+        for d in &mut found.items {
+            let rows: Vec<(
+                OffsetDateTime,
+                Option<i32>,
+                i64,
+                Option<String>,
+                Option<String>,
+            )> = sqlx::query_as(
+                "SELECT at, status_code, latency_ms, response, error FROM webhook_attempts \
+                     WHERE delivery_id = $1 ORDER BY id",
+            )
+            .bind(d.id)
+            .fetch_all(self.read())
+            .await?;
+            d.log = rows
+                .into_iter()
+                .map(|(at, status_code, latency_ms, response, error)| Attempt {
+                    at,
+                    status_code,
+                    latency_ms,
+                    response,
+                    error,
+                })
+                .collect();
+        }
+        Ok(found)
+    }
+
     // --- spaces ---------------------------------------------------------------------
 
     async fn create_space(&self, account: Uuid, space: &Space, change: &Change) -> Result<Space> {
@@ -1824,14 +2169,15 @@ impl Store for Backend {
     }
 
     async fn get_space(&self, account: Uuid, space: Uuid) -> Result<Space> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SPACE_COLUMNS} FROM spaces WHERE account_id = $1 AND id = $2"
-        )))
-        .bind(account)
-        .bind(space)
-        .fetch_optional(self.read())
-        .await?;
-        one(row, space_from_row, "space")
+        self.get_in(
+            "spaces",
+            SPACE_COLUMNS,
+            account,
+            space,
+            space_from_row,
+            "space",
+        )
+        .await
     }
 
     async fn update_space(
@@ -2143,14 +2489,8 @@ impl Store for Backend {
 
     async fn get_role(&self, account: Uuid, role: &str) -> Result<Role> {
         let id = Uuid::try_parse(role).map_err(|_| StoreError::NotFound("role"))?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ROLE_COLUMNS} FROM roles WHERE account_id = $1 AND id = $2"
-        )))
-        .bind(account)
-        .bind(id)
-        .fetch_optional(self.read())
-        .await?;
-        one(row, role_from_row, "role")
+        self.get_in("roles", ROLE_COLUMNS, account, id, role_from_row, "role")
+            .await
     }
 
     async fn update_role(

@@ -87,6 +87,27 @@ fn rows() -> Vec<Row> {
             &[("api_key.created", "api_key")],
         ),
         row(
+            "POST",
+            p("/webhooks"),
+            "F",
+            || json!({ "url": "http://192.0.2.1/hook", "events": ["*"] }),
+            &[("webhook.created", "webhook")],
+        ),
+        row(
+            "PATCH",
+            p("/webhooks/{webhookId}"),
+            "F",
+            || json!({ "enabled": false }),
+            &[("webhook.updated", "webhook")],
+        ),
+        row(
+            "DELETE",
+            p("/webhooks/{webhookId}"),
+            "F",
+            none,
+            &[("webhook.deleted", "webhook")],
+        ),
+        row(
             "DELETE",
             p("/api-keys/{keyId}"),
             "F",

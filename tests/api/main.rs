@@ -24,3 +24,4 @@ mod tokens;
 mod transfer;
 mod user_tokens;
 mod users;
+mod webhooks;

@@ -83,6 +83,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "audit",
                 include_str!("../../../migrations/sqlite/0010_audit.sql"),
             ),
+            (
+                11,
+                "webhooks",
+                include_str!("../../../migrations/sqlite/0011_webhooks.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {

@@ -1,0 +1,314 @@
+//! Webhooks through the real stack: endpoints made over HTTP, the event log
+//! delivered to a real HTTP receiver (a Python process) that verifies every
+//! delivery with the PyPI `standardwebhooks` package, retries on a
+//! receiver's 500s, the delivery log, and the refusals.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::helpers::{Account, TestApp, assert_error};
+
+/// The receiver process, the file its secret is read from, and its lines.
+struct Receiver {
+    _child: tokio::process::Child,
+    url: String,
+    secret_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    lines: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+impl Receiver {
+    async fn start(fail_first: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, "whsec_AAAA").unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/webhook_receiver.py"
+        );
+        let mut child = tokio::process::Command::new("python3")
+            .arg(script)
+            .env("WEBHOOK_SECRET_FILE", &secret_file)
+            .env("FAIL_FIRST", fail_first.to_string())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with standardwebhooks (pip install standardwebhooks)");
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), out.next_line())
+            .await
+            .expect("the receiver starts")
+            .unwrap()
+            .expect("the receiver prints its port");
+        let port = first.strip_prefix("listening ").expect("listening PORT");
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                let _ = tx.send(serde_json::from_str(&line).unwrap());
+            }
+        });
+        Self {
+            _child: child,
+            url: format!("http://127.0.0.1:{port}/hook"),
+            secret_file,
+            _dir: dir,
+            lines,
+        }
+    }
+
+    /// The next request the receiver saw, within a deadline.
+    async fn next(&mut self) -> Value {
+        tokio::time::timeout(Duration::from_secs(20), self.lines.recv())
+            .await
+            .expect("a delivery within 20 s")
+            .expect("the receiver is running")
+    }
+}
+
+async fn spawn(schedule: &'static str) -> TestApp {
+    TestApp::spawn_with(move |c| {
+        c.webhook_allow_private_targets = true;
+        c.webhook_retry_schedule = schedule.into();
+    })
+    .await
+}
+
+/// Creates an endpoint for `events`; tells the receiver its secret.
+async fn endpoint(t: &TestApp, a: &Account, r: &Receiver, events: Value) -> Value {
+    let (status, body) = t
+        .post(
+            &a.path("/webhooks"),
+            &a.key,
+            json!({ "url": r.url, "events": events }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let secret = body["data"]["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    std::fs::write(&r.secret_file, secret).unwrap();
+    body["data"]["webhook"].clone()
+}
+
+#[tokio::test]
+async fn deliveries_are_signed_as_standard_webhooks_verify_them() {
+    let mut r = Receiver::start(0).await;
+    let t = spawn("1s").await;
+    let a = t.account("acme").await;
+    let hook = endpoint(&t, &a, &r, json!(["user.*"])).await;
+    // Not subscribed: a room. Subscribed: the user.
+    t.room(&a, json!({ "name": "Lobby" })).await;
+    let made = t.user(&a, json!({ "name": "Ann" })).await;
+    let got = r.next().await;
+    assert_eq!(got["type"], "user.created", "{got}");
+    assert_eq!(got["verified"], true, "{got}");
+    assert_eq!(
+        got["forged_verified"], false,
+        "a forged body verified: {got}"
+    );
+    // `webhook-id` is the event's id, as the audit log shows it.
+    let (_, audit) = t.get(&a.path("/audit?type=user.created"), &a.key).await;
+    assert_eq!(got["id"], audit["data"]["events"][0]["id"], "{audit}");
+    assert_eq!(
+        audit["data"]["events"][0]["subject"]["id"],
+        made["user"]["id"]
+    );
+    // The delivery log says so.
+    let id = hook["id"].as_str().unwrap();
+    let deliveries = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (_, body) = t
+                .get(&a.path(&format!("/webhooks/{id}/deliveries")), &a.key)
+                .await;
+            let d = body["data"]["deliveries"].clone();
+            if d[0]["state"] == "delivered" {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the delivery is recorded");
+    assert_eq!(deliveries.as_array().unwrap().len(), 1, "{deliveries}");
+    assert_eq!(deliveries[0]["type"], "user.created");
+    assert_eq!(deliveries[0]["log"][0]["status_code"], 200);
+    assert_eq!(deliveries[0]["log"][0]["response"], "ok");
+    // A disabled endpoint gets nothing more; the next event after it is
+    // enabled again does.
+    let (status, _) = t
+        .patch(
+            &a.path(&format!("/webhooks/{id}")),
+            &a.key,
+            json!({ "enabled": false }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    t.user(&a, json!({ "name": "Not sent" })).await;
+    let (status, _) = t
+        .patch(
+            &a.path(&format!("/webhooks/{id}")),
+            &a.key,
+            json!({ "enabled": true, "events": ["room.*"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    t.room(&a, json!({ "name": "Stage" })).await;
+    let next = r.next().await;
+    assert_eq!(
+        next["type"], "room.created",
+        "the disabled time's user came through: {next}"
+    );
+    assert_eq!(next["verified"], true);
+}
+
+#[tokio::test]
+async fn a_receiver_failing_three_times_gets_the_event_on_the_fourth_attempt() {
+    let mut r = Receiver::start(3).await;
+    let t = spawn("100ms,100ms,100ms,100ms").await;
+    let a = t.account("acme").await;
+    let hook = endpoint(&t, &a, &r, json!(["user.created"])).await;
+    t.user(&a, json!({ "name": "Ann" })).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let got = r.next().await;
+        assert_eq!(got["verified"], true, "{got}");
+        seen.push((got["id"].clone(), got["status"].as_u64().unwrap()));
+    }
+    assert_eq!(
+        seen.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        [500, 500, 500, 200]
+    );
+    assert!(
+        seen.iter().all(|(id, _)| *id == seen[0].0),
+        "one event, one webhook-id: {seen:?}"
+    );
+    let id = hook["id"].as_str().unwrap();
+    let log = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let (_, body) = t
+                .get(&a.path(&format!("/webhooks/{id}/deliveries")), &a.key)
+                .await;
+            let d = body["data"]["deliveries"][0].clone();
+            if d["state"] == "delivered" {
+                return d;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("delivered on the fourth attempt");
+    assert_eq!(log["attempts"], 4, "{log}");
+    let codes: Vec<&Value> = log["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status_code"])
+        .collect();
+    assert_eq!(codes, [&json!(500), &json!(500), &json!(500), &json!(200)]);
+    assert_eq!(log["log"][0]["response"], "try again later");
+}
+
+#[tokio::test]
+async fn endpoints_are_validated_sealed_and_need_manage_settings() {
+    // Private targets refused by default (after DNS: `localhost` too).
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://localhost:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]:9/",
+        "http://10.1.2.3/",
+    ] {
+        let got = t
+            .post(
+                &a.path("/webhooks"),
+                &a.key,
+                json!({ "url": url, "events": ["*"] }),
+            )
+            .await;
+        assert_error(
+            &got,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            Some("url"),
+        );
+    }
+    let t = spawn("1s").await;
+    let a = t.account("acme").await;
+    for (body, field) in [
+        (
+            json!({ "url": "ftp://example.com/", "events": ["*"] }),
+            "url",
+        ),
+        (
+            json!({ "url": "http://127.0.0.1:9/", "events": [] }),
+            "events",
+        ),
+        (
+            json!({ "url": "http://127.0.0.1:9/", "events": ["User.*"] }),
+            "events[0]",
+        ),
+        (
+            json!({ "url": "http://127.0.0.1:9/", "events": ["*"], "secret": "mine" }),
+            "secret",
+        ),
+    ] {
+        let got = t.post(&a.path("/webhooks"), &a.key, body).await;
+        assert_error(
+            &got,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            Some(field),
+        );
+    }
+    let (status, _) = t.get(&a.path("/webhooks"), &a.key).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, made) = t
+        .post(
+            &a.path("/webhooks"),
+            &a.key,
+            json!({ "url": "http://127.0.0.1:9/", "events": ["*"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["data"]["webhook"]["id"].as_str().unwrap();
+    // The secret shows once: never in a read.
+    let (_, one) = t.get(&a.path(&format!("/webhooks/{id}")), &a.key).await;
+    assert!(one["data"]["webhook"].get("secret").is_none(), "{one}");
+    assert!(!one.to_string().contains("whsec_"), "{one}");
+    let (_, list) = t.get(&a.path("/webhooks"), &a.key).await;
+    assert!(!list.to_string().contains("whsec_"), "{list}");
+    // Another account: 404; a read key: 403.
+    let b = t.account("other").await;
+    assert_error(
+        &t.get(&b.path(&format!("/webhooks/{id}")), &b.key).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        None,
+    );
+    let (_, read) = t
+        .post(
+            &a.path("/api-keys"),
+            &a.key,
+            json!({ "name": "r", "scope": "read" }),
+        )
+        .await;
+    let read = read["data"]["api_key"].as_str().unwrap();
+    assert_error(
+        &t.get(&a.path("/webhooks"), read).await,
+        StatusCode::FORBIDDEN,
+        "FORBIDDEN",
+        None,
+    );
+    let (status, _) = t.delete(&a.path(&format!("/webhooks/{id}")), &a.key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &t.get(&a.path(&format!("/webhooks/{id}")), &a.key).await,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        None,
+    );
+}

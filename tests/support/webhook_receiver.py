@@ -1,0 +1,69 @@
+"""A webhook receiver for the tests.
+
+Verifies every delivery with the PyPI `standardwebhooks` package (an
+implementation of the specification independent of Roster's signer), and
+checks that a forged copy (one byte of the body changed) fails
+verification. Prints `listening PORT` once, then one JSON line per request:
+{id, type, verified, forged_verified, status}. The secret is read from the
+file named by WEBHOOK_SECRET_FILE at each request (the test writes it once
+the endpoint exists); the first FAIL_FIRST requests are answered 500.
+"""
+
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook
+
+SECRET_FILE = os.environ["WEBHOOK_SECRET_FILE"]
+FAIL_FIRST = int(os.environ.get("FAIL_FIRST", "0"))
+lock = threading.Lock()
+seen = 0
+
+
+def verified(secret, body, headers):
+    try:
+        Webhook(secret).verify(body, headers)
+        return True
+    except Exception:  # the library raises WebhookVerificationError
+        return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        global seen
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        with open(SECRET_FILE) as f:
+            secret = f.read().strip()
+        forged = body.replace(b"\"", b"'", 1)
+        with lock:
+            seen += 1
+            status = 500 if seen <= FAIL_FIRST else 200
+        try:
+            kind = json.loads(body).get("type")
+        except ValueError:
+            kind = None
+        line = {
+            "id": headers.get("webhook-id"),
+            "type": kind,
+            "verified": verified(secret, body, headers),
+            "forged_verified": verified(secret, forged, headers),
+            "status": status,
+        }
+        self.send_response(status)
+        self.send_header("content-type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"ok" if status == 200 else b"try again later")
+        with lock:
+            print(json.dumps(line), flush=True)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(f"listening {server.server_address[1]}", flush=True)
+server.serve_forever()
