@@ -14,7 +14,7 @@ use crate::helpers::{TestApp, fresh_postgres};
 use crate::realtime::{close_code, connect, send, wait_for};
 
 /// Whether PostgreSQL is configured (always in CI); says so when skipping.
-fn cluster_enabled() -> bool {
+pub(crate) fn cluster_enabled() -> bool {
     let on = std::env::var("ROSTER_TEST_POSTGRES_URL").is_ok()
         || std::env::var("CI").as_deref() == Ok("true");
     if !on {
@@ -837,7 +837,7 @@ async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart()
 /// Two nodes on one fresh PostgreSQL database and one Redis prefix, each
 /// configured by `tune` too (no wait for the bus: for the rate limits,
 /// which share Redis directly).
-async fn two_nodes_tuned(tune: fn(&mut roster::config::Config)) -> (TestApp, TestApp) {
+pub(crate) async fn two_nodes_tuned(tune: fn(&mut roster::config::Config)) -> (TestApp, TestApp) {
     let redis =
         std::env::var("ROSTER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let db = fresh_postgres().await;

@@ -3,7 +3,8 @@
 Verifies every delivery with the PyPI `standardwebhooks` package (an
 implementation of the specification independent of Roster's signer), and
 checks that a forged copy (one byte of the body changed) fails
-verification. Prints `listening PORT` once, then one JSON line per request:
+verification. Listens on PORT (default: any free port) and prints
+`listening PORT` once, then one JSON line per request:
 {id, type, verified, forged_verified, status}. The secret is read from the
 file named by WEBHOOK_SECRET_FILE at each request (the test writes it once
 the endpoint exists); the first FAIL_FIRST requests are answered 500.
@@ -64,6 +65,6 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "0"))), Handler)
 print(f"listening {server.server_address[1]}", flush=True)
 server.serve_forever()
