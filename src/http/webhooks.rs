@@ -17,6 +17,74 @@ pub fn routes() -> OpenApiRouter<App> {
         .routes(routes!(create_webhook, list_webhooks))
         .routes(routes!(get_webhook, update_webhook, delete_webhook))
         .routes(routes!(list_deliveries))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(retry_delivery))
+        .routes(routes!(replay))
+        .routes(routes!(send_test))
+}
+
+/// A new signing secret, shown this once; the old one keeps signing beside
+/// it for 24 h (two signatures in `webhook-signature`). Needs
+/// `manage-settings`.
+#[utoipa::path(post, path = "/v1/accounts/{accountId}/webhooks/{webhookId}/rotate-secret", tag = "webhooks",
+    params(("accountId" = Uuid, Path), ("webhookId" = Uuid, Path)),
+    responses((status = 200, description = "Secret rotated", body = WebhookCreated)))]
+async fn rotate_secret(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
+    let webhooks::Created { webhook, secret } =
+        webhooks::rotate_secret(&app, &caller, ids.get("webhookId")).await?;
+    Ok(ok(
+        StatusCode::OK,
+        "Secret rotated",
+        WebhookCreated { webhook, secret },
+    ))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeliveryOne {
+    delivery: Delivery,
+}
+
+/// Make one delivery due now again, whatever its state. Needs
+/// `manage-settings`.
+#[utoipa::path(post, path = "/v1/accounts/{accountId}/webhooks/{webhookId}/deliveries/{deliveryId}/retry", tag = "webhooks",
+    params(("accountId" = Uuid, Path), ("webhookId" = Uuid, Path), ("deliveryId" = Uuid, Path)),
+    responses((status = 202, description = "Delivery queued", body = DeliveryOne)))]
+async fn retry_delivery(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
+    let delivery =
+        webhooks::retry(&app, &caller, ids.get("webhookId"), ids.get("deliveryId")).await?;
+    Ok(ok(
+        StatusCode::ACCEPTED,
+        "Delivery queued",
+        DeliveryOne { delivery },
+    ))
+}
+
+/// Send the endpoint's matching events again from `since_seq` or `since`
+/// (oldest first, at most 10,000 per call). Needs `manage-settings`.
+#[utoipa::path(post, path = "/v1/accounts/{accountId}/webhooks/{webhookId}/replay", tag = "webhooks",
+    params(("accountId" = Uuid, Path), ("webhookId" = Uuid, Path)), request_body = webhooks::Replay,
+    responses((status = 202, description = "Events queued", body = webhooks::Replayed)))]
+async fn replay(
+    State(app): State<App>,
+    caller: Caller,
+    ids: Ids,
+    ApiJson(body): ApiJson<webhooks::Replay>,
+) -> ApiResult {
+    let done = webhooks::replay(&app, &caller, ids.get("webhookId"), body).await?;
+    Ok(ok(StatusCode::ACCEPTED, "Events queued", done))
+}
+
+/// Send the endpoint a `webhook.test` event. Needs `manage-settings`.
+#[utoipa::path(post, path = "/v1/accounts/{accountId}/webhooks/{webhookId}/test", tag = "webhooks",
+    params(("accountId" = Uuid, Path), ("webhookId" = Uuid, Path)),
+    responses((status = 202, description = "Test event queued")))]
+async fn send_test(State(app): State<App>, caller: Caller, ids: Ids) -> ApiResult {
+    let id = webhooks::test(&app, &caller, ids.get("webhookId")).await?;
+    Ok(ok(
+        StatusCode::ACCEPTED,
+        "Test event queued",
+        serde_json::json!({ "event_id": id }),
+    ))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

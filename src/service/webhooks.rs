@@ -157,6 +157,162 @@ pub async fn deliveries(
         .await?)
 }
 
+/// How long a rotated-out secret keeps signing beside the new one.
+pub const SECRET_OVERLAP: time::Duration = time::Duration::hours(24);
+/// At most this many events per replay.
+pub const MAX_REPLAY: usize = 10_000;
+
+/// A new signing secret for the endpoint, shown this once; the old one
+/// signs beside it for 24 h. Needs `manage-settings`.
+pub async fn rotate_secret(app: &App, actor: &Actor, id: Uuid) -> Result<Created> {
+    actor.require(Permission::ManageSettings)?;
+    let secret = webhook::new_secret();
+    let until = crate::domain::time::now() + SECRET_OVERLAP;
+    let hook = app
+        .store
+        .rotate_webhook_secret(actor.account_id, id, &secret, until, &actor.change())
+        .await?;
+    Ok(Created {
+        webhook: hook,
+        secret,
+    })
+}
+
+/// Makes one delivery due now again. Needs `manage-settings`.
+pub async fn retry(app: &App, actor: &Actor, hook: Uuid, delivery: Uuid) -> Result<Delivery> {
+    actor.require(Permission::ManageSettings)?;
+    Ok(app
+        .store
+        .retry_delivery(actor.account_id, hook, delivery, crate::domain::time::now())
+        .await?)
+}
+
+/// `POST /webhooks/{id}/replay` as sent: one of the two.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Replay {
+    /// Events after this `seq` (as the audit log shows it).
+    pub since_seq: Option<i64>,
+    /// Events at or after this RFC 3339 time.
+    pub since: Option<String>,
+}
+
+/// How a replay went: events queued again, and whether the cap cut it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Replayed {
+    pub queued: u64,
+    /// More events matched than one replay sends ([`MAX_REPLAY`]): replay
+    /// again from the last one's `seq`.
+    pub truncated: bool,
+    pub last_seq: Option<i64>,
+}
+
+/// Sends the endpoint's matching events again from a point (the oldest
+/// first, at most 10,000), as new attempts of their deliveries. Needs
+/// `manage-settings`.
+pub async fn replay(app: &App, actor: &Actor, id: Uuid, req: Replay) -> Result<Replayed> {
+    actor.require(Permission::ManageSettings)?;
+    let hook = app.store.get_webhook(actor.account_id, id).await?;
+    let account = actor.account_id;
+    let events: Vec<Event> = match (req.since_seq, req.since) {
+        (Some(seq), None) if seq >= 0 => {
+            let mut out = Vec::new();
+            let mut after = seq;
+            while out.len() <= MAX_REPLAY {
+                let page = app.store.events_after(Some(account), after, 1000).await?;
+                let Some(last) = page.last().map(|e| e.seq) else {
+                    break;
+                };
+                after = last;
+                out.extend(page);
+            }
+            out
+        }
+        (None, Some(since)) => {
+            let query = super::audit::AuditQuery {
+                since: Some(since),
+                ..Default::default()
+            };
+            // A bad time is refused naming `since`.
+            let filter = query.parse()?;
+            let mut out = Vec::new();
+            let mut before = None;
+            while out.len() <= MAX_REPLAY {
+                let page = app
+                    .store
+                    .audit_events(account, &filter, before, 1000)
+                    .await?;
+                let Some(last) = page.last().map(|e| e.seq) else {
+                    break;
+                };
+                before = Some(last);
+                out.extend(page);
+            }
+            out.reverse();
+            out
+        }
+        (Some(_), None) => return Err(Error::validation("since_seq", "must be 0 or more")),
+        _ => {
+            return Err(Error::validation(
+                "since_seq",
+                "send one of since_seq and since",
+            ));
+        }
+    };
+    let now = crate::domain::time::now();
+    let mut matching: Vec<&Event> = events
+        .iter()
+        .filter(|e| webhook::matches(&hook.events, &e.kind))
+        .collect();
+    let truncated = matching.len() > MAX_REPLAY;
+    matching.truncate(MAX_REPLAY);
+    let deliveries: Vec<NewDelivery> = matching
+        .iter()
+        .map(|e| NewDelivery {
+            id: Uuid::now_v7(),
+            account_id: account,
+            webhook_id: hook.id,
+            event_id: e.id,
+            event_seq: e.seq,
+            kind: e.kind.clone(),
+            payload: payload(e),
+            created_at: now,
+        })
+        .collect();
+    let queued = app.store.requeue_deliveries(&deliveries).await?;
+    Ok(Replayed {
+        queued,
+        truncated,
+        last_seq: matching.last().map(|e| e.seq),
+    })
+}
+
+/// Sends the endpoint a `webhook.test` event (whatever it subscribes to),
+/// through the same delivery path. Needs `manage-settings`.
+pub async fn test(app: &App, actor: &Actor, id: Uuid) -> Result<Uuid> {
+    actor.require(Permission::ManageSettings)?;
+    let hook = app.store.get_webhook(actor.account_id, id).await?;
+    let now = crate::domain::time::now();
+    let event_id = Uuid::now_v7();
+    let body = serde_json::json!({
+        "type": "webhook.test",
+        "timestamp": crate::domain::time::format(now),
+        "data": { "webhook_id": hook.id, "url": hook.url },
+    });
+    let delivery = NewDelivery {
+        id: Uuid::now_v7(),
+        account_id: actor.account_id,
+        webhook_id: hook.id,
+        event_id,
+        event_seq: 0,
+        kind: "webhook.test".into(),
+        payload: body.to_string(),
+        created_at: now,
+    };
+    app.store.requeue_deliveries(&[delivery]).await?;
+    Ok(event_id)
+}
+
 // --- the worker -----------------------------------------------------------------
 
 /// Events read per fan-out step, and deliveries attempted at once.
@@ -308,7 +464,13 @@ async fn attempt(app: &App, d: &DueDelivery) -> std::result::Result<(u16, String
     check_target(app, &url).await?;
     let timestamp = crate::domain::time::now().unix_timestamp();
     let id = d.event_id.to_string();
-    let signature = webhook::sign(&d.secret, &id, timestamp, d.payload.as_bytes());
+    // One signature per live secret, space-separated, as the spec allows.
+    let signature = d
+        .secrets
+        .iter()
+        .map(|secret| webhook::sign(secret, &id, timestamp, d.payload.as_bytes()))
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut res = app
         .http
         .post(url)

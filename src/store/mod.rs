@@ -185,7 +185,9 @@ pub struct DueDelivery {
     pub id: Uuid,
     pub webhook_id: Uuid,
     pub url: String,
-    pub secret: String,
+    /// The secrets to sign with: the current one, and a rotated-out one
+    /// still within its overlap.
+    pub secrets: Vec<String>,
     pub event_id: Uuid,
     pub payload: String,
     pub attempts: i32,
@@ -407,7 +409,29 @@ pub trait Store: Send + Sync + 'static {
         delivered: bool,
         next: Option<OffsetDateTime>,
     ) -> Result<()>;
-    /// An endpoint's deliveries, newest first, with their attempts.
+    /// Replaces an endpoint's signing secret; the old one keeps signing
+    /// beside it until `old_until` (`webhook.secret_rotated`).
+    async fn rotate_webhook_secret(
+        &self,
+        account: Uuid,
+        id: Uuid,
+        secret: &str,
+        old_until: OffsetDateTime,
+        change: &Change,
+    ) -> Result<Webhook>;
+    /// Makes one delivery of the endpoint due now again, whatever its state.
+    async fn retry_delivery(
+        &self,
+        account: Uuid,
+        hook: Uuid,
+        delivery: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Delivery>;
+    /// Stores `deliveries` as due now: new ones are added, those of events
+    /// the endpoint already had are made pending again from their first
+    /// attempt (a replay). Returns how many.
+    async fn requeue_deliveries(&self, deliveries: &[NewDelivery]) -> Result<u64>;
+    /// An endpoint's deliveries, oldest first, with their attempts.
     async fn list_deliveries(
         &self,
         account: Uuid,

@@ -101,6 +101,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "webhooks",
                 include_str!("../../migrations/postgres/0011_webhooks.sql"),
             ),
+            (
+                12,
+                "webhook_secrets",
+                include_str!("../../migrations/postgres/0012_webhook_secrets.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {

@@ -291,6 +291,35 @@ fn one<T>(row: Option<DbRow>, f: fn(&DbRow) -> Decoded<T>, what: &'static str) -
     f(&row.ok_or(StoreError::NotFound(what))?).map_err(StoreError::from)
 }
 
+/// Stores deliveries due at their creation; `conflict` says what a
+/// delivery of an event the endpoint already has does (`ON CONFLICT …`).
+async fn insert_deliveries(
+    c: &mut Conn,
+    deliveries: &[crate::store::NewDelivery],
+    conflict: &str,
+) -> Result<u64> {
+    let mut n = 0;
+    for d in deliveries {
+        n += sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id, event_seq, type, \
+             payload, state, attempts, next_attempt_at, claimed_until, created_at, finished_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, NULL, $8, NULL) ON CONFLICT {conflict}"
+        )))
+        .bind(d.id)
+        .bind(d.account_id)
+        .bind(d.webhook_id)
+        .bind(d.event_id)
+        .bind(d.event_seq)
+        .bind(&d.kind)
+        .bind(&d.payload)
+        .bind(d.created_at)
+        .execute(&mut *c)
+        .await?
+        .rows_affected();
+    }
+    Ok(n)
+}
+
 impl Backend {
     /// The row `id` of `table` in `account`, decoded; `NotFound(what)` when
     /// there is none (or it is another account's).
@@ -1955,24 +1984,7 @@ impl Store for Backend {
             if moved.rows_affected() == 0 {
                 return Ok(false);
             }
-            for d in &deliveries {
-                sqlx::query(
-                    "INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id, event_seq, type, \
-                     payload, state, attempts, next_attempt_at, claimed_until, created_at, finished_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, NULL, $8, NULL) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(d.id)
-                .bind(d.account_id)
-                .bind(d.webhook_id)
-                .bind(d.event_id)
-                .bind(d.event_seq)
-                .bind(&d.kind)
-                .bind(&d.payload)
-                .bind(d.created_at)
-                .execute(&mut *c)
-                .await?;
-            }
+            insert_deliveries(c, &deliveries, "DO NOTHING").await?;
             Ok(true)
         })
     }
@@ -2003,16 +2015,29 @@ impl Store for Backend {
             .await?;
             let mut out = Vec::with_capacity(rows.len());
             for (id, webhook_id, event_id, payload, attempts) in rows {
-                let (url, secret): (String, String) =
-                    sqlx::query_as("SELECT url, secret FROM webhooks WHERE id = $1")
-                        .bind(webhook_id)
-                        .fetch_one(&mut *c)
-                        .await?;
+                let (url, secret, previous, until): (
+                    String,
+                    String,
+                    Option<String>,
+                    Option<OffsetDateTime>,
+                ) = sqlx::query_as(
+                    "SELECT url, secret, previous_secret, previous_secret_until FROM webhooks \
+                     WHERE id = $1",
+                )
+                .bind(webhook_id)
+                .fetch_one(&mut *c)
+                .await?;
+                let mut secrets = vec![secret];
+                if let (Some(p), Some(until)) = (previous, until)
+                    && until > now
+                {
+                    secrets.push(p);
+                }
                 out.push(crate::store::DueDelivery {
                     id,
                     webhook_id,
                     url,
-                    secret,
+                    secrets,
                     event_id,
                     payload,
                     attempts,
@@ -2061,6 +2086,72 @@ impl Store for Backend {
             .execute(&mut *c)
             .await?;
             Ok(())
+        })
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        account: Uuid,
+        id: Uuid,
+        secret: &str,
+        old_until: OffsetDateTime,
+        change: &Change,
+    ) -> Result<Webhook> {
+        let (secret, change) = (secret.to_owned(), change.clone());
+        write!(self, |c| {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE webhooks SET previous_secret = secret, previous_secret_until = $1, secret = $2, \
+                 updated_at = $3 WHERE account_id = $4 AND id = $5 RETURNING {WEBHOOK_COLUMNS}"
+            )))
+            .bind(old_until)
+            .bind(&secret)
+            .bind(change.at)
+            .bind(account)
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await?;
+            let hook = one(row, webhook_from_row, "webhook")?;
+            let subject = ("webhook", id.to_string());
+            Log(Some(account), &change)
+                .record(c, "webhook.secret_rotated", subject, &hook)
+                .await?;
+            Ok(hook)
+        })
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: Uuid,
+        hook: Uuid,
+        delivery: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Delivery> {
+        write!(self, |c| {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = $1, claimed_until = NULL, \
+                 finished_at = NULL WHERE account_id = $2 AND webhook_id = $3 AND id = $4 \
+                 RETURNING {DELIVERY_COLUMNS}"
+            )))
+            .bind(now)
+            .bind(account)
+            .bind(hook)
+            .bind(delivery)
+            .fetch_optional(&mut *c)
+            .await?;
+            one(row, delivery_from_row, "delivery")
+        })
+    }
+
+    async fn requeue_deliveries(&self, deliveries: &[crate::store::NewDelivery]) -> Result<u64> {
+        let deliveries = deliveries.to_vec();
+        write!(self, |c| {
+            insert_deliveries(
+                c,
+                &deliveries,
+                "(webhook_id, event_id) DO UPDATE SET state = 'pending', attempts = 0, \
+                 next_attempt_at = excluded.next_attempt_at, claimed_until = NULL, finished_at = NULL",
+            )
+            .await
         })
     }
 

@@ -108,6 +108,29 @@ fn rows() -> Vec<Row> {
             &[("webhook.deleted", "webhook")],
         ),
         row(
+            "POST",
+            p("/webhooks/{webhookId}/rotate-secret"),
+            "F",
+            none,
+            &[("webhook.secret_rotated", "webhook")],
+        ),
+        // The delivery queue's commands change no resource: no event.
+        row("POST", p("/webhooks/{webhookId}/test"), "F", none, &[]),
+        row(
+            "POST",
+            p("/webhooks/{webhookId}/replay"),
+            "F",
+            || json!({ "since_seq": 0 }),
+            &[],
+        ),
+        row(
+            "POST",
+            p("/webhooks/{webhookId}/deliveries/{deliveryId}/retry"),
+            "F",
+            none,
+            &[],
+        ),
+        row(
             "DELETE",
             p("/api-keys/{keyId}"),
             "F",

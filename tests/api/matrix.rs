@@ -58,6 +58,9 @@ fn rows() -> Vec<Row> {
     fn settings() -> Value {
         json!({ "custom_fields": {} })
     }
+    fn replay() -> Value {
+        json!({ "since_seq": 0 })
+    }
     fn webhook() -> Value {
         // TEST-NET-1: public to the SSRF guard, never answered.
         json!({ "url": "http://192.0.2.1/hook", "events": ["user.*"] })
@@ -102,6 +105,34 @@ fn rows() -> Vec<Row> {
         (
             "GET",
             "/v1/accounts/{accountId}/webhooks/{webhookId}/deliveries",
+            None,
+            "3232333333144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/webhooks/{webhookId}/rotate-secret",
+            None,
+            "3232333333144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/webhooks/{webhookId}/test",
+            None,
+            "3232333333144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/webhooks/{webhookId}/replay",
+            Some(replay),
+            "3232333333144",
+            "",
+        ),
+        (
+            "POST",
+            "/v1/accounts/{accountId}/webhooks/{webhookId}/deliveries/{deliveryId}/retry",
             None,
             "3232333333144",
             "",
@@ -651,6 +682,21 @@ pub(crate) async fn world(t: &TestApp, a: &Account, b: &(Account, String)) -> Wo
         hook["data"]["webhook"]["id"]
             .as_str()
             .unwrap_or_else(|| panic!("{hook}"))
+            .to_owned(),
+    );
+    let hook_id = ids["webhookId"].clone();
+    let (status, sent) = t
+        .post(&a.path(&format!("/webhooks/{hook_id}/test")), k, json!({}))
+        .await;
+    assert!(status.is_success(), "{sent}");
+    let (_, deliveries) = t
+        .get(&a.path(&format!("/webhooks/{hook_id}/deliveries")), k)
+        .await;
+    ids.insert(
+        "deliveryId",
+        deliveries["data"]["deliveries"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{deliveries}"))
             .to_owned(),
     );
     let (_, events) = t.get(&a.path("/audit?limit=1"), k).await;

@@ -446,3 +446,128 @@ async fn two_nodes_deliver_each_event_once() {
         "a repeat after all: {last}"
     );
 }
+
+/// A rotated secret: deliveries carry a signature under the new secret and,
+/// for 24 h, one under the old, so a receiver holding either verifies them.
+/// `POST …/test` sends a `webhook.test`; a replay sends past events again
+/// (the same `webhook-id`); a retry sends one delivery again.
+#[tokio::test]
+async fn rotation_test_events_replays_and_retries_go_through_the_receiver() {
+    let mut r = Receiver::start(0).await;
+    let t = spawn("1s").await;
+    let a = t.account("acme").await;
+    let hook = endpoint(&t, &a, &r, json!(["user.created"])).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    let old_secret = std::fs::read_to_string(&r.secret_file).unwrap();
+    t.user(&a, json!({ "name": "Ann" })).await;
+    let first = r.next().await;
+    assert_eq!(first["verified"], true, "{first}");
+
+    let (status, rotated) = t
+        .post(
+            &a.path(&format!("/webhooks/{id}/rotate-secret")),
+            &a.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let new_secret = rotated["data"]["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, old_secret);
+    // The receiver still holds the old secret: it verifies.
+    t.user(&a, json!({ "name": "Bob" })).await;
+    let by_old = r.next().await;
+    assert_eq!(
+        by_old["verified"], true,
+        "the old secret no longer verifies: {by_old}"
+    );
+    // And with the new one.
+    std::fs::write(&r.secret_file, &new_secret).unwrap();
+    let (status, sent) = t
+        .post(&a.path(&format!("/webhooks/{id}/test")), &a.key, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    let test = r.next().await;
+    assert_eq!(test["type"], "webhook.test", "{test}");
+    assert_eq!(test["verified"], true, "{test}");
+    assert_eq!(test["id"], sent["data"]["event_id"]);
+    // A secret nobody was given verifies nothing.
+    std::fs::write(&r.secret_file, "whsec_bm90IHRoZSBzZWNyZXQgYXQgYWxs").unwrap();
+    t.user(&a, json!({ "name": "Cy" })).await;
+    let foreign = r.next().await;
+    assert_eq!(foreign["verified"], false, "{foreign}");
+    std::fs::write(&r.secret_file, &new_secret).unwrap();
+
+    // Replay from the start: Ann's, Bob's and Cy's user.created again.
+    let (status, replayed) = t
+        .post(
+            &a.path(&format!("/webhooks/{id}/replay")),
+            &a.key,
+            json!({ "since_seq": 0 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_eq!(replayed["data"]["queued"], 3, "{replayed}");
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        let got = r.next().await;
+        assert_eq!(got["verified"], true, "{got}");
+        again.push(got["id"].clone());
+    }
+    assert!(again.contains(&first["id"]), "{again:?}");
+    // Retry one delivery.
+    let (_, list) = t
+        .get(&a.path(&format!("/webhooks/{id}/deliveries")), &a.key)
+        .await;
+    let delivery = list["data"]["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["event_id"] == first["id"])
+        .expect("Ann's delivery")
+        .clone();
+    let (status, body) = t
+        .post(
+            &a.path(&format!(
+                "/webhooks/{id}/deliveries/{}/retry",
+                delivery["id"].as_str().unwrap()
+            )),
+            &a.key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let retried = r.next().await;
+    assert_eq!(retried["id"], first["id"]);
+    // Refusals name their field; another account's delivery is 404.
+    for (body, field) in [
+        (json!({}), "since_seq"),
+        (json!({ "since_seq": -1 }), "since_seq"),
+        (json!({ "since": "yesterday" }), "since"),
+        (
+            json!({ "since_seq": 1, "since": "2026-01-01T00:00:00Z" }),
+            "since_seq",
+        ),
+    ] {
+        let got = t
+            .post(&a.path(&format!("/webhooks/{id}/replay")), &a.key, body)
+            .await;
+        assert_error(
+            &got,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            Some(field),
+        );
+    }
+    let b = t.account("other").await;
+    let got = t
+        .post(
+            &b.path(&format!(
+                "/webhooks/{id}/deliveries/{}/retry",
+                delivery["id"].as_str().unwrap()
+            )),
+            &b.key,
+            json!({}),
+        )
+        .await;
+    assert_error(&got, StatusCode::NOT_FOUND, "NOT_FOUND", None);
+}
