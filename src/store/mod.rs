@@ -401,7 +401,8 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<DueDelivery>>;
     /// Records an attempt: delivered, due again at `next`, or failed for
-    /// good (neither).
+    /// good (neither). A delivery made due again while it was attempted
+    /// (retry, replay) keeps that state; only the attempt is recorded.
     async fn finish_delivery(
         &self,
         id: Uuid,

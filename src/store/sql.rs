@@ -2075,9 +2075,12 @@ impl Store for Backend {
                 (false, Some(_)) => "pending",
                 (false, None) => "failed",
             };
+            // Only while the delivery is still claimed: a retry or a replay
+            // made during the attempt (which clears the claim) stands.
             sqlx::query(
                 "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, claimed_until = NULL, \
-                 next_attempt_at = COALESCE($2, next_attempt_at), finished_at = $3 WHERE id = $4",
+                 next_attempt_at = COALESCE($2, next_attempt_at), finished_at = $3 \
+                 WHERE id = $4 AND claimed_until IS NOT NULL",
             )
             .bind(state)
             .bind(next)
