@@ -55,7 +55,7 @@ pub struct App {
     /// (see [`crate::cache`]).
     api_keys: Arc<Cache<Uuid, ApiKeyAuth>>,
     /// When this node last re-read the signing keys for a token naming an
-    /// unknown one (see [`App::learn_signer`]).
+    /// unknown one (see [`App::verify_account_token`]).
     signer_lookup: Arc<Mutex<Option<Instant>>>,
     settings: Arc<Cache<Uuid, Arc<Settings>>>,
     operator_key_hash: Arc<Vec<u8>>,
@@ -189,25 +189,40 @@ impl App {
         Ok((app, generated))
     }
 
-    /// Call before verifying `token`: when it names a signing key this node
-    /// does not hold — one rotated in on another node, or by `roster keys
-    /// rotate`, since the last periodic reload — the keys are re-read from
-    /// the database first, so a new key's tokens verify on every node at
-    /// once. At most once a second per node: a flood of invented `kid`s
-    /// costs one read a second.
-    pub async fn learn_signer(&self, token: &str) {
-        if self.keys.knows_signer(token) {
-            return;
+    /// Verifies a token a user may present (`user` or `access`). One signed
+    /// by a key this node does not hold — rotated in on another node, or by
+    /// `roster keys rotate`, since the last periodic reload — makes the node
+    /// re-read the keys and verify again, so a new key's tokens verify on
+    /// every node at once. At most one re-read a second per node: a flood
+    /// of invented `kid`s costs one read a second.
+    pub async fn verify_account_token(
+        &self,
+        token: &str,
+    ) -> Result<crate::tokens::UserClaims, crate::tokens::TokenError> {
+        match self.keys.verify_account_token(token) {
+            Err(crate::tokens::TokenError::UnknownKey) if self.reload_signers().await => {
+                self.keys.verify_account_token(token)
+            }
+            verified => verified,
         }
+    }
+
+    /// Re-reads the signing keys unless this node did within the last
+    /// second; whether it did now.
+    async fn reload_signers(&self) -> bool {
         {
             let mut last = self.signer_lookup.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
-                return;
+                return false;
             }
             *last = Some(Instant::now());
         }
-        if let Err(e) = self.keys.reload(self.store.as_ref()).await {
-            tracing::warn!(error = %e, "could not reload the signing keys");
+        match self.keys.reload(self.store.as_ref()).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload the signing keys");
+                false
+            }
         }
     }
 

@@ -47,6 +47,11 @@ impl Cidr {
     }
 }
 
+/// The client's address, resolved once per request by the envelope layer
+/// and kept in the request's extensions for whoever needs it after.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
 /// The client's address as far as it can be trusted.
 pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
     let peer = peer.unwrap_or(IpAddr::from([127, 0, 0, 1]));

@@ -401,11 +401,18 @@ where
     if limit == 0 {
         return auth(parts).await;
     }
-    let peer = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
-    let ip = super::client_ip::resolve(peer, &parts.headers, &app.trusted_proxies);
+    // Resolved once per request, by the envelope layer.
+    let ip = match parts.extensions.get::<super::client_ip::ClientIp>() {
+        Some(c) => c.0,
+        None => super::client_ip::resolve(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+            &parts.headers,
+            &app.trusted_proxies,
+        ),
+    };
     let key = format!("cred:{ip}");
     if app.throttle.seen_here(&key, BAD_CREDENTIAL_WINDOW) {
         app.throttle
@@ -454,10 +461,9 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
         });
     }
     if presented.split('.').count() == 3 {
-        app.learn_signer(presented).await;
         let claims = app
-            .keys
             .verify_account_token(presented)
+            .await
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
         if claims.account_id != account {
             return Err(ApiError::not_found("account"));

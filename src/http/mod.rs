@@ -196,7 +196,7 @@ fn cors(
 /// access log line (target `roster::access`, at `info`): method, matched
 /// route, status, latency in µs, request id and client address — never the
 /// query string or a header, which may carry credentials.
-async fn envelope_scope(State(app): State<App>, req: Request, next: Next) -> Response {
+async fn envelope_scope(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get("x-request-id")
@@ -216,6 +216,7 @@ async fn envelope_scope(State(app): State<App>, req: Request, next: Next) -> Res
         req.headers(),
         &app.trusted_proxies,
     );
+    req.extensions_mut().insert(client_ip::ClientIp(client));
     let logged_id = id.clone();
     let started = Instant::now();
     let timeout = Duration::from_secs(app.config.request_timeout_secs);

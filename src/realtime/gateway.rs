@@ -158,8 +158,7 @@ async fn authorize(
         .ok_or_else(|| {
             ApiError::unauthorized("send the user token as `Authorization: Bearer …` or `?token=`")
         })?;
-    app.learn_signer(&token).await;
-    let claims = match app.keys.verify_account_token(&token) {
+    let claims = match app.verify_account_token(&token).await {
         Ok(c) => c,
         Err(_) => return authorize_guest(app, &token).await,
     };

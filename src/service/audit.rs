@@ -131,16 +131,17 @@ impl AuditQuery {
 }
 
 /// A page of the account's audit log, newest first: `limit` events with a
-/// `seq` below `before`. Needs `view-audit-log`. A bad filter is refused
-/// only once the actor may read at all.
+/// `seq` below `before` (`page`: `(before, limit)`). Needs
+/// `view-audit-log`. A bad filter or page is refused only once the actor
+/// may read at all.
 pub async fn list(
     app: &App,
     actor: &Actor,
     query: AuditQuery,
-    before: Option<i64>,
-    limit: u32,
+    page: Result<(Option<i64>, u32)>,
 ) -> Result<AuditPage> {
     actor.require(Permission::ViewAuditLog)?;
+    let (before, limit) = page?;
     let filter = query.parse()?;
     // One more than asked: whether there is a next page.
     let mut found = app
