@@ -237,14 +237,7 @@ async fn refusals_are_precise_and_the_log_cannot_be_changed() {
         None,
     );
     // A read key reads users, not the audit log.
-    let (_, read) = t
-        .post(
-            &a.path("/api-keys"),
-            &a.key,
-            json!({ "name": "r", "scope": "read" }),
-        )
-        .await;
-    let read = read["data"]["api_key"].as_str().unwrap().to_owned();
+    let read = t.read_key(&a).await;
     assert_error(
         &t.get(&a.path("/audit"), &read).await,
         StatusCode::FORBIDDEN,

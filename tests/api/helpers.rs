@@ -140,6 +140,19 @@ impl TestApp {
         }
     }
 
+    /// A new `read` API key of the account (its secret).
+    pub async fn read_key(&self, account: &Account) -> String {
+        let (status, res) = self
+            .post(
+                &account.path("/api-keys"),
+                &account.key,
+                json!({ "name": "read", "scope": "read" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{res}");
+        res["data"]["api_key"].as_str().unwrap().to_owned()
+    }
+
     pub async fn room(&self, account: &Account, body: Value) -> String {
         let (status, res) = self.post(&account.path("/rooms"), &account.key, body).await;
         assert_eq!(status, StatusCode::CREATED, "{res}");

@@ -737,14 +737,7 @@ async fn every_route_answers_every_kind_of_caller_as_specified() {
     // address would trip `bad_credentials_per_ip_per_minute`.
     let t = Arc::new(TestApp::spawn_with(|c| c.bad_credentials_per_ip_per_minute = 0).await);
     let a = t.account("a").await;
-    let (_, read) = t
-        .post(
-            &a.path("/api-keys"),
-            &a.key,
-            json!({ "name": "read", "scope": "read" }),
-        )
-        .await;
-    let read_key = read["data"]["api_key"].as_str().unwrap().to_owned();
+    let read_key = t.read_key(&a).await;
     let b = t.account("b").await;
     let b_user = t.user(&b, json!({ "name": "stranger" })).await["token"]
         .as_str()

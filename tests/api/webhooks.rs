@@ -304,16 +304,9 @@ async fn endpoints_are_validated_sealed_and_need_manage_settings() {
         "NOT_FOUND",
         None,
     );
-    let (_, read) = t
-        .post(
-            &a.path("/api-keys"),
-            &a.key,
-            json!({ "name": "r", "scope": "read" }),
-        )
-        .await;
-    let read = read["data"]["api_key"].as_str().unwrap();
+    let read = t.read_key(&a).await;
     assert_error(
-        &t.get(&a.path("/webhooks"), read).await,
+        &t.get(&a.path("/webhooks"), &read).await,
         StatusCode::FORBIDDEN,
         "FORBIDDEN",
         None,
