@@ -207,12 +207,24 @@ async fn every_acknowledged_create_survives_kill_9() {
     let account_id = uuid::Uuid::parse_str(&account).unwrap();
     let mut created = std::collections::HashMap::<String, usize>::new();
     let mut after = 0;
+    // The log is read up to what is settled; on PostgreSQL that waits for
+    // transactions of other tests running beside it, and reads nothing if
+    // one outlasts its wait: read on until every stored user is seen or
+    // the deadline passes.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let page = store
             .events_after(Some(account_id), after, 500)
             .await
             .unwrap();
-        let Some(last) = page.last() else { break };
+        let Some(last) = page.last() else {
+            let all = stored_ids.iter().all(|id| created.contains_key(id));
+            if all || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
         after = last.seq;
         for e in page.iter().filter(|e| e.kind == "user.created") {
             *created.entry(e.subject_id.clone()).or_default() += 1;
