@@ -114,6 +114,13 @@ pub struct Config {
     /// Let webhooks reach loopback, private and link-local addresses (a
     /// receiver on the same host or network). Off: refused, after DNS.
     pub webhook_allow_private_targets: bool,
+    /// An endpoint whose every attempt has failed for this long (`5d`,
+    /// `12h`) is disabled, with a `webhook.disabled` event.
+    pub webhook_disable_after: String,
+    /// Deliveries to one endpoint in flight at once (on each node).
+    pub webhook_endpoint_concurrency: u32,
+    /// Deliveries in flight at once on this node, over all endpoints.
+    pub webhook_max_in_flight: u32,
 }
 
 impl Default for Config {
@@ -166,6 +173,9 @@ impl Default for Config {
             audit_retention_days: 365,
             webhook_retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
             webhook_allow_private_targets: false,
+            webhook_disable_after: "5d".into(),
+            webhook_endpoint_concurrency: 8,
+            webhook_max_in_flight: 64,
         }
     }
 }
@@ -255,6 +265,15 @@ impl Config {
         }
         if let Err(e) = crate::domain::webhook::parse_schedule(&self.webhook_retry_schedule) {
             anyhow::bail!("webhook_retry_schedule: {e}");
+        }
+        if let Err(e) = crate::domain::webhook::parse_disable_after(&self.webhook_disable_after) {
+            anyhow::bail!("webhook_disable_after: {e}");
+        }
+        if !(1..=1024).contains(&self.webhook_endpoint_concurrency) {
+            anyhow::bail!("webhook_endpoint_concurrency must be between 1 and 1024");
+        }
+        if !(1..=4096).contains(&self.webhook_max_in_flight) {
+            anyhow::bail!("webhook_max_in_flight must be between 1 and 4096");
         }
         if self.max_body_bytes < 1024 {
             anyhow::bail!("max_body_bytes must be at least 1024");

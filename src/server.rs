@@ -86,7 +86,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let app = self.app.clone();
         // Webhooks are delivered by serving nodes only (not by the CLI).
-        crate::service::webhooks::spawn_worker(app.clone());
+        crate::service::webhooks::spawn_worker(app.clone())?;
         let router = crate::http::router(self.app);
         let realtime = app.realtime_shutdown.clone();
         let metrics_done = tokio_util::sync::CancellationToken::new();

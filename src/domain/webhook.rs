@@ -26,6 +26,11 @@ pub struct Webhook {
     pub events: Vec<String>,
     pub description: Option<String>,
     pub enabled: bool,
+    /// Since when every attempt has failed (none succeeded since); the
+    /// endpoint is disabled once this is `webhook_disable_after` old.
+    #[serde(with = "super::time::serde_millis::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub failing_since: Option<OffsetDateTime>,
     #[serde(with = "super::time::serde_millis")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -156,26 +161,35 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", STANDARD.encode(ctx.sign().as_ref()))
 }
 
+/// `5m`, `2h`: one duration (units `ms`, `s`, `m`, `h`, `d`).
+pub fn parse_duration(part: &str) -> Result<Duration, String> {
+    let part = part.trim();
+    let digits = part
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(part.len());
+    let (n, unit) = part.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{part}` is not a number with a unit (5s, 5m, 2h)"))?;
+    let scale = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{part}`: the unit must be ms, s, m, h or d")),
+    };
+    n.checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{part}` is too long"))
+}
+
 /// `5s,5m,30m,2h,5h,10h,10h`: the waits before each retry (units `ms`,
 /// `s`, `m`, `h`, `d`). At most 20 retries, each at most 7 days.
 pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let digits = part
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(part.len());
-        let (n, unit) = part.split_at(digits);
-        let n: u64 = n
-            .parse()
-            .map_err(|_| format!("`{part}` is not a number with a unit (5s, 5m, 2h)"))?;
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86_400),
-            _ => return Err(format!("`{part}`: the unit must be ms, s, m, h or d")),
-        };
+        let d = parse_duration(part)?;
         if d > Duration::from_secs(7 * 86_400) {
             return Err(format!("`{part}` is longer than 7 days"));
         }
@@ -185,6 +199,16 @@ pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
         return Err("at most 20 retries".into());
     }
     Ok(out)
+}
+
+/// `webhook_disable_after`: how long an endpoint may fail (no attempt
+/// succeeding) before it is disabled; between 1 s and 365 days.
+pub fn parse_disable_after(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(365 * 86_400) {
+        return Err(format!("`{s}` must be between 1s and 365d"));
+    }
+    Ok(d)
 }
 
 /// A delivery as the log answers it, with its attempts.
@@ -262,6 +286,9 @@ mod tests {
         );
         assert!(parse_schedule("5 minutes").is_err());
         assert!(parse_schedule("8d").is_err());
+        assert_eq!(parse_disable_after("5d"), Ok(Duration::from_secs(432_000)));
+        assert!(parse_disable_after("500ms").is_err());
+        assert!(parse_disable_after("99999999999999999d").is_err());
         assert!(is_private("169.254.169.254".parse().unwrap()));
         assert!(is_private("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!is_private("93.184.216.34".parse().unwrap()));

@@ -16,8 +16,11 @@
 //! `webhook_allow_private_targets`, answered within 10 s; anything but a
 //! 2xx is retried on `webhook_retry_schedule`, with ±10 % jitter.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use uuid::Uuid;
 
@@ -28,7 +31,7 @@ use crate::domain::permission::Permission;
 use crate::domain::webhook::{
     self, Attempt, CreateWebhook, Delivery, UpdateWebhook, Webhook, event_patterns, webhook_url,
 };
-use crate::store::{DueDelivery, NewDelivery, Page, Paged};
+use crate::store::{DueDelivery, FinishedDelivery, NewDelivery, Page, Paged};
 
 /// A new endpoint and its secret, shown this once.
 pub struct Created {
@@ -36,17 +39,27 @@ pub struct Created {
     pub secret: String,
 }
 
+/// The address an URL names literally (`http://10.0.0.1/`, `http://[::1]/`).
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Refuses an URL whose host is, or resolves to, an address a webhook may
 /// not reach (see [`webhook::is_private`]), unless the operator allows them.
+/// (Each attempt checks again, as it connects: [`PublicOnly`].)
 async fn check_target(app: &App, url: &url::Url) -> std::result::Result<(), String> {
     if app.config.webhook_allow_private_targets {
         return Ok(());
     }
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<IpAddr> = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host, port))
+    let addrs: Vec<IpAddr> = match literal_ip(url) {
+        Some(ip) => vec![ip],
+        None => tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| format!("{host} does not resolve: {e}"))?
             .map(|a| a.ip())
@@ -87,6 +100,7 @@ pub async fn create(app: &App, actor: &Actor, req: CreateWebhook) -> Result<Crea
         events,
         description: description(req.description)?,
         enabled: req.enabled.unwrap_or(true),
+        failing_since: None,
         created_at: now,
         updated_at: now,
     };
@@ -124,6 +138,10 @@ pub async fn update(app: &App, actor: &Actor, id: Uuid, req: UpdateWebhook) -> R
         hook.description = description(req.description)?;
     }
     if let Some(enabled) = req.enabled {
+        // Enabled again: its failures so far no longer count.
+        if enabled && !hook.enabled {
+            hook.failing_since = None;
+        }
         hook.enabled = enabled;
     }
     hook.updated_at = crate::domain::time::now();
@@ -315,44 +333,198 @@ pub async fn test(app: &App, actor: &Actor, id: Uuid) -> Result<Uuid> {
 
 // --- the worker -----------------------------------------------------------------
 
-/// Events read per fan-out step, and deliveries attempted at once.
+/// Events read per fan-out step.
 const FANOUT_BATCH: u32 = 500;
-const CLAIM_BATCH: i64 = 32;
 /// How long a claimed delivery is this node's: longer than an attempt.
 const LEASE: time::Duration = time::Duration::seconds(60);
 /// At most this much of a receiver's answer is kept.
 const EXCERPT: usize = 1024;
+/// The idle polls: the fan-out (new events) and the deliveries (retries
+/// come due); both are woken sooner when there is work.
+const FANOUT_POLL: Duration = Duration::from_millis(100);
+const DELIVERY_POLL: Duration = Duration::from_millis(250);
 
-/// Runs the fan-out and the deliveries, every quarter second.
-pub fn spawn_worker(app: App) {
-    let schedule = webhook::parse_schedule(&app.config.webhook_retry_schedule).unwrap_or_default();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = fan_out(&app).await {
-                tracing::warn!(error = %e, "webhooks: the fan-out failed; retrying");
+/// What the delivery side needs, read once from the configuration.
+struct Worker {
+    app: App,
+    client: reqwest::Client,
+    schedule: Vec<Duration>,
+    disable_after: time::Duration,
+    per_endpoint: i64,
+    /// The node's deliveries in flight.
+    slots: Arc<Semaphore>,
+    /// Rung when deliveries were stored or finished: claim again now.
+    wake: Notify,
+}
+
+/// The HTTP client of the attempts: 10 s for the whole exchange, no
+/// redirects followed, and (unless private targets are allowed) a resolver
+/// that answers only public addresses, so the address checked is the one
+/// connected to (no DNS rebinding between a check and the connect).
+fn client(allow_private: bool) -> anyhow::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Roster-Webhooks/", env!("CARGO_PKG_VERSION")));
+    let builder = if allow_private {
+        builder
+    } else {
+        builder.dns_resolver(Arc::new(PublicOnly))
+    };
+    Ok(builder.build()?)
+}
+
+/// Resolves a host name and refuses it if any of its addresses is one a
+/// webhook may not reach ([`webhook::is_private`]).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(private) = addrs.iter().find(|a| webhook::is_private(a.ip())) {
+                return Err(format!(
+                    "{host} resolves to a private address ({}); set webhook_allow_private_targets to allow it",
+                    private.ip()
+                )
+                .into());
             }
-            match app
-                .store
-                .claim_deliveries(crate::domain::time::now(), LEASE, CLAIM_BATCH)
-                .await
-            {
-                Ok(due) => {
-                    let attempts = due.into_iter().map(|d| deliver(&app, d, &schedule));
-                    futures::future::join_all(attempts).await;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Starts the webhook worker: the fan-out (event log → deliveries), the
+/// deliveries (claimed within the per-endpoint and per-node bounds, each
+/// attempted on its own task) and the recorder of their outcomes.
+pub fn spawn_worker(app: App) -> anyhow::Result<()> {
+    let config = &app.config;
+    let worker = Arc::new(Worker {
+        client: client(config.webhook_allow_private_targets)?,
+        schedule: webhook::parse_schedule(&config.webhook_retry_schedule)
+            .map_err(anyhow::Error::msg)?,
+        disable_after: webhook::parse_disable_after(&config.webhook_disable_after)
+            .map_err(anyhow::Error::msg)?
+            .try_into()?,
+        per_endpoint: i64::from(config.webhook_endpoint_concurrency),
+        slots: Arc::new(Semaphore::new(config.webhook_max_in_flight as usize)),
+        wake: Notify::new(),
+        app,
+    });
+    let (done, finished) = mpsc::unbounded_channel();
+    tokio::spawn(fan_out_loop(worker.clone()));
+    tokio::spawn(record_loop(worker.clone(), finished));
+    tokio::spawn(delivery_loop(worker, done));
+    Ok(())
+}
+
+/// Moves the fan-out forward: at once again while it finds full batches,
+/// else every [`FANOUT_POLL`].
+async fn fan_out_loop(w: Arc<Worker>) {
+    loop {
+        match fan_out(&w.app).await {
+            Ok(Step { events, deliveries }) => {
+                if deliveries > 0 {
+                    w.wake.notify_one();
                 }
-                Err(e) => tracing::warn!(error = %e, "webhooks: cannot claim deliveries"),
+                if events == FANOUT_BATCH as usize {
+                    continue;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "webhooks: the fan-out failed; retrying"),
+        }
+        tokio::time::sleep(FANOUT_POLL).await;
+    }
+}
+
+/// Claims as many due deliveries as the node has free slots (the store
+/// keeps each endpoint within its bound) and attempts each on its own
+/// task, which sends its outcome to the recorder.
+async fn delivery_loop(w: Arc<Worker>, done: mpsc::UnboundedSender<FinishedDelivery>) {
+    loop {
+        let Ok(first) = w.slots.clone().acquire_owned().await else {
+            return;
+        };
+        let free = w.slots.available_permits() + 1;
+        let asked = i64::try_from(free).unwrap_or(i64::MAX);
+        let due = match w
+            .app
+            .store
+            .claim_deliveries(crate::domain::time::now(), LEASE, asked, w.per_endpoint)
+            .await
+        {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhooks: cannot claim deliveries");
+                Vec::new()
+            }
+        };
+        let full = due.len() == free;
+        let mut first = Some(first);
+        for d in due {
+            let slot = match first.take() {
+                Some(slot) => slot,
+                // Claimed no more than were free, and only this loop takes.
+                None => match w.slots.clone().try_acquire_owned() {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+            };
+            let (w, done) = (w.clone(), done.clone());
+            tokio::spawn(async move {
+                let finished = deliver(&w, d).await;
+                drop(slot);
+                let _ = done.send(finished);
+            });
+        }
+        drop(first);
+        if !full {
+            tokio::select! {
+                () = w.wake.notified() => {}
+                () = tokio::time::sleep(DELIVERY_POLL) => {}
             }
         }
-    });
+    }
+}
+
+/// Records finished attempts, as many at once as have come in; an endpoint
+/// failing for `webhook_disable_after` is disabled here.
+async fn record_loop(w: Arc<Worker>, mut finished: mpsc::UnboundedReceiver<FinishedDelivery>) {
+    let mut batch = Vec::with_capacity(256);
+    while finished.recv_many(&mut batch, 256).await > 0 {
+        let disable_before = crate::domain::time::now() - w.disable_after;
+        match w.app.store.finish_deliveries(&batch, disable_before).await {
+            Ok(disabled) => {
+                for hook in disabled {
+                    tracing::warn!(webhook = %hook.id, url = %hook.url,
+                        "webhooks: an endpoint failing since {} is disabled",
+                        hook.failing_since.map(crate::domain::time::format).unwrap_or_default());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempts = batch.len(),
+                    "webhooks: cannot record attempts (they are tried again when their lease lapses)");
+            }
+        }
+        batch.clear();
+        // Endpoints have room again.
+        w.wake.notify_one();
+    }
+}
+
+/// What one fan-out step read and stored.
+struct Step {
+    events: usize,
+    deliveries: usize,
 }
 
 /// One step of the fan-out: the next settled events, matched to the
 /// endpoints of their accounts, stored as deliveries with the cursor moved
 /// past them.
-async fn fan_out(app: &App) -> Result<()> {
+async fn fan_out(app: &App) -> Result<Step> {
     let from: i64 = app
         .store
         .get_state("webhooks.fanout_seq")
@@ -361,7 +533,10 @@ async fn fan_out(app: &App) -> Result<()> {
         .unwrap_or(0);
     let events = app.store.events_after(None, from, FANOUT_BATCH).await?;
     let Some(last) = events.last().map(|e| e.seq) else {
-        return Ok(());
+        return Ok(Step {
+            events: 0,
+            deliveries: 0,
+        });
     };
     let mut accounts: Vec<Uuid> = events.iter().filter_map(|e| e.account_id).collect();
     accounts.sort_unstable();
@@ -390,7 +565,10 @@ async fn fan_out(app: &App) -> Result<()> {
     app.store
         .enqueue_deliveries(from, last, &deliveries)
         .await?;
-    Ok(())
+    Ok(Step {
+        events: events.len(),
+        deliveries: deliveries.len(),
+    })
 }
 
 /// The body Standard Webhooks names: `{type, timestamp, data}`, with who
@@ -406,10 +584,10 @@ fn payload(e: &Event) -> String {
     .to_string()
 }
 
-/// One attempt of `d`, recorded with its outcome.
-async fn deliver(app: &App, d: DueDelivery, schedule: &[Duration]) {
+/// One attempt of `d`, with its outcome and what comes next.
+async fn deliver(w: &Worker, d: DueDelivery) -> FinishedDelivery {
     let started = Instant::now();
-    let outcome = attempt(app, &d).await;
+    let outcome = attempt(w, &d).await;
     let at = crate::domain::time::now();
     let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let (delivered, status_code, response, error) = match outcome {
@@ -426,26 +604,25 @@ async fn deliver(app: &App, d: DueDelivery, schedule: &[Duration]) {
     } else {
         usize::try_from(d.attempts)
             .ok()
-            .and_then(|n| schedule.get(n))
+            .and_then(|n| w.schedule.get(n))
             .map(|wait| at + jitter(*wait))
-    };
-    let record = Attempt {
-        at,
-        status_code,
-        latency_ms,
-        response,
-        error,
     };
     if !delivered {
         tracing::info!(delivery = %d.id, webhook = %d.webhook_id, status = ?status_code,
             attempts = d.attempts + 1, gave_up = next.is_none(), "webhook delivery failed");
     }
-    if let Err(e) = app
-        .store
-        .finish_delivery(d.id, &record, delivered, next)
-        .await
-    {
-        tracing::warn!(error = %e, delivery = %d.id, "webhooks: cannot record an attempt (it is tried again when its lease lapses)");
+    FinishedDelivery {
+        id: d.id,
+        webhook_id: d.webhook_id,
+        attempt: Attempt {
+            at,
+            status_code,
+            latency_ms,
+            response,
+            error,
+        },
+        delivered,
+        next,
     }
 }
 
@@ -457,11 +634,35 @@ fn jitter(wait: Duration) -> time::Duration {
     time::Duration::milliseconds(ms as i64)
 }
 
+/// An error with its causes: `error sending request …: … refused`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 /// Sends `d`: the receiver's status and the start of its answer, or why it
 /// could not be reached.
-async fn attempt(app: &App, d: &DueDelivery) -> std::result::Result<(u16, String), String> {
+async fn attempt(w: &Worker, d: &DueDelivery) -> std::result::Result<(u16, String), String> {
     let url = url::Url::parse(&d.url).map_err(|e| e.to_string())?;
-    check_target(app, &url).await?;
+    // A host name's addresses are checked by the resolver as it connects;
+    // an address written in the URL here.
+    if !w.app.config.webhook_allow_private_targets
+        && let Some(ip) = literal_ip(&url)
+        && webhook::is_private(ip)
+    {
+        return Err(format!(
+            "{ip} is a private address; set webhook_allow_private_targets to allow it"
+        ));
+    }
     let timestamp = crate::domain::time::now().unix_timestamp();
     let id = d.event_id.to_string();
     // One signature per live secret, space-separated, as the spec allows.
@@ -471,8 +672,8 @@ async fn attempt(app: &App, d: &DueDelivery) -> std::result::Result<(u16, String
         .map(|secret| webhook::sign(secret, &id, timestamp, d.payload.as_bytes()))
         .collect::<Vec<_>>()
         .join(" ");
-    let mut res = app
-        .http
+    let mut res = w
+        .client
         .post(url)
         .header("content-type", "application/json")
         .header("webhook-id", &id)
@@ -481,7 +682,7 @@ async fn attempt(app: &App, d: &DueDelivery) -> std::result::Result<(u16, String
         .body(d.payload.clone())
         .send()
         .await
-        .map_err(|e| format!("{e}"))?;
+        .map_err(|e| chain(&e))?;
     let status = res.status().as_u16();
     let mut body = Vec::new();
     while body.len() < EXCERPT {

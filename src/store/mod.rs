@@ -193,6 +193,17 @@ pub struct DueDelivery {
     pub attempts: i32,
 }
 
+/// An attempt made, to be recorded.
+#[derive(Debug, Clone)]
+pub struct FinishedDelivery {
+    pub id: Uuid,
+    pub webhook_id: Uuid,
+    pub attempt: Attempt,
+    pub delivered: bool,
+    /// When to try again; None with `delivered` false: given up.
+    pub next: Option<OffsetDateTime>,
+}
+
 /// The store's load, read at each `/metrics` scrape.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Gauges {
@@ -393,23 +404,27 @@ pub trait Store: Send + Sync + 'static {
         deliveries: &[NewDelivery],
     ) -> Result<bool>;
     /// Takes up to `limit` due deliveries for `lease` (another node takes
-    /// them once it lapses), oldest event first.
+    /// them once it lapses), oldest due first, of enabled endpoints only,
+    /// leaving each endpoint at most `per_endpoint` in hand at once.
     async fn claim_deliveries(
         &self,
         now: OffsetDateTime,
         lease: time::Duration,
         limit: i64,
+        per_endpoint: i64,
     ) -> Result<Vec<DueDelivery>>;
-    /// Records an attempt: delivered, due again at `next`, or failed for
-    /// good (neither). A delivery made due again while it was attempted
-    /// (retry, replay) keeps that state; only the attempt is recorded.
-    async fn finish_delivery(
+    /// Records attempts, in one transaction: each delivery delivered, due
+    /// again at `next`, or failed for good (neither) — a delivery made due
+    /// again while it was attempted (retry, replay) keeps that state; only
+    /// the attempt is recorded. A success clears its endpoint's
+    /// `failing_since`, a failure starts it; an endpoint failing since
+    /// before `disable_before` is disabled (`webhook.disabled`, by the
+    /// system) and returned.
+    async fn finish_deliveries(
         &self,
-        id: Uuid,
-        attempt: &Attempt,
-        delivered: bool,
-        next: Option<OffsetDateTime>,
-    ) -> Result<()>;
+        done: &[FinishedDelivery],
+        disable_before: OffsetDateTime,
+    ) -> Result<Vec<Webhook>>;
     /// Replaces an endpoint's signing secret; the old one keeps signing
     /// beside it until `old_until` (`webhook.secret_rotated`).
     async fn rotate_webhook_secret(

@@ -106,6 +106,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "webhook_secrets",
                 include_str!("../../migrations/postgres/0012_webhook_secrets.sql"),
             ),
+            (
+                13,
+                "webhook_health",
+                include_str!("../../migrations/postgres/0013_webhook_health.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {

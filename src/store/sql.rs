@@ -69,7 +69,8 @@ macro_rules! write {
 const ROOM_COLUMNS: &str =
     "id, account_id, space_id, name, visibility, is_default, created_by, created_at, updated_at";
 const MEMBER_COLUMNS: &str = "user_id, role, joined_at";
-const WEBHOOK_COLUMNS: &str = "id, url, events, description, enabled, created_at, updated_at";
+const WEBHOOK_COLUMNS: &str =
+    "id, url, events, description, enabled, failing_since, created_at, updated_at";
 const DELIVERY_COLUMNS: &str =
     "id, event_id, event_seq, type, state, attempts, next_attempt_at, created_at";
 
@@ -112,6 +113,7 @@ fn webhook_from_row(r: &DbRow) -> Decoded<Webhook> {
         events: events.0,
         description: r.try_get("description")?,
         enabled: r.try_get("enabled")?,
+        failing_since: r.try_get("failing_since")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -1900,7 +1902,7 @@ impl Store for Backend {
         write!(self, |c| {
             let done = sqlx::query(
                 "UPDATE webhooks SET url = $1, events = $2, description = $3, enabled = $4, \
-                 updated_at = $5 WHERE account_id = $6 AND id = $7",
+                 updated_at = $5, failing_since = $8 WHERE account_id = $6 AND id = $7",
             )
             .bind(&hook.url)
             .bind(Json(&hook.events))
@@ -1909,6 +1911,7 @@ impl Store for Backend {
             .bind(hook.updated_at)
             .bind(account)
             .bind(hook.id)
+            .bind(hook.failing_since)
             .execute(&mut *c)
             .await?;
             if done.rows_affected() == 0 {
@@ -1994,45 +1997,77 @@ impl Store for Backend {
         now: OffsetDateTime,
         lease: time::Duration,
         limit: i64,
+        per_endpoint: i64,
     ) -> Result<Vec<crate::store::DueDelivery>> {
         write!(self, |c| {
-            // SKIP LOCKED: nodes claiming together take different deliveries.
+            // The candidates are the oldest due deliveries of enabled
+            // endpoints not already at their bound (so that one slow
+            // endpoint's backlog does not hold up the others); of those,
+            // each endpoint gets its first (bound − in hand). SKIP LOCKED:
+            // nodes claiming together take different deliveries.
             let rows: Vec<(Uuid, Uuid, Uuid, String, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (SELECT id FROM webhook_deliveries \
-                 WHERE state = 'pending' AND {} <= {} AND (claimed_until IS NULL OR {} <= {}) \
-                 ORDER BY event_seq LIMIT $3{}) \
+                "UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (\
+                   SELECT id FROM webhook_deliveries WHERE id IN (\
+                     SELECT id FROM (\
+                       SELECT d.id, d.due, d.event_seq, \
+                         ROW_NUMBER() OVER (PARTITION BY d.webhook_id ORDER BY d.due, d.event_seq) + \
+                         (SELECT COUNT(*) FROM webhook_deliveries h WHERE h.webhook_id = d.webhook_id \
+                            AND h.claimed_until IS NOT NULL AND {} > {}) AS n \
+                       FROM (SELECT id, webhook_id, {} AS due, event_seq FROM webhook_deliveries \
+                         WHERE state = 'pending' AND {} <= {} \
+                         AND (claimed_until IS NULL OR {} <= {}) \
+                         AND webhook_id IN (SELECT id FROM webhooks WHERE enabled) \
+                         AND webhook_id NOT IN (SELECT webhook_id FROM webhook_deliveries \
+                           WHERE claimed_until IS NOT NULL AND {} > {} \
+                           GROUP BY webhook_id HAVING COUNT(*) >= $4) \
+                         ORDER BY {}, event_seq LIMIT $5) d\
+                     ) ranked WHERE n <= $4 ORDER BY due, event_seq LIMIT $3\
+                   ){}) \
                  RETURNING id, webhook_id, event_id, payload, attempts",
+                ts!("h.claimed_until"),
+                ts!("$2"),
+                ts!("next_attempt_at"),
                 ts!("next_attempt_at"),
                 ts!("$2"),
                 ts!("claimed_until"),
                 ts!("$2"),
+                ts!("claimed_until"),
+                ts!("$2"),
+                ts!("next_attempt_at"),
                 lock!("FOR UPDATE SKIP LOCKED"),
             )))
             .bind(now + lease)
             .bind(now)
             .bind(limit)
+            .bind(per_endpoint)
+            .bind(limit.saturating_mul(8))
             .fetch_all(&mut *c)
             .await?;
+            let mut hooks: BTreeMap<Uuid, (String, Vec<String>)> = BTreeMap::new();
             let mut out = Vec::with_capacity(rows.len());
             for (id, webhook_id, event_id, payload, attempts) in rows {
-                let (url, secret, previous, until): (
-                    String,
-                    String,
-                    Option<String>,
-                    Option<OffsetDateTime>,
-                ) = sqlx::query_as(
-                    "SELECT url, secret, previous_secret, previous_secret_until FROM webhooks \
-                     WHERE id = $1",
-                )
-                .bind(webhook_id)
-                .fetch_one(&mut *c)
-                .await?;
-                let mut secrets = vec![secret];
-                if let (Some(p), Some(until)) = (previous, until)
-                    && until > now
-                {
-                    secrets.push(p);
+                if let std::collections::btree_map::Entry::Vacant(slot) = hooks.entry(webhook_id) {
+                    let (url, secret, previous, until): (
+                        String,
+                        String,
+                        Option<String>,
+                        Option<OffsetDateTime>,
+                    ) = sqlx::query_as(
+                        "SELECT url, secret, previous_secret, previous_secret_until FROM webhooks \
+                         WHERE id = $1",
+                    )
+                    .bind(webhook_id)
+                    .fetch_one(&mut *c)
+                    .await?;
+                    let mut secrets = vec![secret];
+                    if let (Some(p), Some(until)) = (previous, until)
+                        && until > now
+                    {
+                        secrets.push(p);
+                    }
+                    slot.insert((url, secrets));
                 }
+                let (url, secrets) = hooks[&webhook_id].clone();
                 out.push(crate::store::DueDelivery {
                     id,
                     webhook_id,
@@ -2048,47 +2083,100 @@ impl Store for Backend {
         })
     }
 
-    async fn finish_delivery(
+    async fn finish_deliveries(
         &self,
-        id: Uuid,
-        attempt: &Attempt,
-        delivered: bool,
-        next: Option<OffsetDateTime>,
-    ) -> Result<()> {
-        let attempt = attempt.clone();
+        done: &[crate::store::FinishedDelivery],
+        disable_before: OffsetDateTime,
+    ) -> Result<Vec<Webhook>> {
+        let mut done = done.to_vec();
+        done.sort_by_key(|f| f.attempt.at);
         write!(self, |c| {
-            sqlx::query(
-                "INSERT INTO webhook_attempts (id, delivery_id, at, status_code, latency_ms, response, error) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(Uuid::now_v7())
-            .bind(id)
-            .bind(attempt.at)
-            .bind(attempt.status_code)
-            .bind(attempt.latency_ms)
-            .bind(&attempt.response)
-            .bind(&attempt.error)
-            .execute(&mut *c)
-            .await?;
-            let state = match (delivered, next) {
-                (true, _) => "delivered",
-                (false, Some(_)) => "pending",
-                (false, None) => "failed",
-            };
-            // Only while the delivery is still claimed: a retry or a replay
-            // made during the attempt (which clears the claim) stands.
-            sqlx::query(
-                "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, claimed_until = NULL, \
-                 next_attempt_at = COALESCE($2, next_attempt_at), finished_at = $3 \
-                 WHERE id = $4 AND claimed_until IS NOT NULL",
-            )
-            .bind(state)
-            .bind(next)
-            .bind((state != "pending").then_some(attempt.at))
-            .bind(id)
-            .execute(&mut *c)
-            .await?;
-            Ok(())
+            let mut failed: Vec<Uuid> = Vec::new();
+            for f in &done {
+                let attempt = &f.attempt;
+                sqlx::query(
+                    "INSERT INTO webhook_attempts (id, delivery_id, at, status_code, latency_ms, response, error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(f.id)
+                .bind(attempt.at)
+                .bind(attempt.status_code)
+                .bind(attempt.latency_ms)
+                .bind(&attempt.response)
+                .bind(&attempt.error)
+                .execute(&mut *c)
+                .await?;
+                let state = match (f.delivered, f.next) {
+                    (true, _) => "delivered",
+                    (false, Some(_)) => "pending",
+                    (false, None) => "failed",
+                };
+                // Only while the delivery is still claimed: a retry or a
+                // replay made during the attempt (which clears the claim)
+                // stands.
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, claimed_until = NULL, \
+                     next_attempt_at = COALESCE($2, next_attempt_at), finished_at = $3 \
+                     WHERE id = $4 AND claimed_until IS NOT NULL",
+                )
+                .bind(state)
+                .bind(f.next)
+                .bind((state != "pending").then_some(attempt.at))
+                .bind(f.id)
+                .execute(&mut *c)
+                .await?;
+                // The endpoint's health, in the order of the attempts: a
+                // success clears it, a failure starts it if unset.
+                if f.delivered {
+                    sqlx::query(
+                        "UPDATE webhooks SET failing_since = NULL \
+                         WHERE id = $1 AND failing_since IS NOT NULL",
+                    )
+                    .bind(f.webhook_id)
+                    .execute(&mut *c)
+                    .await?;
+                    failed.retain(|h| *h != f.webhook_id);
+                } else {
+                    sqlx::query(
+                        "UPDATE webhooks SET failing_since = COALESCE(failing_since, $2) WHERE id = $1",
+                    )
+                    .bind(f.webhook_id)
+                    .bind(attempt.at)
+                    .execute(&mut *c)
+                    .await?;
+                    if !failed.contains(&f.webhook_id) {
+                        failed.push(f.webhook_id);
+                    }
+                }
+            }
+            // Endpoints failing since before `disable_before` are disabled,
+            // by the server (`webhook.disabled`).
+            let mut disabled = Vec::new();
+            let now = crate::domain::time::now();
+            for hook in failed {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE webhooks SET enabled = FALSE, updated_at = $2 \
+                     WHERE id = $1 AND enabled AND failing_since IS NOT NULL AND {} <= {} \
+                     RETURNING account_id, {WEBHOOK_COLUMNS}",
+                    ts!("failing_since"),
+                    ts!("$3"),
+                )))
+                .bind(hook)
+                .bind(now)
+                .bind(disable_before)
+                .fetch_optional(&mut *c)
+                .await?;
+                let Some(row) = row else { continue };
+                let account: Uuid = row.try_get("account_id")?;
+                let hook = webhook_from_row(&row)?;
+                let subject = ("webhook", hook.id.to_string());
+                Log(Some(account), &Change::system(now))
+                    .record(c, "webhook.disabled", subject, &hook)
+                    .await?;
+                disabled.push(hook);
+            }
+            Ok(disabled)
         })
     }
 

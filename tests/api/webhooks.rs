@@ -564,3 +564,78 @@ async fn rotation_test_events_replays_and_retries_go_through_the_receiver() {
         .await;
     assert_error(&got, StatusCode::NOT_FOUND, "NOT_FOUND", None);
 }
+
+#[tokio::test]
+async fn an_endpoint_failing_for_webhook_disable_after_is_disabled_by_the_system() {
+    let mut r = Receiver::start(u32::MAX).await;
+    let t = TestApp::spawn_with(|c| {
+        c.webhook_allow_private_targets = true;
+        c.webhook_retry_schedule = "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms".into();
+        c.webhook_disable_after = "1s".into();
+    })
+    .await;
+    let a = t.account("acme").await;
+    let hook = endpoint(&t, &a, &r, json!(["user.created"])).await;
+    let id = hook["id"].as_str().unwrap().to_owned();
+    t.user(&a, json!({ "name": "Ann" })).await;
+    assert_eq!(r.next().await["status"], 500);
+    let disabled = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let (_, body) = t.get(&a.path(&format!("/webhooks/{id}")), &a.key).await;
+            if body["data"]["webhook"]["enabled"] == false {
+                return body["data"]["webhook"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let Ok(disabled) = disabled else {
+        let (_, hook) = t.get(&a.path(&format!("/webhooks/{id}")), &a.key).await;
+        let (_, log) = t
+            .get(&a.path(&format!("/webhooks/{id}/deliveries")), &a.key)
+            .await;
+        panic!("not disabled after failing for 1 s: {hook} {log}");
+    };
+    assert!(disabled["failing_since"].is_string(), "{disabled}");
+    let (status, audit) = t.get(&a.path("/audit?type=webhook.disabled"), &a.key).await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let events = audit["data"]["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(events[0]["actor"]["kind"], "system", "{audit}");
+    assert_eq!(events[0]["subject"]["id"], id.as_str(), "{audit}");
+    // Disabled: the pending retry waits, nothing more is attempted.
+    let attempts = |body: &Value| body["data"]["deliveries"][0]["attempts"].clone();
+    let (_, before) = t
+        .get(&a.path(&format!("/webhooks/{id}/deliveries")), &a.key)
+        .await;
+    while r.lines.try_recv().is_ok() {}
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), r.lines.recv())
+            .await
+            .is_err(),
+        "no attempt to a disabled endpoint"
+    );
+    let (_, after) = t
+        .get(&a.path(&format!("/webhooks/{id}/deliveries")), &a.key)
+        .await;
+    assert_eq!(attempts(&before), attempts(&after), "{after}");
+    // Enabled again, its failures so far no longer count.
+    let (status, enabled) = t
+        .patch(
+            &a.path(&format!("/webhooks/{id}")),
+            &a.key,
+            json!({ "enabled": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{enabled}");
+    assert_eq!(
+        enabled["data"]["webhook"]["failing_since"],
+        Value::Null,
+        "{enabled}"
+    );
+    assert_eq!(
+        r.next().await["status"],
+        500,
+        "the waiting retry goes out again"
+    );
+}
