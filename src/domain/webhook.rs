@@ -106,6 +106,20 @@ pub fn matches(patterns: &[String], kind: &str) -> bool {
     })
 }
 
+/// The presence types, which an endpoint receives only if it names them
+/// (`participant.joined`, `participant.left` or `participant.*`): `*` does
+/// not take them in, so that endpoints made for the event log do not get
+/// one delivery per join.
+pub const PARTICIPANT_JOINED: &str = "participant.joined";
+pub const PARTICIPANT_LEFT: &str = "participant.left";
+
+/// Whether `patterns` opt in to the presence type `kind`.
+pub fn wants_presence(patterns: &[String], kind: &str) -> bool {
+    patterns
+        .iter()
+        .any(|p| p != "*" && matches(std::slice::from_ref(p), kind))
+}
+
 /// Addresses a webhook may not reach unless `webhook_allow_private_targets`:
 /// loopback, private, link-local (cloud metadata at 169.254.169.254
 /// included), unique-local, unspecified, multicast and broadcast.
@@ -261,6 +275,18 @@ mod tests {
         assert!(event_patterns(&["User.*".into()]).is_err());
         assert!(event_patterns(&[]).is_err());
         assert!(event_patterns(&["user.".into()]).is_err());
+    }
+
+    #[test]
+    fn presence_is_sent_only_where_named() {
+        let all = vec!["*".to_owned()];
+        assert!(!wants_presence(&all, PARTICIPANT_JOINED));
+        let joined = vec!["*".to_owned(), PARTICIPANT_JOINED.to_owned()];
+        assert!(wants_presence(&joined, PARTICIPANT_JOINED));
+        assert!(!wants_presence(&joined, PARTICIPANT_LEFT));
+        let both = vec!["participant.*".to_owned()];
+        assert!(wants_presence(&both, PARTICIPANT_LEFT));
+        assert!(!wants_presence(&["user.*".to_owned()], PARTICIPANT_LEFT));
     }
 
     #[test]

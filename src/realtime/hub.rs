@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use ::time::OffsetDateTime;
@@ -216,10 +216,26 @@ enum Transition {
     },
 }
 
+/// A user's first arrival in a room, or last departure from it, over the
+/// whole cluster (the registry says which node saw it): what presence
+/// webhooks (`participant.joined|left`) are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Participant {
+    pub account: Uuid,
+    pub room: Uuid,
+    pub user: Uuid,
+    pub joined: bool,
+    pub at: OffsetDateTime,
+}
+
+/// Where participant changes go, once someone listens ([`Hub::participants`]).
+type ParticipantSink = Arc<OnceLock<mpsc::Sender<Participant>>>;
+
 pub struct Hub {
     state: Mutex<State>,
     registry: Arc<dyn Registry>,
     transitions: mpsc::UnboundedSender<Transition>,
+    participants: ParticipantSink,
     limits: Limits,
     next_id: AtomicU64,
 }
@@ -234,11 +250,19 @@ impl Hub {
         limits: Limits,
     ) -> Arc<Self> {
         let (transitions, rx) = mpsc::unbounded_channel::<Transition>();
-        tokio::spawn(settle(rx, bus.clone(), store, registry.clone()));
+        let participants = ParticipantSink::default();
+        tokio::spawn(settle(
+            rx,
+            bus.clone(),
+            store,
+            registry.clone(),
+            participants.clone(),
+        ));
         let hub = Arc::new(Self {
             state: Mutex::default(),
             registry,
             transitions,
+            participants,
             limits,
             next_id: AtomicU64::new(1),
         });
@@ -272,6 +296,15 @@ impl Hub {
             }
         });
         hub
+    }
+
+    /// The participant changes settled on this node from now on, for the
+    /// one listener there can be (`None` for a second caller): at most
+    /// `capacity` wait; past that they are dropped (and counted) rather
+    /// than slow the settling of presence.
+    pub fn participants(&self, capacity: usize) -> Option<mpsc::Receiver<Participant>> {
+        let (tx, rx) = mpsc::channel(capacity);
+        self.participants.set(tx).ok().map(|()| rx)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -639,6 +672,7 @@ async fn settle(
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
     registry: Arc<dyn Registry>,
+    participants: ParticipantSink,
 ) {
     // The user record follows in its own task, so that an arrival is
     // announced and acknowledged without waiting for a database write.
@@ -655,6 +689,21 @@ async fn settle(
         status,
         at: time::format(at),
     };
+    let participant = |account, room, user, joined, at| {
+        let Some(tx) = participants.get() else { return };
+        if tx
+            .try_send(Participant {
+                account,
+                room,
+                user,
+                joined,
+                at,
+            })
+            .is_err()
+        {
+            metrics::counter!("roster_participant_events_dropped_total").increment(1);
+        }
+    };
     let mut beat = tokio::time::interval(super::registry::HEARTBEAT);
     loop {
         tokio::select! {
@@ -665,6 +714,7 @@ async fn settle(
                     Transition::Arrive { account, room, user, status, done } => {
                         if registry.arrive(account, room, user, &time::format(now)).await {
                             bus.publish(presence(account, room, user, status, now));
+                            participant(account, room, user, true, now);
                         }
                         if registry.user_rooms(account, user, 1).await == 1 {
                             registry.set_status(account, user, status).await;
@@ -675,6 +725,7 @@ async fn settle(
                     Transition::Depart { account, room, user } => {
                         if registry.depart(account, room, user).await {
                             bus.publish(presence(account, room, user, Status::Offline, now));
+                            participant(account, room, user, false, now);
                         }
                         if registry.user_rooms(account, user, -1).await <= 0 {
                             persist(account, user, Status::Offline, now);
@@ -695,6 +746,7 @@ async fn settle(
                 let now = time::now();
                 for (account, room, user) in reaped.gone {
                     bus.publish(presence(account, room, user, Status::Offline, now));
+                    participant(account, room, user, false, now);
                 }
                 for (account, user) in reaped.offline {
                     persist(account, user, Status::Offline, now);

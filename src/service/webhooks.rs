@@ -16,6 +16,7 @@
 //! `webhook_allow_private_targets`, answered within 10 s; anything but a
 //! 2xx is retried on `webhook_retry_schedule`, with ±10 % jitter.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,8 @@ use crate::domain::permission::Permission;
 use crate::domain::webhook::{
     self, Attempt, CreateWebhook, Delivery, UpdateWebhook, Webhook, event_patterns, webhook_url,
 };
-use crate::store::{DueDelivery, FinishedDelivery, NewDelivery, Page, Paged};
+use crate::realtime::hub::Participant;
+use crate::store::{DueDelivery, FinishedDelivery, NewDelivery, Page, Paged, WebhookTarget};
 
 /// A new endpoint and its secret, shown this once.
 pub struct Created {
@@ -66,10 +68,19 @@ async fn check_target(app: &App, url: &url::Url) -> std::result::Result<(), Stri
             .collect(),
     };
     match addrs.iter().find(|ip| webhook::is_private(**ip)) {
-        Some(ip) => Err(format!(
-            "{host} is a private address ({ip}); set webhook_allow_private_targets to allow it"
-        )),
+        Some(ip) => Err(private_refusal(host, *ip)),
         None => Ok(()),
+    }
+}
+
+/// Why a webhook may not go to `host`, one of whose addresses is `ip`.
+fn private_refusal(host: &str, ip: IpAddr) -> String {
+    if host == ip.to_string() || host.trim_matches(['[', ']']) == ip.to_string() {
+        format!("{ip} is a private address; set webhook_allow_private_targets to allow it")
+    } else {
+        format!(
+            "{host} resolves to a private address ({ip}); set webhook_allow_private_targets to allow it"
+        )
     }
 }
 
@@ -344,6 +355,13 @@ const EXCERPT: usize = 1024;
 const FANOUT_POLL: Duration = Duration::from_millis(100);
 const DELIVERY_POLL: Duration = Duration::from_millis(250);
 
+/// Participant changes waiting to be stored as deliveries, at most.
+const PARTICIPANT_QUEUE: usize = 65_536;
+/// How long an account's endpoints are known to the presence side without
+/// being read again (an endpoint made or changed takes this long to get
+/// presence deliveries or stop getting them).
+const TARGETS_TTL: Duration = Duration::from_secs(2);
+
 /// What the delivery side needs, read once from the configuration.
 struct Worker {
     app: App,
@@ -386,11 +404,7 @@ impl reqwest::dns::Resolve for PublicOnly {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Some(private) = addrs.iter().find(|a| webhook::is_private(a.ip())) {
-                return Err(format!(
-                    "{host} resolves to a private address ({}); set webhook_allow_private_targets to allow it",
-                    private.ip()
-                )
-                .into());
+                return Err(private_refusal(&host, private.ip()).into());
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -415,6 +429,9 @@ pub fn spawn_worker(app: App) -> anyhow::Result<()> {
         app,
     });
     let (done, finished) = mpsc::unbounded_channel();
+    if let Some(participants) = worker.app.hub.participants(PARTICIPANT_QUEUE) {
+        tokio::spawn(presence_loop(worker.clone(), participants));
+    }
     tokio::spawn(fan_out_loop(worker.clone()));
     tokio::spawn(record_loop(worker.clone(), finished));
     tokio::spawn(delivery_loop(worker, done));
@@ -513,6 +530,106 @@ async fn record_loop(w: Arc<Worker>, mut finished: mpsc::UnboundedReceiver<Finis
         // Endpoints have room again.
         w.wake.notify_one();
     }
+}
+
+/// Stores the node's participant changes (see [`crate::realtime::hub::Participant`])
+/// as deliveries to the endpoints that name `participant.joined|left`, as
+/// many at once as have come in. They are not events of the log: once
+/// stored they are delivered and retried like the others, but a change not
+/// yet stored when the node dies is not sent, and they cannot be replayed.
+async fn presence_loop(w: Arc<Worker>, mut rx: mpsc::Receiver<Participant>) {
+    let mut known: HashMap<Uuid, (Instant, Vec<WebhookTarget>)> = HashMap::new();
+    let mut batch = Vec::with_capacity(512);
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let mut stale: Vec<Uuid> = batch
+            .iter()
+            .map(|p| p.account)
+            .filter(|a| {
+                known
+                    .get(a)
+                    .is_none_or(|(at, _)| at.elapsed() > TARGETS_TTL)
+            })
+            .collect();
+        stale.sort_unstable();
+        stale.dedup();
+        if !stale.is_empty() {
+            match w.app.store.webhook_targets(&stale).await {
+                Ok(targets) => {
+                    let now = Instant::now();
+                    for a in &stale {
+                        known.insert(*a, (now, Vec::new()));
+                    }
+                    for t in targets {
+                        if let Some((_, ts)) = known.get_mut(&t.account_id) {
+                            ts.push(t);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhooks: cannot read the endpoints for presence")
+                }
+            }
+        }
+        let deliveries: Vec<NewDelivery> = batch
+            .drain(..)
+            .flat_map(|p| {
+                let targets = known
+                    .get(&p.account)
+                    .map(|(_, t)| t.as_slice())
+                    .unwrap_or_default();
+                participant_deliveries(p, targets)
+            })
+            .collect();
+        if deliveries.is_empty() {
+            continue;
+        }
+        match w.app.store.requeue_deliveries(&deliveries).await {
+            Ok(_) => w.wake.notify_one(),
+            Err(e) => tracing::warn!(error = %e, dropped = deliveries.len(),
+                "webhooks: cannot store presence deliveries"),
+        }
+    }
+}
+
+/// The deliveries of one participant change: one per endpoint that names
+/// its type, each with an event id of its own (the receiver's idempotency
+/// key) and `seq` 0 (it is not of the log).
+fn participant_deliveries(p: Participant, targets: &[WebhookTarget]) -> Vec<NewDelivery> {
+    let kind = if p.joined {
+        webhook::PARTICIPANT_JOINED
+    } else {
+        webhook::PARTICIPANT_LEFT
+    };
+    let wanted: Vec<&WebhookTarget> = targets
+        .iter()
+        .filter(|t| p.at >= t.created_at && webhook::wants_presence(&t.events, kind))
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let at = crate::domain::time::format(p.at);
+    let payload = serde_json::json!({
+        "type": kind,
+        "timestamp": at,
+        "data": { "room_id": p.room, "user_id": p.user, "at": at },
+        "actor": { "kind": "user", "id": p.user },
+        "subject": { "kind": "room", "id": p.room },
+    })
+    .to_string();
+    let event_id = Uuid::now_v7();
+    wanted
+        .into_iter()
+        .map(|t| NewDelivery {
+            id: Uuid::now_v7(),
+            account_id: p.account,
+            webhook_id: t.id,
+            event_id,
+            event_seq: 0,
+            kind: kind.to_owned(),
+            payload: payload.clone(),
+            created_at: crate::domain::time::now(),
+        })
+        .collect()
 }
 
 /// What one fan-out step read and stored.
@@ -659,9 +776,7 @@ async fn attempt(w: &Worker, d: &DueDelivery) -> std::result::Result<(u16, Strin
         && let Some(ip) = literal_ip(&url)
         && webhook::is_private(ip)
     {
-        return Err(format!(
-            "{ip} is a private address; set webhook_allow_private_targets to allow it"
-        ));
+        return Err(private_refusal(&ip.to_string(), ip));
     }
     let timestamp = crate::domain::time::now().unix_timestamp();
     let id = d.event_id.to_string();
@@ -693,4 +808,45 @@ async fn attempt(w: &Worker, d: &DueDelivery) -> std::result::Result<(u16, Strin
     }
     body.truncate(EXCERPT);
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_attempt_client_refuses_a_host_that_resolves_to_a_private_address() {
+        // Whatever listens there (or not): the resolver refuses first.
+        let err = client(false)
+            .unwrap()
+            .post("http://localhost:9/hook")
+            .send()
+            .await
+            .unwrap_err();
+        let text = chain(&err);
+        assert!(
+            text.contains("localhost resolves to a private address"),
+            "{text}"
+        );
+        // Allowed, the same request gets as far as the connect.
+        let err = client(true)
+            .unwrap()
+            .post("http://localhost:9/hook")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(!chain(&err).contains("private"), "{}", chain(&err));
+    }
+
+    #[test]
+    fn refusals_name_the_host_and_the_address() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            private_refusal("10.0.0.1", ip),
+            "10.0.0.1 is a private address; set webhook_allow_private_targets to allow it"
+        );
+        assert!(
+            private_refusal("intranet.example", ip).starts_with("intranet.example resolves to")
+        );
+    }
 }

@@ -293,8 +293,10 @@ fn one<T>(row: Option<DbRow>, f: fn(&DbRow) -> Decoded<T>, what: &'static str) -
     f(&row.ok_or(StoreError::NotFound(what))?).map_err(StoreError::from)
 }
 
-/// Stores deliveries due at their creation; `conflict` says what a
-/// delivery of an event the endpoint already has does (`ON CONFLICT …`).
+/// Stores deliveries due at their creation, of endpoints that still exist
+/// (one deleted since its targets were read is skipped); `conflict` says
+/// what a delivery of an event the endpoint already has does
+/// (`ON CONFLICT …`).
 async fn insert_deliveries(
     c: &mut Conn,
     deliveries: &[crate::store::NewDelivery],
@@ -304,8 +306,9 @@ async fn insert_deliveries(
     for d in deliveries {
         n += sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id, event_seq, type, \
-             payload, state, attempts, next_attempt_at, claimed_until, created_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, NULL, $8, NULL) ON CONFLICT {conflict}"
+             payload, state, attempts, next_attempt_at, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8, $8 \
+             WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $3) ON CONFLICT {conflict}"
         )))
         .bind(d.id)
         .bind(d.account_id)

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{Account, TestApp, assert_error};
+use crate::realtime::{connect, send, wait_for};
 
 /// The receiver process, the file its secret is read from, and its lines.
 struct Receiver {
@@ -28,6 +29,20 @@ impl Receiver {
         Self::start_on(0, fail_first, dir, secret_file).await
     }
 
+    /// A receiver that holds every request until [`Receiver::release`].
+    async fn holding() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, "whsec_AAAA").unwrap();
+        let hold = dir.path().join("release");
+        Self::spawn(0, 0, dir, secret_file, Some(hold)).await
+    }
+
+    /// Lets a [`Receiver::holding`] answer.
+    fn release(&self) {
+        std::fs::write(self._dir.path().join("release"), "").unwrap();
+    }
+
     /// A receiver on `port` (0: any), reading its secret from `secret_file`.
     async fn start_on(
         port: u16,
@@ -35,11 +50,25 @@ impl Receiver {
         dir: tempfile::TempDir,
         secret_file: std::path::PathBuf,
     ) -> Self {
+        Self::spawn(port, fail_first, dir, secret_file, None).await
+    }
+
+    async fn spawn(
+        port: u16,
+        fail_first: u32,
+        dir: tempfile::TempDir,
+        secret_file: std::path::PathBuf,
+        hold: Option<std::path::PathBuf>,
+    ) -> Self {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/support/webhook_receiver.py"
         );
-        let mut child = tokio::process::Command::new("python3")
+        let mut command = tokio::process::Command::new("python3");
+        if let Some(hold) = hold {
+            command.env("HOLD_FILE", hold);
+        }
+        let mut child = command
             .arg(script)
             .env("WEBHOOK_SECRET_FILE", &secret_file)
             .env("FAIL_FIRST", fail_first.to_string())
@@ -638,4 +667,109 @@ async fn an_endpoint_failing_for_webhook_disable_after_is_disabled_by_the_system
         500,
         "the waiting retry goes out again"
     );
+}
+
+#[tokio::test]
+async fn presence_is_sent_to_endpoints_that_name_it_and_to_no_others() {
+    let mut r = Receiver::start(0).await;
+    let mut all = Receiver::start(0).await;
+    let t = TestApp::spawn_with(|c| {
+        c.webhook_allow_private_targets = true;
+        c.presence_grace_ms = 100;
+    })
+    .await;
+    let a = t.account("acme").await;
+    let room = t.room(&a, json!({ "name": "Standup" })).await;
+    endpoint(&t, &a, &r, json!(["participant.*"])).await;
+    let everything = endpoint(&t, &a, &all, json!(["*"])).await;
+    let ann = t.user(&a, json!({ "name": "Ann", "roomId": room })).await;
+    let ann_id = ann["user"]["id"].as_str().unwrap().to_owned();
+
+    let mut ws = connect(&t, ann["token"].as_str().unwrap()).await;
+    send(&mut ws, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut ws, "ack", |_| true).await;
+    let joined = r.next().await;
+    assert_eq!(joined["type"], "participant.joined", "{joined}");
+    assert_eq!(joined["verified"], true, "{joined}");
+    let data = &joined["body"]["data"];
+    assert_eq!(data["room_id"], room.as_str(), "{joined}");
+    assert_eq!(data["user_id"], ann_id.as_str(), "{joined}");
+    assert!(data["at"].is_string(), "{joined}");
+    assert_eq!(joined["body"]["actor"]["id"], ann_id.as_str(), "{joined}");
+
+    // A second connection of the same user into the room is no new arrival.
+    let mut again = connect(&t, ann["token"].as_str().unwrap()).await;
+    send(&mut again, json!({ "type": "join", "id": 1 })).await;
+    wait_for(&mut again, "ack", |_| true).await;
+    again.close(None).await.unwrap();
+    send(
+        &mut ws,
+        json!({ "type": "leave", "id": 2, "room_id": room }),
+    )
+    .await;
+    let left = r.next().await;
+    assert_eq!(left["type"], "participant.left", "{left}");
+    assert_eq!(left["body"]["data"]["user_id"], ann_id.as_str(), "{left}");
+    assert_ne!(
+        left["id"], joined["id"],
+        "each change has its own webhook-id"
+    );
+
+    // Both changes were stored for every endpoint at once: the `*` endpoint
+    // has the log's events and no presence.
+    all.next().await;
+    let id = everything["id"].as_str().unwrap();
+    let (_, log) = t
+        .get(&a.path(&format!("/webhooks/{id}/deliveries")), &a.key)
+        .await;
+    let types: Vec<&str> = log["data"]["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"user.created"), "{log}");
+    assert!(
+        !types.iter().any(|t| t.starts_with("participant.")),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_endpoint_holds_its_own_slots_and_the_others_go_on() {
+    let slow = Receiver::holding().await;
+    let mut fast = Receiver::start(0).await;
+    let mut slow = slow;
+    let t = TestApp::spawn_with(|c| {
+        c.webhook_allow_private_targets = true;
+        c.webhook_endpoint_concurrency = 2;
+    })
+    .await;
+    let a = t.account("acme").await;
+    endpoint(&t, &a, &slow, json!(["user.created"])).await;
+    endpoint(&t, &a, &fast, json!(["user.created"])).await;
+    for i in 0..10 {
+        t.user(&a, json!({ "name": format!("User {i}") })).await;
+    }
+    // The slow receiver answers nothing yet; the fast one gets every event.
+    let mut ids = std::collections::HashSet::new();
+    while ids.len() < 10 {
+        let line = fast.next().await;
+        assert_eq!(line["type"], "user.created", "{line}");
+        ids.insert(line["id"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        slow.lines.try_recv().is_err(),
+        "the slow receiver held them"
+    );
+    slow.release();
+    let mut got = std::collections::HashSet::new();
+    let mut most = 0;
+    while got.len() < 10 {
+        let line = slow.next().await;
+        most = most.max(line["max_in_flight"].as_u64().unwrap());
+        got.insert(line["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got, ids, "the same events");
+    assert_eq!(most, 2, "webhook_endpoint_concurrency = 2 in hand at once");
 }

@@ -8,20 +8,27 @@ verification. Listens on PORT (default: any free port) and prints
 {id, type, verified, forged_verified, status}. The secret is read from the
 file named by WEBHOOK_SECRET_FILE at each request (the test writes it once
 the endpoint exists); the first FAIL_FIRST requests are answered 500.
+With HOLD_FILE set, each request is held until that file exists (a slow
+receiver); each line then also says how many requests were in hand at once
+at most so far (`max_in_flight`). Each line carries the parsed body too.
 """
 
 import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook
 
 SECRET_FILE = os.environ["WEBHOOK_SECRET_FILE"]
 FAIL_FIRST = int(os.environ.get("FAIL_FIRST", "0"))
+HOLD_FILE = os.environ.get("HOLD_FILE")
 lock = threading.Lock()
 seen = 0
+in_flight = 0
+max_in_flight = 0
 
 
 def verified(secret, body, headers):
@@ -34,7 +41,21 @@ def verified(secret, body, headers):
 
 class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
+        global seen, in_flight, max_in_flight
+        with lock:
+            in_flight += 1
+            max_in_flight = max(max_in_flight, in_flight)
+        try:
+            self.answer()
+        finally:
+            with lock:
+                in_flight -= 1
+
+    def answer(self):
         global seen
+        if HOLD_FILE:
+            while not os.path.exists(HOLD_FILE):
+                time.sleep(0.01)
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
         headers = {k.lower(): v for k, v in self.headers.items()}
         with open(SECRET_FILE) as f:
@@ -44,15 +65,18 @@ class Handler(BaseHTTPRequestHandler):
             seen += 1
             status = 500 if seen <= FAIL_FIRST else 200
         try:
-            kind = json.loads(body).get("type")
+            parsed = json.loads(body)
         except ValueError:
-            kind = None
+            parsed = {}
+        kind = parsed.get("type")
         line = {
             "id": headers.get("webhook-id"),
             "type": kind,
             "verified": verified(secret, body, headers),
             "forged_verified": verified(secret, forged, headers),
             "status": status,
+            "max_in_flight": max_in_flight,
+            "body": parsed,
         }
         self.send_response(status)
         self.send_header("content-type", "text/plain")
