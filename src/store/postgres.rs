@@ -225,6 +225,11 @@ macro_rules! limit_all {
         "LIMIT ALL"
     };
 }
+macro_rules! indexed_by {
+    ($i:literal) => {
+        ""
+    };
+}
 
 // Compiled once per backend on purpose: one text, two dialects.
 #[allow(clippy::duplicate_mod)]

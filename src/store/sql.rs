@@ -2008,36 +2008,39 @@ impl Store for Backend {
             // endpoint's backlog does not hold up the others); of those,
             // each endpoint gets its first (bound − in hand). SKIP LOCKED:
             // nodes claiming together take different deliveries.
+            // `held`: each endpoint's deliveries in hand, counted once. The
+            // locking select states again what makes a delivery claimable:
+            // on PostgreSQL a row another node claimed and committed since
+            // this statement's snapshot is locked in its new version and
+            // checked against that, so it is not claimed twice.
             let rows: Vec<(Uuid, Uuid, Uuid, String, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (\
+                "WITH held AS (\
+                   SELECT webhook_id, COUNT(*) AS n FROM webhook_deliveries \
+                   WHERE claimed_until IS NOT NULL AND {claimed} > {now} GROUP BY webhook_id\
+                 ), candidates AS (\
+                   SELECT id, webhook_id, {due} AS due, event_seq FROM webhook_deliveries{by_due} \
+                   WHERE state = 'pending' AND {due} <= {now} \
+                   AND (claimed_until IS NULL OR {claimed} <= {now}) \
+                   AND webhook_id IN (SELECT id FROM webhooks WHERE enabled) \
+                   AND webhook_id NOT IN (SELECT webhook_id FROM held WHERE n >= $4) \
+                   ORDER BY {due}, event_seq LIMIT $5\
+                 ), ranked AS (\
+                   SELECT c.id, c.due, c.event_seq, \
+                     ROW_NUMBER() OVER (PARTITION BY c.webhook_id ORDER BY c.due, c.event_seq) \
+                       + COALESCE(h.n, 0) AS n \
+                   FROM candidates c LEFT JOIN held h ON h.webhook_id = c.webhook_id\
+                 ) \
+                 UPDATE webhook_deliveries SET claimed_until = $1 WHERE id IN (\
                    SELECT id FROM webhook_deliveries WHERE id IN (\
-                     SELECT id FROM (\
-                       SELECT d.id, d.due, d.event_seq, \
-                         ROW_NUMBER() OVER (PARTITION BY d.webhook_id ORDER BY d.due, d.event_seq) + \
-                         (SELECT COUNT(*) FROM webhook_deliveries h WHERE h.webhook_id = d.webhook_id \
-                            AND h.claimed_until IS NOT NULL AND {} > {}) AS n \
-                       FROM (SELECT id, webhook_id, {} AS due, event_seq FROM webhook_deliveries \
-                         WHERE state = 'pending' AND {} <= {} \
-                         AND (claimed_until IS NULL OR {} <= {}) \
-                         AND webhook_id IN (SELECT id FROM webhooks WHERE enabled) \
-                         AND webhook_id NOT IN (SELECT webhook_id FROM webhook_deliveries \
-                           WHERE claimed_until IS NOT NULL AND {} > {} \
-                           GROUP BY webhook_id HAVING COUNT(*) >= $4) \
-                         ORDER BY {}, event_seq LIMIT $5) d\
-                     ) ranked WHERE n <= $4 ORDER BY due, event_seq LIMIT $3\
-                   ){}) \
+                     SELECT id FROM ranked WHERE n <= $4 ORDER BY due, event_seq LIMIT $3\
+                   ) AND state = 'pending' AND (claimed_until IS NULL OR {claimed} <= {now}){lock}) \
                  RETURNING id, webhook_id, event_id, payload, attempts",
-                ts!("h.claimed_until"),
-                ts!("$2"),
-                ts!("next_attempt_at"),
-                ts!("next_attempt_at"),
-                ts!("$2"),
-                ts!("claimed_until"),
-                ts!("$2"),
-                ts!("claimed_until"),
-                ts!("$2"),
-                ts!("next_attempt_at"),
-                lock!("FOR UPDATE SKIP LOCKED"),
+                claimed = ts!("claimed_until"),
+                now = ts!("$2"),
+                due = ts!("next_attempt_at"),
+                lock = lock!("FOR UPDATE SKIP LOCKED"),
+                // Not the endpoint's index: its whole history, sorted.
+                by_due = indexed_by!("webhook_deliveries_due"),
             )))
             .bind(now + lease)
             .bind(now)
@@ -2094,7 +2097,6 @@ impl Store for Backend {
         let mut done = done.to_vec();
         done.sort_by_key(|f| f.attempt.at);
         write!(self, |c| {
-            let mut failed: Vec<Uuid> = Vec::new();
             for f in &done {
                 let attempt = &f.attempt;
                 sqlx::query(
@@ -2129,28 +2131,31 @@ impl Store for Backend {
                 .bind(f.id)
                 .execute(&mut *c)
                 .await?;
-                // The endpoint's health, in the order of the attempts: a
-                // success clears it, a failure starts it if unset.
-                if f.delivered {
-                    sqlx::query(
-                        "UPDATE webhooks SET failing_since = NULL \
-                         WHERE id = $1 AND failing_since IS NOT NULL",
-                    )
-                    .bind(f.webhook_id)
-                    .execute(&mut *c)
-                    .await?;
-                    failed.retain(|h| *h != f.webhook_id);
-                } else {
-                    sqlx::query(
+            }
+            // Each endpoint's health after the batch, in one statement: a
+            // success clears it, a failure starts it if unset (the attempts
+            // are taken in the order they were made).
+            let mut failed: Vec<Uuid> = Vec::new();
+            for (hook, health) in endpoint_health(&done) {
+                let update = match health {
+                    Health::FailingSince(at) => sqlx::query(
                         "UPDATE webhooks SET failing_since = COALESCE(failing_since, $2) WHERE id = $1",
                     )
-                    .bind(f.webhook_id)
-                    .bind(attempt.at)
-                    .execute(&mut *c)
-                    .await?;
-                    if !failed.contains(&f.webhook_id) {
-                        failed.push(f.webhook_id);
+                    .bind(hook)
+                    .bind(at),
+                    Health::Reset(Some(at)) => {
+                        sqlx::query("UPDATE webhooks SET failing_since = $2 WHERE id = $1")
+                            .bind(hook)
+                            .bind(at)
                     }
+                    Health::Reset(None) => sqlx::query(
+                        "UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+                    )
+                    .bind(hook),
+                };
+                update.execute(&mut *c).await?;
+                if !matches!(health, Health::Reset(None)) {
+                    failed.push(hook);
                 }
             }
             // Endpoints failing since before `disable_before` are disabled,
@@ -3683,5 +3688,86 @@ impl Store for Backend {
             .await?;
             record_signing_key(c, &change, "signing_key.rotated", &key).await
         })
+    }
+}
+
+/// An endpoint's health after a batch of attempts (see [`endpoint_health`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Health {
+    /// No attempt succeeded: failing since this first failure, unless it
+    /// already was.
+    FailingSince(OffsetDateTime),
+    /// One succeeded: healthy, or failing since the first failure after
+    /// the last success.
+    Reset(Option<OffsetDateTime>),
+}
+
+/// Each endpoint's health after `done` (sorted by attempt time), ordered by
+/// endpoint id so that concurrent batches lock the rows in one order.
+fn endpoint_health(
+    done: &[crate::store::FinishedDelivery],
+) -> std::collections::BTreeMap<Uuid, Health> {
+    let mut health = std::collections::BTreeMap::new();
+    for f in done {
+        let at = f.attempt.at;
+        let next = match (health.remove(&f.webhook_id), f.delivered) {
+            (_, true) => Health::Reset(None),
+            (None, false) => Health::FailingSince(at),
+            (Some(Health::Reset(None)), false) => Health::Reset(Some(at)),
+            (Some(kept), false) => kept,
+        };
+        health.insert(f.webhook_id, next);
+    }
+    health
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::webhook::Attempt;
+    use crate::store::FinishedDelivery;
+
+    fn attempt(hook: Uuid, second: i64, delivered: bool) -> FinishedDelivery {
+        FinishedDelivery {
+            id: Uuid::now_v7(),
+            webhook_id: hook,
+            attempt: Attempt {
+                at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(second),
+                status_code: None,
+                latency_ms: 1,
+                response: None,
+                error: None,
+            },
+            delivered,
+            next: None,
+        }
+    }
+
+    #[test]
+    fn an_endpoint_health_is_its_last_success_and_the_first_failure_after_it() {
+        let (a, b, c, d) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        let at = |s| OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(s);
+        let done = [
+            attempt(a, 1, false),
+            attempt(a, 2, false),
+            attempt(b, 1, false),
+            attempt(b, 2, true),
+            attempt(b, 3, false),
+            attempt(b, 4, false),
+            attempt(c, 1, false),
+            attempt(c, 2, true),
+            attempt(d, 1, true),
+        ];
+        let health = endpoint_health(&done);
+        assert_eq!(health[&a], Health::FailingSince(at(1)));
+        assert_eq!(health[&b], Health::Reset(Some(at(3))));
+        assert_eq!(health[&c], Health::Reset(None));
+        assert_eq!(health[&d], Health::Reset(None));
+        assert_eq!(health.len(), 4);
     }
 }

@@ -39,11 +39,13 @@ mod list;
 mod passwords;
 mod realtime;
 mod users;
+mod webhooks;
 
 use list::list_users;
 use passwords::{create_users_password, login, read_under_logins};
 use realtime::realtime;
 use users::{create_users, get_user};
+use webhooks::webhooks;
 
 /// Answers larger than this are an error (Roster's answers are a few KiB).
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -123,6 +125,7 @@ enum Choice {
     ReadUnderLogins,
     Realtime,
     ListUsers,
+    Webhooks,
 }
 
 /// The scenarios, in the order `all` runs them. Adding one: a variant here, a
@@ -136,6 +139,7 @@ enum Scenario {
     ReadUnderLogins,
     Realtime,
     ListUsers,
+    Webhooks,
 }
 
 impl Scenario {
@@ -143,13 +147,14 @@ impl Scenario {
     /// whose freed argon2 memory the server keeps (glibc arenas) and would
     /// then lend to new connections, hiding their cost per connection;
     /// `list-users`, which grows one account to the largest size, last.
-    const ALL: [Scenario; 7] = [
+    const ALL: [Scenario; 8] = [
         Scenario::CreateUsers,
         Scenario::GetUser,
         Scenario::Realtime,
         Scenario::CreateUsersPassword,
         Scenario::Login,
         Scenario::ReadUnderLogins,
+        Scenario::Webhooks,
         Scenario::ListUsers,
     ];
 
@@ -162,6 +167,7 @@ impl Scenario {
             Scenario::ReadUnderLogins => "read-under-logins",
             Scenario::Realtime => "realtime",
             Scenario::ListUsers => "list-users",
+            Scenario::Webhooks => "webhooks",
         }
     }
 
@@ -175,6 +181,7 @@ impl Scenario {
             Choice::ReadUnderLogins => vec![Scenario::ReadUnderLogins],
             Choice::Realtime => vec![Scenario::Realtime],
             Choice::ListUsers => vec![Scenario::ListUsers],
+            Choice::Webhooks => vec![Scenario::Webhooks],
         }
     }
 }
@@ -951,6 +958,8 @@ impl ServerProcess {
             // client address each in X-Forwarded-For (see passwords.rs),
             // so the per-address login limits apply as to real clients.
             .env("ROSTER_TRUSTED_PROXIES", r#"["127.0.0.1"]"#)
+            // The webhooks scenario's receiver listens on loopback.
+            .env("ROSTER_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::File::create(dir.join("roster.stderr.log"))?);
@@ -1172,6 +1181,19 @@ impl Ctx {
         load: &Load,
         ceiling: Option<&Row>,
     ) -> Row {
+        self.measure_roster_as(scenario, "roster", load, ceiling)
+            .await
+    }
+
+    /// [`Ctx::measure_roster_against`], its row's target named `target`
+    /// (e.g. `roster+webhook`: Roster with something switched on).
+    async fn measure_roster_as(
+        &self,
+        scenario: &'static str,
+        target: &'static str,
+        load: &Load,
+        ceiling: Option<&Row>,
+    ) -> Row {
         let me = std::process::id();
         let per_run = self.server_pid.is_some_and(reset_peak_rss);
         let server0 = self.server_pid.and_then(|p| self.clock.cpu_seconds(p).ok());
@@ -1185,7 +1207,7 @@ impl Ctx {
         let bench = delta(bench0, self.clock.cpu_seconds(me).ok());
         let machine = self.clock.machine_busy_since(machine0);
         let rss = self.server_pid.and_then(|p| peak_rss_mib(p).ok());
-        let row = make_row(scenario, "roster", load.concurrency, outcome, elapsed);
+        let row = make_row(scenario, target, load.concurrency, outcome, elapsed);
         let ratio = ceiling
             .filter(|c| c.requests_per_second > 0.0)
             .map(|c| row.requests_per_second / c.requests_per_second);
@@ -1244,7 +1266,7 @@ fn make_row(
         extra: BTreeMap::new(),
     };
     eprintln!(
-        "roster-bench: {scenario:<13} {target:<8} c={concurrency:<3} {:>8} ok {:>4} errors {:>9.0} req/s  p50 {} ms  p99 {} ms",
+        "roster-bench: {scenario:<13} {target:<14} c={concurrency:<3} {:>8} ok {:>4} errors {:>9.0} req/s  p50 {} ms  p99 {} ms",
         row.ok,
         row.errors,
         row.requests_per_second,
@@ -1266,6 +1288,7 @@ async fn run_scenario(ctx: &Ctx, scenario: Scenario) -> anyhow::Result<Vec<Row>>
         Scenario::ReadUnderLogins => read_under_logins(ctx).await,
         Scenario::Realtime => realtime(ctx).await,
         Scenario::ListUsers => list_users(ctx).await,
+        Scenario::Webhooks => webhooks(ctx).await,
     }
 }
 

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Builds `POST /users` requests creating distinct users without passwords.
-fn create_user_requests(ep: &Endpoint, account: &str, key: &HeaderValue) -> MakeRequest {
+pub(super) fn create_user_requests(ep: &Endpoint, account: &str, key: &HeaderValue) -> MakeRequest {
     let ep = ep.clone();
     let path = format!("/v1/accounts/{account}/users");
     let key = key.clone();

@@ -276,6 +276,13 @@ macro_rules! limit_all {
         "LIMIT -1"
     };
 }
+/// Names the index SQLite must read a table by, where its planner would
+/// pick a worse one (an error, not a slow plan, if it cannot be used).
+macro_rules! indexed_by {
+    ($i:literal) => {
+        concat!(" INDEXED BY ", $i)
+    };
+}
 
 // Compiled once per backend on purpose: one text, two dialects.
 #[allow(clippy::duplicate_mod)]
