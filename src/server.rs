@@ -86,7 +86,7 @@ impl Server {
     ) -> anyhow::Result<()> {
         let app = self.app.clone();
         // Webhooks are delivered by serving nodes only (not by the CLI).
-        crate::service::webhooks::spawn_worker(app.clone())?;
+        let webhooks = crate::service::webhooks::spawn_worker(app.clone())?;
         let router = crate::http::router(self.app);
         let realtime = app.realtime_shutdown.clone();
         let metrics_done = tokio_util::sync::CancellationToken::new();
@@ -171,6 +171,8 @@ impl Server {
         {
             tracing::warn!("some realtime connections did not close within 10 s");
         }
+        // An attempt takes at most 10 s (its timeout); then its record.
+        webhooks.stop(Duration::from_secs(15)).await;
         Ok(())
     }
 }

@@ -14,7 +14,10 @@
 //! `webhook-timestamp`, `webhook-signature: v1,…`), with no redirects
 //! followed, refused (after DNS) to private addresses unless
 //! `webhook_allow_private_targets`, answered within 10 s; anything but a
-//! 2xx is retried on `webhook_retry_schedule`, with ±10 % jitter.
+//! 2xx is retried on `webhook_retry_schedule`, with ±10 % jitter. On a
+//! graceful stop the worker claims no more, lets the attempts in flight
+//! finish (each is bounded by its 10 s timeout) and records them, so that a
+//! restart neither waits out their leases nor sends them again.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use uuid::Uuid;
 
@@ -373,6 +377,28 @@ struct Worker {
     slots: Arc<Semaphore>,
     /// Rung when deliveries were stored or finished: claim again now.
     wake: Notify,
+    /// Cancelled on a graceful stop: claim no more.
+    stop: CancellationToken,
+}
+
+/// The running worker, to stop it gracefully ([`Running::stop`]).
+pub struct Running {
+    stop: CancellationToken,
+    recorder: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Claims no more deliveries, and waits (at most `within`) until the
+    /// attempts in flight have finished and their outcomes are recorded.
+    pub async fn stop(self, within: Duration) {
+        self.stop.cancel();
+        if tokio::time::timeout(within, self.recorder).await.is_err() {
+            tracing::warn!(
+                "webhooks: attempts in flight were not recorded within {within:?}; \
+                 they are tried again when their lease lapses"
+            );
+        }
+    }
 }
 
 /// The HTTP client of the attempts: 10 s for the whole exchange, no
@@ -414,7 +440,7 @@ impl reqwest::dns::Resolve for PublicOnly {
 /// Starts the webhook worker: the fan-out (event log → deliveries), the
 /// deliveries (claimed within the per-endpoint and per-node bounds, each
 /// attempted on its own task) and the recorder of their outcomes.
-pub fn spawn_worker(app: App) -> anyhow::Result<()> {
+pub fn spawn_worker(app: App) -> anyhow::Result<Running> {
     let config = &app.config;
     let worker = Arc::new(Worker {
         client: client(config.webhook_allow_private_targets)?,
@@ -426,16 +452,20 @@ pub fn spawn_worker(app: App) -> anyhow::Result<()> {
         per_endpoint: i64::from(config.webhook_endpoint_concurrency),
         slots: Arc::new(Semaphore::new(config.webhook_max_in_flight as usize)),
         wake: Notify::new(),
+        stop: CancellationToken::new(),
         app,
     });
+    let stop = worker.stop.clone();
     let (done, finished) = mpsc::unbounded_channel();
     if let Some(participants) = worker.app.hub.participants(PARTICIPANT_QUEUE) {
         tokio::spawn(presence_loop(worker.clone(), participants));
     }
     tokio::spawn(fan_out_loop(worker.clone()));
-    tokio::spawn(record_loop(worker.clone(), finished));
+    let recorder = tokio::spawn(record_loop(worker.clone(), finished));
+    // The recorder ends once this loop and every attempt it started have
+    // dropped their senders: after a stop, when the last one is recorded.
     tokio::spawn(delivery_loop(worker, done));
-    Ok(())
+    Ok(Running { stop, recorder })
 }
 
 /// Moves the fan-out forward: at once again while it finds full batches,
@@ -453,7 +483,10 @@ async fn fan_out_loop(w: Arc<Worker>) {
             }
             Err(e) => tracing::warn!(error = %e, "webhooks: the fan-out failed; retrying"),
         }
-        tokio::time::sleep(FANOUT_POLL).await;
+        tokio::select! {
+            () = w.stop.cancelled() => return,
+            () = tokio::time::sleep(FANOUT_POLL) => {}
+        }
     }
 }
 
@@ -462,8 +495,13 @@ async fn fan_out_loop(w: Arc<Worker>) {
 /// task, which sends its outcome to the recorder.
 async fn delivery_loop(w: Arc<Worker>, done: mpsc::UnboundedSender<FinishedDelivery>) {
     loop {
-        let Ok(first) = w.slots.clone().acquire_owned().await else {
-            return;
+        let first = tokio::select! {
+            biased;
+            () = w.stop.cancelled() => return,
+            slot = w.slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
         };
         let free = w.slots.available_permits() + 1;
         let asked = i64::try_from(free).unwrap_or(i64::MAX);
@@ -500,6 +538,7 @@ async fn delivery_loop(w: Arc<Worker>, done: mpsc::UnboundedSender<FinishedDeliv
         drop(first);
         if !full {
             tokio::select! {
+                () = w.stop.cancelled() => return,
                 () = w.wake.notified() => {}
                 () = tokio::time::sleep(DELIVERY_POLL) => {}
             }

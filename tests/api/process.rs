@@ -88,7 +88,7 @@ pub async fn start_env(
     }
 }
 
-async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+pub async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("roster did not exit within 30 s")

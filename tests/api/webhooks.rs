@@ -35,7 +35,17 @@ impl Receiver {
         let secret_file = dir.path().join("secret");
         std::fs::write(&secret_file, "whsec_AAAA").unwrap();
         let hold = dir.path().join("release");
-        Self::spawn(0, 0, dir, secret_file, Some(hold)).await
+        Self::spawn(0, 0, dir, secret_file, Some(hold), false).await
+    }
+
+    /// [`Receiver::holding`], with a line `{"arrived": id}` as each request
+    /// comes in.
+    async fn holding_announced() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, "whsec_AAAA").unwrap();
+        let hold = dir.path().join("release");
+        Self::spawn(0, 0, dir, secret_file, Some(hold), true).await
     }
 
     /// Lets a [`Receiver::holding`] answer.
@@ -50,7 +60,7 @@ impl Receiver {
         dir: tempfile::TempDir,
         secret_file: std::path::PathBuf,
     ) -> Self {
-        Self::spawn(port, fail_first, dir, secret_file, None).await
+        Self::spawn(port, fail_first, dir, secret_file, None, false).await
     }
 
     async fn spawn(
@@ -59,6 +69,7 @@ impl Receiver {
         dir: tempfile::TempDir,
         secret_file: std::path::PathBuf,
         hold: Option<std::path::PathBuf>,
+        announce: bool,
     ) -> Self {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -67,6 +78,9 @@ impl Receiver {
         let mut command = tokio::process::Command::new("python3");
         if let Some(hold) = hold {
             command.env("HOLD_FILE", hold);
+        }
+        if announce {
+            command.env("ANNOUNCE_HELD", "1");
         }
         let mut child = command
             .arg(script)
@@ -372,20 +386,7 @@ async fn a_receiver_down_across_a_kill_9_still_gets_every_acknowledged_event() {
     let mut server = crate::process::start_env(&db, Some(key), &env).await;
     let client = reqwest::Client::new();
     let api = |base: &str, path: &str| format!("{base}{path}");
-    let made: Value = client
-        .post(api(&server.base, "/v1/accounts"))
-        .bearer_auth(key)
-        .json(&json!({ "name": "acme" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let a = Account {
-        id: made["data"]["account"]["id"].as_str().unwrap().to_owned(),
-        key: made["data"]["api_key"].as_str().unwrap().to_owned(),
-    };
+    let a = process_account(&client, &server.base, key).await;
     let hook: Value = client
         .post(api(&server.base, &a.path("/webhooks")))
         .bearer_auth(&a.key)
@@ -772,4 +773,106 @@ async fn a_slow_endpoint_holds_its_own_slots_and_the_others_go_on() {
     }
     assert_eq!(got, ids, "the same events");
     assert_eq!(most, 2, "webhook_endpoint_concurrency = 2 in hand at once");
+}
+
+/// An account made with the operator key on a `roster serve` child.
+async fn process_account(client: &reqwest::Client, base: &str, operator_key: &str) -> Account {
+    let made: Value = client
+        .post(format!("{base}/v1/accounts"))
+        .bearer_auth(operator_key)
+        .json(&json!({ "name": "acme" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    Account {
+        id: made["data"]["account"]["id"].as_str().unwrap().to_owned(),
+        key: made["data"]["api_key"].as_str().unwrap().to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_graceful_stop_records_the_attempt_in_flight() {
+    let (db, _dir) = crate::helpers::fresh_database_url().await;
+    let mut r = Receiver::holding_announced().await;
+    let env = [("ROSTER_WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")];
+    let key = crate::helpers::OPERATOR_KEY;
+    let mut server = crate::process::start_env(&db, Some(key), &env).await;
+    let client = reqwest::Client::new();
+    let a = process_account(&client, &server.base, key).await;
+    let hook: Value = client
+        .post(format!("{}{}", server.base, a.path("/webhooks")))
+        .bearer_auth(&a.key)
+        .json(&json!({ "url": r.url, "events": ["user.created"] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    std::fs::write(&r.secret_file, hook["data"]["secret"].as_str().unwrap()).unwrap();
+    let hook_id = hook["data"]["webhook"]["id"].as_str().unwrap().to_owned();
+    let res = client
+        .post(format!("{}{}", server.base, a.path("/users")))
+        .bearer_auth(&a.key)
+        .json(&json!({ "name": "Ann" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    drop(client);
+    let arrived = r.next().await;
+    let id = arrived["arrived"].as_str().expect("an arrival").to_owned();
+
+    // SIGTERM while the receiver holds the attempt; it answers only once
+    // the node has stopped serving HTTP, so the answer must be recorded by
+    // a worker that outlives the listener.
+    let pid = server.child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node still accepts connections 20 s after SIGTERM"
+        );
+        tokio::task::yield_now().await;
+    }
+    r.release();
+    let answered = r.next().await;
+    assert_eq!(answered["id"], id.as_str(), "{answered}");
+    assert_eq!(answered["verified"], true, "{answered}");
+    let exit = crate::process::wait_exit(&mut server.child).await;
+    assert_eq!(exit.code(), Some(0));
+
+    // After a restart the delivery is on record as delivered, once: not
+    // in hand, waiting out a lease to be sent again.
+    let server = crate::process::start_env(&db, Some(key), &env).await;
+    let log: Value = reqwest::Client::new()
+        .get(format!(
+            "{}{}",
+            server.base,
+            a.path(&format!("/webhooks/{hook_id}/deliveries"))
+        ))
+        .bearer_auth(&a.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deliveries = log["data"]["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{log}");
+    assert_eq!(deliveries[0]["state"], "delivered", "{log}");
+    assert_eq!(deliveries[0]["attempts"], 1, "{log}");
+    assert!(
+        r.lines.try_recv().is_err(),
+        "nothing was sent again after the restart"
+    );
 }

@@ -10,7 +10,9 @@ file named by WEBHOOK_SECRET_FILE at each request (the test writes it once
 the endpoint exists); the first FAIL_FIRST requests are answered 500.
 With HOLD_FILE set, each request is held until that file exists (a slow
 receiver); each line then also says how many requests were in hand at once
-at most so far (`max_in_flight`). Each line carries the parsed body too.
+at most so far (`max_in_flight`); with ANNOUNCE_HELD set too, a line
+{"arrived": webhook-id} is printed as each request comes in, before it is
+held. Each line carries the parsed body too.
 """
 
 import json
@@ -25,6 +27,7 @@ from standardwebhooks.webhooks import Webhook
 SECRET_FILE = os.environ["WEBHOOK_SECRET_FILE"]
 FAIL_FIRST = int(os.environ.get("FAIL_FIRST", "0"))
 HOLD_FILE = os.environ.get("HOLD_FILE")
+ANNOUNCE_HELD = bool(os.environ.get("ANNOUNCE_HELD"))
 lock = threading.Lock()
 seen = 0
 in_flight = 0
@@ -54,6 +57,9 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self):
         global seen
         if HOLD_FILE:
+            if ANNOUNCE_HELD:
+                with lock:
+                    print(json.dumps({"arrived": self.headers.get("webhook-id")}), flush=True)
             while not os.path.exists(HOLD_FILE):
                 time.sleep(0.01)
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
