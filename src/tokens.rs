@@ -270,23 +270,17 @@ impl Keys {
         )
     }
 
-    /// Signs a new `access` token (login, refresh).
+    /// Signs a new `access` token (login, refresh) that lives `ttl`
+    /// ([`ACCESS_TOKEN_TTL`], or a compatibility login's longer life).
     pub fn issue_access_token(
         &self,
         account_id: Uuid,
         user_id: Uuid,
         jti: Uuid,
         now: OffsetDateTime,
+        ttl: Duration,
     ) -> anyhow::Result<(String, OffsetDateTime)> {
-        self.issue(
-            "access",
-            ACCESS_TOKEN_TTL,
-            account_id,
-            user_id,
-            None,
-            jti,
-            now,
-        )
+        self.issue("access", ttl, account_id, user_id, None, jti, now)
     }
 
     #[allow(clippy::too_many_arguments)]

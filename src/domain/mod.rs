@@ -16,6 +16,7 @@ pub mod settings;
 pub mod text;
 pub mod time;
 pub mod user;
+pub mod user_query;
 pub mod webhook;
 pub mod whole;
 

@@ -26,17 +26,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|m| {
-                let m = m.trim().to_ascii_lowercase();
-                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
+        if !is_json(req.headers()) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "UNSUPPORTED_MEDIA_TYPE",
@@ -52,6 +42,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         })?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Whether the body is declared JSON: `application/json` or
+/// `application/…+json`.
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
 }
 
 pub fn payload_too_large() -> ApiError {
@@ -392,7 +395,11 @@ const BAD_CREDENTIAL_WINDOW: std::time::Duration = std::time::Duration::from_sec
 /// this node in the window is not checked at all (a memory read), so the
 /// guard costs nothing on the happy path; one that has is checked against
 /// the cluster's count.
-async fn guarded<'p, T, F, Fut>(app: &App, parts: &'p mut Parts, auth: F) -> Result<T, ApiError>
+pub(crate) async fn guarded<'p, T, F, Fut>(
+    app: &App,
+    parts: &'p mut Parts,
+    auth: F,
+) -> Result<T, ApiError>
 where
     F: FnOnce(&'p mut Parts) -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
@@ -436,9 +443,22 @@ async fn authenticate(parts: &mut Parts, app: &App) -> Result<Caller, ApiError> 
         .and_then(|s| Uuid::try_parse(s).ok())
         .ok_or_else(|| ApiError::not_found("account"))?;
     let presented = match credential(parts) {
-        Some(p) => p,
-        None => super::auth::access_cookie(parts)?.ok_or_else(missing_credential)?,
+        Some(p) => p.to_owned(),
+        None => super::auth::access_cookie(parts)?
+            .ok_or_else(missing_credential)?
+            .to_owned(),
     };
+    authenticate_as(parts, app, account, &presented).await
+}
+
+/// The caller `presented` (an API key or a user's token) proves on
+/// `account`'s routes: another account's credential is "not found".
+pub(crate) async fn authenticate_as(
+    parts: &Parts,
+    app: &App,
+    account: Uuid,
+    presented: &str,
+) -> Result<Caller, ApiError> {
     if presented.starts_with("rk_") {
         let (id, hash) = ApiKeySecret::parse(presented)
             .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;

@@ -25,6 +25,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod client_ip;
+pub mod compat;
 pub mod envelope;
 pub mod extract;
 pub mod meta;
@@ -68,6 +69,13 @@ impl Modify for Security {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("apikey"))),
         );
         c.add_security_scheme(
+            "rocketchat",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Auth-Token",
+                "A Rocket.Chat login's authToken (with X-User-Id), or an account API key",
+            ))),
+        );
+        c.add_security_scheme(
             "operator_key",
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -100,6 +108,7 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(account)
         .merge(meta::routes())
         .merge(auth::operator_routes())
+        .merge(compat::routes())
         .routes(utoipa_axum::routes!(crate::realtime::gateway::realtime))
         .split_for_parts()
 }
@@ -147,6 +156,7 @@ pub fn with_layers(routes: Router<App>, app: App) -> Router {
             axum::http::header::AUTHORIZATION,
             axum::http::header::COOKIE,
             HeaderName::from_static("apikey"),
+            HeaderName::from_static("x-auth-token"),
         ]))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
@@ -184,6 +194,8 @@ fn cors(
                 header::AUTHORIZATION,
                 HeaderName::from_static(auth::CSRF_HEADER),
                 HeaderName::from_static("apikey"),
+                HeaderName::from_static("x-auth-token"),
+                HeaderName::from_static("x-user-id"),
                 HeaderName::from_static("x-request-id"),
             ])
             .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])

@@ -33,7 +33,7 @@ use crate::store::sessions::{
     LoginName, NewPasswordReset, NewSession, NextTokens, OutboxMail, Refreshed, SessionRef,
 };
 use crate::store::{StoreError, TokenRecord};
-use crate::tokens::REFRESH_TOKEN_TTL;
+use crate::tokens::{ACCESS_TOKEN_TTL, REFRESH_TOKEN_TTL};
 
 /// A session's tokens, and its user as they see themself.
 pub struct Session {
@@ -82,6 +82,20 @@ pub async fn admit(app: &App, ip: IpAddr) -> Result<()> {
 /// user (every login name of theirs) and per address, reserved before the
 /// password work.
 pub async fn login(app: &App, actor: &Actor, ip: IpAddr, req: LoginRequest) -> Result<Session> {
+    login_lasting(app, actor, ip, req, ACCESS_TOKEN_TTL).await
+}
+
+/// [`login`] whose access token lives `access_ttl`: a compatibility front
+/// door's login (Rocket.Chat's `authToken` is kept, never refreshed). It is
+/// a session like any other: revoked by logout, a password change or
+/// deactivation.
+pub async fn login_lasting(
+    app: &App,
+    actor: &Actor,
+    ip: IpAddr,
+    req: LoginRequest,
+    access_ttl: ::time::Duration,
+) -> Result<Session> {
     let account = actor.account_id;
     admit(app, ip).await?;
     let name = match (req.username, req.email, req.custom_id) {
@@ -153,7 +167,7 @@ pub async fn login(app: &App, actor: &Actor, ip: IpAddr, req: LoginRequest) -> R
     app.throttle.release(by_name).await;
     app.throttle.release(by_ip).await;
     let now = time::now();
-    let (access, refresh, tokens) = next_tokens(app, account, user.id, now)?;
+    let (access, refresh, tokens) = next_tokens(app, account, user.id, now, access_ttl)?;
     app.store
         .create_session(
             account,
@@ -194,7 +208,7 @@ pub async fn refresh(
         return Err(bad_refresh());
     };
     let now = time::now();
-    let (access, refresh, next) = next_tokens(app, account, user_id, now)?;
+    let (access, refresh, next) = next_tokens(app, account, user_id, now, ACCESS_TOKEN_TTL)?;
     match app
         .store
         .rotate_refresh_token(account, &hash, &next, &actor.change_as_user(user_id, now))
@@ -371,7 +385,8 @@ pub async fn signup(app: &App, actor: &Actor, ip: IpAddr, req: SignupRequest) ->
         app.throttle.record(&name_key, window).await;
     }
     let user = created?;
-    let (access_token, refresh_token, tokens) = next_tokens(app, account, user_id, now)?;
+    let (access_token, refresh_token, tokens) =
+        next_tokens(app, account, user_id, now, ACCESS_TOKEN_TTL)?;
     app.store
         .create_session(
             account,
@@ -583,9 +598,12 @@ fn next_tokens(
     account: Uuid,
     user: Uuid,
     now: ::time::OffsetDateTime,
+    access_ttl: ::time::Duration,
 ) -> Result<(String, String, NextTokens)> {
     let jti = Uuid::now_v7();
-    let (access, expires_at) = app.keys.issue_access_token(account, user, jti, now)?;
+    let (access, expires_at) = app
+        .keys
+        .issue_access_token(account, user, jti, now, access_ttl)?;
     let (refresh, refresh_hash) = secret::generate_refresh_token();
     Ok((
         access,

@@ -13,6 +13,7 @@ use crate::domain::user::{
     CreateUserRequest, NewUser, PasswordSource, Status, UpdateUserRequest, User, UserFilter,
     UserView,
 };
+use crate::domain::user_query::{Attr, Expr, Found, Op, UserQuery, Value};
 use crate::realtime::bus::BusEvent;
 use crate::secret;
 use crate::store::sessions::UserMail;
@@ -46,7 +47,7 @@ pub async fn create(app: &App, actor: &Actor, req: CreateUserRequest) -> Result<
     let settings = app.settings(account).await?;
     let mut parsed = req.parse(&settings)?;
     if parsed.user.roles != ["user"] {
-        actor.require(Permission::AssignRoles)?;
+        may_assign_roles(actor)?;
         actor.may_grant_roles(app, &parsed.user.roles).await?;
     }
     let mut random = None;
@@ -86,6 +87,12 @@ pub async fn create(app: &App, actor: &Actor, req: CreateUserRequest) -> Result<
         user: user.view(&settings, actor.sees(user.id)),
         token,
     })
+}
+
+/// Who may give users roles (beyond `user`): holders of `assign-roles` (a
+/// front door may ask before it reads the request).
+pub fn may_assign_roles(actor: &Actor) -> Result<()> {
+    actor.require(Permission::AssignRoles)
 }
 
 /// Stores a new user with their first token and the mail that goes with
@@ -165,6 +172,50 @@ pub async fn list(
     })
 }
 
+/// Searches users: one window of a filtered, ordered search and the total
+/// (Rocket.Chat's `users.list`, SCIM's `/Users`). Needs
+/// `view-other-user-info`, as the list does.
+pub async fn search(app: &App, actor: &Actor, query: &UserQuery) -> Result<Found<UserView>> {
+    actor.require(Permission::ViewOtherUserInfo)?;
+    if let Some(f) = &query.filter {
+        f.check_size("query")?;
+    }
+    let found = app.store.search_users(actor.account_id, query).await?;
+    let settings = app.settings(actor.account_id).await?;
+    Ok(Found {
+        items: found
+            .items
+            .iter()
+            .map(|u| u.view(&settings, actor.sees(u.id)))
+            .collect(),
+        total: found.total,
+    })
+}
+
+/// Finds a user by a login name: exactly one of `username` or `email`
+/// (case-insensitively, as they are unique). Others need
+/// `view-other-user-info`.
+pub async fn find(app: &App, actor: &Actor, attr: Attr, value: &str) -> Result<UserView> {
+    let filter = Expr::cmp(attr, Op::Eq, Value::Text(value.to_owned()), "username")?;
+    let query = UserQuery {
+        filter: Some(filter),
+        count: 1,
+        ..UserQuery::default()
+    };
+    let found = app.store.search_users(actor.account_id, &query).await?;
+    // Without the permission, only oneself is found: someone else's name
+    // is "not found", so that names cannot be probed.
+    let may_see_others = actor.holds(Permission::ViewOtherUserInfo);
+    let user = found
+        .items
+        .into_iter()
+        .next()
+        .filter(|u| may_see_others || actor.user_id() == Some(u.id))
+        .ok_or(StoreError::NotFound("user"))?;
+    let settings = app.settings(actor.account_id).await?;
+    Ok(user.view(&settings, actor.sees(user.id)))
+}
+
 /// Reads a user. Anyone may read themself; others need `view-other-user-info`.
 pub async fn get(app: &App, actor: &Actor, id: Uuid) -> Result<UserView> {
     if actor.user_id() != Some(id) {
@@ -235,7 +286,7 @@ pub async fn update(
         if own {
             return Err(Error::forbidden("nobody changes their own roles"));
         }
-        actor.require(Permission::AssignRoles)?;
+        may_assign_roles(actor)?;
         actor.may_grant_roles(app, roles).await?;
     }
     if own && !actor.holds(Permission::EditOtherUserInfo) {

@@ -323,6 +323,13 @@ pub trait Store: Send + Sync + 'static {
         filter: &UserFilter,
         page: Page,
     ) -> Result<Paged<User>>;
+    /// One window of the users a search matches, in its order, and how
+    /// many match in all.
+    async fn search_users(
+        &self,
+        account: Uuid,
+        query: &crate::domain::user_query::UserQuery,
+    ) -> Result<crate::domain::user_query::Found<User>>;
     /// Changes a user (`user.updated`, and `user.roles_changed` when the
     /// roles are set); `mail` (notices, a verification link for a new
     /// address) is queued in the same transaction. A new password
@@ -1021,13 +1028,15 @@ pub(crate) fn merged_custom_fields(
 /// The `LIKE` pattern (with `\` as escape) of a case-insensitive substring
 /// search for `text`.
 pub(crate) fn like_pattern(text: &str) -> String {
-    format!(
-        "%{}%",
-        text.to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    )
+    format!("%{}%", escape_like(text))
+}
+
+/// `text` lowercased, with `LIKE`'s wildcards and its escape (`\\`) escaped.
+pub(crate) fn escape_like(text: &str) -> String {
+    text.to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 /// [`USER_COLUMNS`] qualified by a table alias, for joins.

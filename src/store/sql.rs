@@ -47,6 +47,7 @@ use crate::domain::user::{
     MAX_BOTS, NewUser, Status, User, UserFilter, UserPatch, normalize_email, normalize_username,
     username_skeleton,
 };
+use crate::domain::user_query::{Attr, Expr, Found, Op, UserQuery, Value};
 use crate::domain::webhook::{Attempt, Delivery, Webhook};
 use crate::store::{
     INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, ROOM_VISIBLE, Result,
@@ -359,6 +360,123 @@ fn touched(rows: u64, what: &'static str) -> Result<()> {
 
 fn fetch_limit(page: Page) -> i64 {
     i64::from(page.limit) + 1
+}
+
+/// The column a search compares or orders an attribute by (an allow-list:
+/// nothing a client sends names a column). Roles are matched in
+/// [`push_user_expr`].
+fn search_column(attr: Attr) -> &'static str {
+    match attr {
+        Attr::Username => "u.username_norm",
+        Attr::Email => "u.email_norm",
+        Attr::Name => "lower(u.name)",
+        Attr::CustomId => "u.custom_id",
+        Attr::Active => "u.active",
+        Attr::Role => "u.roles",
+        // UUID v7: in creation order.
+        Attr::Created => "u.id",
+    }
+}
+
+/// ` WHERE` of a user search: the account, then the filter.
+fn push_user_search_where(q: &mut QueryBuilder<Db>, account: Uuid, filter: Option<&Expr>) {
+    q.push(" WHERE u.account_id = ").push_bind(account);
+    if let Some(e) = filter {
+        q.push(" AND ");
+        push_user_expr(q, e);
+    }
+}
+
+/// A filter as SQL, every value bound. Comparisons are two-valued (a user
+/// without the value does not equal it, and `NOT` of that holds), so that
+/// `NOT` means what it says.
+fn push_user_expr(q: &mut QueryBuilder<Db>, e: &Expr) {
+    let join = |q: &mut QueryBuilder<Db>, v: &[Expr], op: &str, empty: &str| {
+        if v.is_empty() {
+            q.push(empty);
+            return;
+        }
+        q.push("(");
+        for (i, e) in v.iter().enumerate() {
+            if i > 0 {
+                q.push(op);
+            }
+            push_user_expr(q, e);
+        }
+        q.push(")");
+    };
+    match e {
+        Expr::And(v) => join(q, v, " AND ", "1 = 1"),
+        Expr::Or(v) => join(q, v, " OR ", "1 = 0"),
+        Expr::Not(e) => {
+            q.push("NOT (");
+            push_user_expr(q, e);
+            q.push(")");
+        }
+        Expr::Present(Attr::Role) => {
+            q.push("EXISTS (SELECT 1 FROM user_roles r WHERE r.account_id = u.account_id AND r.user_id = u.id)");
+        }
+        Expr::Present(Attr::Active | Attr::Created) => {
+            q.push("1 = 1");
+        }
+        Expr::Present(attr) => {
+            let column = search_column(*attr);
+            q.push(format!("({column} IS NOT NULL AND {column} <> '')"));
+        }
+        Expr::Cmp {
+            attr: Attr::Role,
+            op,
+            value: Value::Text(role),
+        } => {
+            if *op == Op::Ne {
+                q.push("NOT ");
+            }
+            q.push("EXISTS (SELECT 1 FROM user_roles r WHERE r.account_id = u.account_id AND r.user_id = u.id AND r.role = ")
+                .push_bind(role.clone())
+                .push(")");
+        }
+        Expr::Cmp {
+            attr,
+            op,
+            value: Value::Bool(b),
+        } => {
+            q.push(format!("{} ", search_column(*attr)))
+                .push(if *op == Op::Ne { "<> " } else { "= " })
+                .push_bind(*b);
+        }
+        Expr::Cmp {
+            attr,
+            op,
+            value: Value::Text(t),
+        } => {
+            let column = search_column(*attr);
+            let like = crate::store::escape_like;
+            let (sql, bound) = match op {
+                Op::Eq => (format!("({column} IS NOT NULL AND {column} = "), t.clone()),
+                Op::Ne => (format!("({column} IS NULL OR {column} <> "), t.clone()),
+                Op::Contains => (like_on(column), format!("%{}%", like(t))),
+                Op::StartsWith => (like_on(column), format!("{}%", like(t))),
+                Op::EndsWith => (like_on(column), format!("%{}", like(t))),
+            };
+            q.push(sql).push_bind(bound);
+            q.push(if matches!(op, Op::Eq | Op::Ne) {
+                ")"
+            } else {
+                " ESCAPE '\\')"
+            });
+        }
+    }
+}
+
+/// The start of a case-insensitive `LIKE` on `column` (its value is
+/// bound next), false where the column is empty.
+fn like_on(column: &str) -> String {
+    let folded = if column.starts_with("lower(") || column.ends_with("_norm") {
+        column.to_owned()
+    } else {
+        format!("lower({column})")
+    };
+    format!("({column} IS NOT NULL AND {folded} LIKE ")
 }
 
 // --- shared steps ------------------------------------------------------------
@@ -1658,6 +1776,39 @@ impl Store for Backend {
             .push_bind(fetch_limit(page));
         let rows = q.build().fetch_all(self.read()).await?;
         paged(rows, page, user_from_row, |u| u.id)
+    }
+
+    async fn search_users(&self, account: Uuid, query: &UserQuery) -> Result<Found<User>> {
+        let mut count: QueryBuilder<Db> = QueryBuilder::new("SELECT COUNT(*) FROM users u");
+        push_user_search_where(&mut count, account, query.filter.as_ref());
+        let total: i64 = count.build_query_scalar().fetch_one(self.read()).await?;
+        if query.count == 0 {
+            return Ok(Found {
+                items: Vec::new(),
+                total: u64::try_from(total).unwrap_or(0),
+            });
+        }
+        let mut q: QueryBuilder<Db> = QueryBuilder::new(format!(
+            "SELECT {} FROM users u",
+            crate::store::user_columns_of("u")
+        ));
+        push_user_search_where(&mut q, account, query.filter.as_ref());
+        q.push(" ORDER BY ");
+        for s in &query.sort {
+            let column = search_column(s.attr);
+            let dir = if s.descending { "DESC" } else { "ASC" };
+            // Users without the value last, on both backends.
+            q.push(format!("{column} IS NULL, {column} {dir}, "));
+        }
+        q.push("u.id LIMIT ")
+            .push_bind(i64::from(query.count))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
+        let rows = q.build().fetch_all(self.read()).await?;
+        Ok(Found {
+            items: all(rows, user_from_row)?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
     }
 
     async fn update_user(

@@ -61,6 +61,9 @@ const P: &str = "/v1/accounts/{accountId}";
 
 fn rows() -> Vec<Row> {
     let p = |rest: &str| -> &'static str { Box::leak(format!("{P}{rest}").into_boxed_str()) };
+    let rc = |route: &str| -> &'static str {
+        Box::leak(format!("/compat/rocketchat/{{accountId}}/api/v1/{route}").into_boxed_str())
+    };
     vec![
         row(
             "POST",
@@ -362,17 +365,148 @@ fn rows() -> Vec<Row> {
             || json!({ "current_password": PASSWORD, "new_password": "another long passphrase" }),
             &[("user.password_changed", "user")],
         ),
+        // Rocket.Chat's routes write what the native ones do.
+        row(
+            "POST",
+            rc("login"),
+            "self",
+            none,
+            &[("session.created", "session")],
+        ),
+        row(
+            "POST",
+            rc("logout"),
+            "self",
+            none,
+            &[("session.revoked", "session")],
+        ),
+        row(
+            "POST",
+            rc("users.create"),
+            "F",
+            || json!({ "username": format!("u{}", uuid::Uuid::new_v4().simple()), "name": "x" }),
+            &[("user.created", "user")],
+        ),
+        row(
+            "POST",
+            rc("users.update"),
+            "F",
+            || json!({ "userId": "{target}", "data": { "name": "y" } }),
+            &[("user.updated", "user")],
+        ),
+        row(
+            "POST",
+            rc("users.delete"),
+            "F",
+            || json!({ "userId": "{target}" }),
+            &[("user.deleted", "user")],
+        ),
+        row(
+            "POST",
+            rc("users.setActiveStatus"),
+            "F",
+            || json!({ "userId": "{target}", "activeStatus": false }),
+            &[("user.deactivated", "user")],
+        ),
+        row(
+            "POST",
+            rc("users.createToken"),
+            "F",
+            || json!({ "userId": "{target}" }),
+            &[("token.issued", "token")],
+        ),
+        row(
+            "POST",
+            rc("users.setStatus"),
+            "F",
+            || json!({ "userId": "{target}", "message": "hi" }),
+            &[("user.updated", "user")],
+        ),
+        row(
+            "POST",
+            rc("users.resetAvatar"),
+            "F",
+            || json!({ "userId": "{target}" }),
+            &[("user.updated", "user")],
+        ),
+        row(
+            "POST",
+            rc("roles.create"),
+            "F",
+            || json!({ "name": format!("r{}", uuid::Uuid::new_v4().simple()) }),
+            &[("role.created", "role")],
+        ),
+        row(
+            "POST",
+            rc("roles.addUserToRole"),
+            "F",
+            || json!({ "roleId": "{roleId}", "userId": "{target}" }),
+            &[("user.updated", "user"), ("user.roles_changed", "user")],
+        ),
+        // The target is given the role first (below).
+        row(
+            "POST",
+            rc("roles.removeUserFromRole"),
+            "F",
+            || json!({ "roleId": "{roleId}", "userId": "{target}" }),
+            &[("user.updated", "user"), ("user.roles_changed", "user")],
+        ),
+        row(
+            "POST",
+            rc("channels.create"),
+            "F",
+            name,
+            &[("room.created", "room")],
+        ),
+        row(
+            "POST",
+            rc("groups.create"),
+            "A",
+            || json!({ "name": "g", "members": [] }),
+            &[("room.created", "room"), ("member.added", "room_member")],
+        ),
+        // The world's room is private: a group.
+        row(
+            "POST",
+            rc("groups.invite"),
+            "F",
+            || json!({ "roomId": "{roomId}", "userId": "{target}" }),
+            &[("member.added", "room_member")],
+        ),
+        row(
+            "POST",
+            rc("groups.kick"),
+            "F",
+            || json!({ "roomId": "{roomId}", "userId": "{M}" }),
+            &[("member.removed", "room_member")],
+        ),
+        // Channels: a public room is made first (below).
+        row(
+            "POST",
+            rc("channels.invite"),
+            "F",
+            || json!({ "roomId": "{roomId}", "userId": "{target}" }),
+            &[("member.added", "room_member")],
+        ),
+        row(
+            "POST",
+            rc("channels.kick"),
+            "F",
+            || json!({ "roomId": "{roomId}", "userId": "{M}" }),
+            &[("member.removed", "room_member")],
+        ),
     ]
 }
 
 /// Routes whose events need a mail round trip or sign-up settings first:
 /// their rows are [`the_mailed_routes_write_their_events`]. (Verifying an
 /// address is a `GET` of the mailed link, and changes the user.)
-const MAILED: [&str; 4] = [
+const MAILED: [&str; 5] = [
     "/v1/accounts/{accountId}/signup",
     "/v1/accounts/{accountId}/auth/verify-email",
     "/v1/accounts/{accountId}/auth/password-reset",
     "/v1/accounts/{accountId}/auth/password-reset/confirm",
+    "/compat/rocketchat/{accountId}/api/v1/users.register",
 ];
 
 /// A new user with a password, signed in: (id, username, access, refresh).
@@ -424,12 +558,37 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
     for r in &table {
         let w = world(&t, &a, &b).await;
         let mut w = w;
-        if r.path.ends_with("/rooms/{roomId}/join") {
+        if r.path.ends_with("/rooms/{roomId}/join")
+            || r.path.ends_with("/channels.invite")
+            || r.path.ends_with("/channels.kick")
+        {
             let space = &w.ids["spaceId"];
             let body = json!({ "name": "open", "space_id": space, "visibility": "public" });
             let (_, room) = t.post(&a.path("/rooms"), &a.key, body).await;
             let room = room["data"]["room"]["id"].as_str().unwrap().to_owned();
             w.ids.insert("roomId", room);
+        }
+        if r.path.ends_with("/channels.kick") {
+            let room = &w.ids["roomId"];
+            let m = &w.ids["M"];
+            let body = json!({ "role": "role_room_user" });
+            let (s, b) = t
+                .call(
+                    Method::PUT,
+                    &a.path(&format!("/rooms/{room}/members/{m}")),
+                    Some(&a.key),
+                    Some(body),
+                )
+                .await;
+            assert!(s.is_success(), "{b}");
+        }
+        if r.path.ends_with("/roles.removeUserFromRole") {
+            let target = &w.ids["target"];
+            let body = json!({ "roles": ["user", w.ids["roleId"]] });
+            let (s, b) = t
+                .patch(&a.path(&format!("/users/{target}")), &a.key, body)
+                .await;
+            assert!(s.is_success(), "{b}");
         }
         let mut path = r.path.replace("{accountId}", &a.id);
         for (k, v) in &w.ids {
@@ -441,7 +600,8 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
             &w.ids["target"]
         };
         path = path.replace("{userId}", who);
-        let mut body = (r.body)();
+        let mut body: Value =
+            serde_json::from_str(&crate::matrix::fill(&(r.body)().to_string(), &w)).unwrap();
         let (cred, actor): (Option<String>, (&str, Option<String>)) = match r.caller {
             "self" => {
                 let (id, name, access, refresh) = signed_in(&t, &a).await;
@@ -461,7 +621,17 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
         };
         let before = last_seq(&t.app.store.events_after(None, 0, 100_000).await.unwrap());
         let m = Method::from_bytes(r.method.as_bytes()).unwrap();
-        let (status, answer) = t.call(m, &path, cred.as_deref(), Some(body)).await;
+        let (status, mut answer) = if r.path.starts_with("/compat/") {
+            let user = actor.1.clone().unwrap_or_default();
+            let cred = cred.as_deref().unwrap_or_default();
+            let (status, mut answer, id) =
+                crate::matrix::rc_call(&t, m, &path, cred, &user, Some(body)).await;
+            answer["request_id"] = json!(id);
+            (status, answer)
+        } else {
+            t.call(m, &path, cred.as_deref(), Some(body)).await
+        };
+        let _ = &mut answer;
         let here = format!("{} {} as {}", r.method, r.path, r.caller);
         if !status.is_success() {
             failures.push(format!("{here}: {status} {answer}"));
@@ -624,6 +794,27 @@ async fn the_mailed_routes_write_their_events() {
         "{got:?}"
     );
     covered.push("/v1/accounts/{accountId}/auth/password-reset/confirm");
+
+    // Rocket.Chat's users.register is the same sign-up.
+    let before = high(&t).await;
+    let body = json!({ "email": "gus@example.com", "username": "gus", "pass": PASSWORD });
+    let url = format!("/compat/rocketchat/{}/api/v1/users.register", a.id);
+    let (s, b, id) = crate::matrix::rc_call(&t, Method::POST, &url, "", "", Some(body)).await;
+    assert!(s.is_success(), "{b}");
+    let gus = b["user"]["_id"].as_str().unwrap().to_owned();
+    let got = since(&t, before).await;
+    let kinds: Vec<(&str, &str)> = got.iter().map(|e| (e.0.as_str(), e.3.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [("user.created", "user"), ("session.created", "session")]
+    );
+    let me = ("user".to_owned(), Some(gus));
+    assert!(
+        got.iter()
+            .all(|e| (e.1.clone(), e.2.clone()) == me && e.4 == id),
+        "{got:?}"
+    );
+    covered.push("/compat/rocketchat/{accountId}/api/v1/users.register");
 
     assert_eq!(covered, MAILED, "every mailed route has its row here");
 }

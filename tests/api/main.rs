@@ -15,6 +15,7 @@ mod mail;
 mod matrix;
 mod process;
 mod realtime;
+mod rocketchat;
 mod rooms;
 mod security;
 mod sessions;

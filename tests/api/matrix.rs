@@ -65,7 +65,108 @@ fn rows() -> Vec<Row> {
         // TEST-NET-1: public to the SSRF guard, never answered.
         json!({ "url": "http://192.0.2.1/hook", "events": ["user.*"] })
     }
-    vec![
+    // Rocket.Chat's routes: a body (or, for a GET, the query) names the
+    // world's ids as `{target}`, `{roomId}`, … Missing objects are its
+    // 400s, as Rocket.Chat answers; a request without a user's id is 400.
+    fn rc_target() -> Value {
+        json!({ "userId": "{target}" })
+    }
+    fn rc_member() -> Value {
+        json!({ "roomId": "{roomId}", "userId": "{M}" })
+    }
+    fn rc_invite() -> Value {
+        json!({ "roomId": "{roomId}", "userId": "{target}" })
+    }
+    fn rc_room() -> Value {
+        json!({ "roomId": "{roomId}" })
+    }
+    fn rc_user() -> Value {
+        json!({ "username": format!("u{}", uuid::Uuid::new_v4().simple()), "name": "x" })
+    }
+    fn rc_update() -> Value {
+        json!({ "userId": "{target}", "data": { "name": "y" } })
+    }
+    fn rc_active() -> Value {
+        json!({ "userId": "{target}", "activeStatus": false })
+    }
+    fn rc_status() -> Value {
+        json!({ "userId": "{target}", "message": "hi" })
+    }
+    fn rc_role() -> Value {
+        json!({ "name": format!("r{}", uuid::Uuid::new_v4().simple()) })
+    }
+    fn rc_grant() -> Value {
+        json!({ "roleId": "{roleId}", "userId": "{target}" })
+    }
+    fn rc_channel() -> Value {
+        json!({ "name": format!("c{}", uuid::Uuid::new_v4().simple()) })
+    }
+    const RC: &str = "/compat/rocketchat/{accountId}/api/v1/";
+    let rc = |method: &'static str,
+              route: &str,
+              body: Option<fn() -> Value>,
+              expected: &'static str|
+     -> Row {
+        let path: &'static str = Box::leak(format!("{RC}{route}").into_boxed_str());
+        (method, path, body, expected, "")
+    };
+    let mut rows = vec![
+        rc("GET", "me", None, "3002222222144"),
+        rc("GET", "users.info", Some(rc_target), "3222233333144"),
+        rc("GET", "users.list", None, "3222233333144"),
+        rc("GET", "users.getPresence", Some(rc_target), "3222233333144"),
+        rc("GET", "roles.list", None, "3222333333144"),
+        rc("GET", "permissions.listAll", None, "3222333333144"),
+        // The world's room is private: not a channel, for anyone.
+        rc("GET", "channels.info", Some(rc_room), "3000000000144"),
+        rc("GET", "groups.info", Some(rc_room), "3222000220144"),
+        rc("GET", "channels.list", None, "3222222222144"),
+        rc("GET", "groups.list", None, "3222222222144"),
+        rc("POST", "logout", None, "3002222222144"),
+        rc("POST", "users.create", Some(rc_user), "3232233333144"),
+        rc("POST", "users.update", Some(rc_update), "3232333333144"),
+        rc("POST", "users.delete", Some(rc_target), "3232333333144"),
+        rc(
+            "POST",
+            "users.setActiveStatus",
+            Some(rc_active),
+            "3232333333144",
+        ),
+        rc(
+            "POST",
+            "users.createToken",
+            Some(rc_target),
+            "3232333333144",
+        ),
+        rc("POST", "users.setStatus", Some(rc_status), "3232333333144"),
+        rc(
+            "POST",
+            "users.resetAvatar",
+            Some(rc_target),
+            "3232333333144",
+        ),
+        rc("POST", "roles.create", Some(rc_role), "3232333333144"),
+        rc(
+            "POST",
+            "roles.addUserToRole",
+            Some(rc_grant),
+            "3232333333144",
+        ),
+        // The target does not hold the role: 400 for whoever may take it away.
+        rc(
+            "POST",
+            "roles.removeUserFromRole",
+            Some(rc_grant),
+            "3030333333144",
+        ),
+        rc("POST", "channels.create", Some(rc_channel), "3232322222144"),
+        rc("POST", "groups.create", Some(rc_channel), "3232322222144"),
+        rc("POST", "channels.invite", Some(rc_invite), "3000000000144"),
+        rc("POST", "channels.kick", Some(rc_member), "3000000000144"),
+        rc("POST", "groups.invite", Some(rc_invite), "3232000230144"),
+        rc("POST", "groups.kick", Some(rc_member), "3232000220144"),
+    ];
+    let native: Vec<Row> = vec![
         // Webhooks: `manage-settings` (admins, full keys; not read keys).
         (
             "POST",
@@ -485,14 +586,18 @@ fn rows() -> Vec<Row> {
             "3232333333144",
             "",
         ),
-    ]
+    ];
+    rows.extend(native);
+    rows
 }
 
 /// Account routes that authenticate by what the body carries (a password, a
 /// refresh token, a reset token, a captcha) or act only on the caller's own
 /// session: no caller kind grants more than another. Their refusals are
 /// tested in sessions.rs, signup.rs and mail.rs.
-const SELF_SERVICE: [&str; 8] = [
+const SELF_SERVICE: [&str; 10] = [
+    "/compat/rocketchat/{accountId}/api/v1/login",
+    "/compat/rocketchat/{accountId}/api/v1/users.register",
     "/v1/accounts/{accountId}/auth/login",
     "/v1/accounts/{accountId}/auth/refresh",
     "/v1/accounts/{accountId}/auth/logout",
@@ -718,6 +823,52 @@ pub(crate) async fn world(t: &TestApp, a: &Account, b: &(Account, String)) -> Wo
     World { creds, ids }
 }
 
+/// A Rocket.Chat request: the credential as `X-Auth-Token`, the caller's
+/// user id as `X-User-Id`, a GET's "body" as its query.
+/// Answers (status, body, the `x-request-id` it was given).
+pub(crate) async fn rc_call(
+    t: &TestApp,
+    method: Method,
+    path: &str,
+    cred: &str,
+    user: &str,
+    body: Option<Value>,
+) -> (reqwest::StatusCode, Value, Option<String>) {
+    let mut url = url::Url::parse(&format!("{}{path}", t.base)).unwrap();
+    let get = method == Method::GET;
+    if let (Some(Value::Object(q)), true) = (&body, get) {
+        for (k, v) in q {
+            url.query_pairs_mut()
+                .append_pair(k, v.as_str().unwrap_or_default());
+        }
+    }
+    let mut req = t
+        .client
+        .request(method, url)
+        .header("X-Auth-Token", cred)
+        .header("X-User-Id", user);
+    if !get {
+        req = req.json(&body.unwrap_or_else(|| json!({})));
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    let id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, res.json().await.unwrap_or(Value::Null), id)
+}
+
+/// `text` with the world's ids for `{name}`.
+pub(crate) fn fill(text: &str, w: &World) -> String {
+    let mut text = text.to_owned();
+    for (k, v) in &w.ids {
+        text = text.replace(&format!("{{{k}}}"), v);
+    }
+    text
+}
+
 fn code(status: reqwest::StatusCode) -> char {
     match status.as_u16() {
         200..=299 => '2',
@@ -807,7 +958,16 @@ async fn every_route_answers_every_kind_of_caller_as_specified() {
                     w.creds[caller].as_str()
                 };
                 let m = Method::from_bytes(method.as_bytes()).unwrap();
-                let (status, answer) = t.call(m, &p, Some(cred), body.map(|f| f())).await;
+                let body = body
+                    .map(|f| serde_json::from_str::<Value>(&fill(&f().to_string(), w)).unwrap());
+                let compat = path.starts_with("/compat/rocketchat/");
+                let (status, answer) = if compat {
+                    let user = w.ids.get(caller).map_or("", String::as_str);
+                    let (status, answer, _) = rc_call(&t, m, &p, cred, user, body).await;
+                    (status, answer)
+                } else {
+                    t.call(m, &p, Some(cred), body).await
+                };
                 let want = expected.chars().nth(i).unwrap();
                 let got = code(status);
                 // An export's 2xx is NDJSON (one event per line); its
@@ -820,6 +980,11 @@ async fn every_route_answers_every_kind_of_caller_as_specified() {
                             .all(|l| serde_json::from_str::<Value>(l).is_ok()),
                         "{path} as {caller}: not NDJSON: {text}"
                     );
+                } else if compat {
+                    assert!(
+                        answer["success"].is_boolean(),
+                        "{method} {path} as {caller}: not Rocket.Chat's shape: {answer}"
+                    );
                 } else {
                     assert_eq!(
                         answer["type"], "response",
@@ -827,10 +992,12 @@ async fn every_route_answers_every_kind_of_caller_as_specified() {
                     );
                 }
                 (got != want).then(|| {
-                    format!(
-                        "{method} {path} as {caller}: want {want}, got {got}: {}",
-                        answer["error"]["message"]
-                    )
+                    let why = if compat {
+                        &answer["error"]
+                    } else {
+                        &answer["error"]["message"]
+                    };
+                    format!("{method} {path} as {caller}: want {want}, got {got}: {why}")
                 })
             }
         })
