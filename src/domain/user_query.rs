@@ -101,6 +101,9 @@ impl Expr {
                 if !matches!(op, Op::Eq | Op::Ne) {
                     return bad("roles are compared for equality only");
                 }
+                if t.chars().count() > 100 {
+                    return bad("a role id is at most 100 characters");
+                }
                 Value::Text(t)
             }
             (Kind::Text, Value::Text(t)) => {

@@ -66,6 +66,30 @@ pub async fn put_room(
     target: Uuid,
     role: &str,
 ) -> Result<Member> {
+    grant_room(app, actor, room, target, role, false).await
+}
+
+/// Adds a member with `role` unless they are one already (then their
+/// membership is kept as it is): an invitation, as Rocket.Chat's
+/// `channels.invite` is. Who may: as [`put_room`].
+pub async fn add_room(
+    app: &App,
+    actor: &Actor,
+    room: Uuid,
+    target: Uuid,
+    role: &str,
+) -> Result<Member> {
+    grant_room(app, actor, room, target, role, true).await
+}
+
+async fn grant_room(
+    app: &App,
+    actor: &Actor,
+    room: Uuid,
+    target: Uuid,
+    role: &str,
+    only_if_absent: bool,
+) -> Result<Member> {
     let (room, standing) = in_room(app, actor, room).await?;
     let role = RoomRole::parse(role).ok_or_else(|| {
         Error::validation(
@@ -83,7 +107,7 @@ pub async fn put_room(
             room.id,
             target,
             role,
-            false,
+            only_if_absent,
             &actor.change(),
         )
         .await?)

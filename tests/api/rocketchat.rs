@@ -409,3 +409,69 @@ async fn accounts_stay_sealed_through_the_rocket_chat_door() {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn an_update_of_active_alone_and_an_invite_of_a_member_change_only_that() {
+    let app = TestApp::spawn().await;
+    let account = app.account("rc").await;
+    people(&app, &account).await;
+    let key = account.key.clone();
+    let as_key = Some((key.as_str(), ""));
+    let mod_ = app.user(&account, json!({"name": "Mo"})).await;
+    let mo = mod_["user"]["id"].as_str().unwrap().to_owned();
+    // users.update with `data: {active}` alone is setActiveStatus.
+    let (status, res) = rc(
+        &app,
+        &account,
+        reqwest::Method::POST,
+        "users.update",
+        as_key,
+        Some(json!({"userId": mo, "data": {"active": false}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    assert_eq!(res["user"]["active"], false, "{res}");
+    let (_, native) = app.get(&account.path(&format!("/users/{mo}")), &key).await;
+    assert_eq!(native["data"]["user"]["active"], false, "{native}");
+    app.post(
+        &account.path(&format!("/users/{mo}/reactivate")),
+        &key,
+        json!({}),
+    )
+    .await;
+    // Inviting a room's moderator into it leaves them its moderator.
+    let room = app
+        .room(&account, json!({"name": "staff", "visibility": "private"}))
+        .await;
+    let (status, res) = app
+        .call(
+            reqwest::Method::PUT,
+            &account.path(&format!("/rooms/{room}/members/{mo}")),
+            Some(&key),
+            Some(json!({"role": "role_room_moderator"})),
+        )
+        .await;
+    assert!(status.is_success(), "{res}");
+    let (status, res) = rc(
+        &app,
+        &account,
+        reqwest::Method::POST,
+        "groups.invite",
+        as_key,
+        Some(json!({"roomId": room, "userId": mo})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{res}");
+    let (_, members) = app
+        .get(&account.path(&format!("/rooms/{room}/members")), &key)
+        .await;
+    let roles: Vec<&str> = members["data"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["user_id"] == mo.as_str())
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles.len(), 1, "{members}");
+    assert!(roles[0].contains("moderator"), "{members}");
+}

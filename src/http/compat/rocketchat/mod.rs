@@ -301,6 +301,17 @@ impl RcQuery {
         }
     }
 
+    /// A JSON object parameter whose members keep the order they were sent
+    /// in (`sort`: the first key orders first).
+    pub(super) fn ordered(&self, name: &str) -> Result<Option<Vec<(String, Value)>>, RcError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => serde_json::from_str::<Ordered>(v)
+                .map(|o| Some(o.0))
+                .map_err(|_| RcError::invalid(name, &format!("{name} must be a JSON object"))),
+        }
+    }
+
     /// A JSON object parameter (`query`, `sort`, `fields`).
     pub(super) fn object(
         &self,
@@ -316,5 +327,32 @@ impl RcQuery {
                 )),
             },
         }
+    }
+}
+
+/// A JSON object's members in the order they were sent (serde_json's `Map`
+/// sorts them).
+struct Ordered(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut out = Vec::new();
+                while let Some(member) = m.next_entry::<String, Value>()? {
+                    out.push(member);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(Members)
     }
 }

@@ -307,7 +307,7 @@ async fn create(app: &App, caller: &Caller, body: CreateBody, kind: Kind) -> RcR
     let room = rooms::create(app, caller, req).await?;
     for id in ids {
         if caller.user_id() != Some(id) {
-            members::put_room(app, caller, room.id, id, "user").await?;
+            members::add_room(app, caller, room.id, id, "user").await?;
         }
     }
     Ok(success(json!({ kind.key(): rc_room(&room) })))
@@ -427,7 +427,7 @@ async fn membership(
     )
     .await?;
     if add {
-        members::put_room(app, caller, room.id, user, "user")
+        members::add_room(app, caller, room.id, user, "user")
             .await
             .map_err(|e| e.naming("userId"))?;
     } else {

@@ -18,7 +18,7 @@ use crate::domain::session::{LoginRequest, SignupRequest};
 use crate::domain::user::{CreateUserRequest, Hidden, UpdateUserRequest, UserView};
 use crate::domain::user_query::{Attr, Expr, Op, Sort, UserQuery, Value as Term};
 use crate::http::client_ip::ClientIp;
-use crate::http::extract::{Caller, CallerKind, authenticate_as};
+use crate::http::extract::{Caller, CallerKind, authenticate_as, guarded};
 use crate::service::{self, sessions, tokens, users};
 
 pub fn routes() -> OpenApiRouter<App> {
@@ -139,16 +139,26 @@ struct LoginBody {
 async fn login(
     State(app): State<App>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
-    parts: Parts,
+    mut parts: Parts,
     RcJson(body): RcJson<LoginBody>,
 ) -> RcResult {
     let account = account_of(&parts)?;
     let visitor = Caller::anonymous(account, Some(crate::http::envelope::request_id()));
     if let Some(token) = body.resume {
         sessions::admit(&app, ip).await?;
-        let caller = authenticate_as(&parts, &app, account, &token)
-            .await
-            .map_err(|_| RcError::bad_login())?;
+        // A login's token is a JWT: nothing else is looked up. A refused
+        // one counts against the address, as every refused credential.
+        if token.split('.').count() != 3 {
+            return Err(RcError::bad_login());
+        }
+        let caller = guarded(&app, &mut parts, |parts| {
+            authenticate_as(parts, &app, account, &token)
+        })
+        .await
+        .map_err(|e| match e.status {
+            axum::http::StatusCode::TOO_MANY_REQUESTS => RcError::from(e),
+            _ => RcError::bad_login(),
+        })?;
         let CallerKind::User { user, .. } = &caller.kind else {
             return Err(RcError::bad_login());
         };
@@ -264,7 +274,7 @@ async fn users_list(
         .object("query")?
         .map(|q| compile_query(&q, 0))
         .transpose()?;
-    let sort = match query.object("sort")? {
+    let sort = match query.ordered("sort")? {
         None => Vec::new(),
         Some(s) => compile_sort(&s)?,
     };
@@ -445,7 +455,7 @@ fn literal_regex(pattern: &str) -> Option<(Op, String)> {
 }
 
 /// `sort`: `{field: 1 | -1, …}`, in the order given.
-fn compile_sort(s: &Map<String, Value>) -> Result<Vec<Sort>, RcError> {
+fn compile_sort(s: &[(String, Value)]) -> Result<Vec<Sort>, RcError> {
     s.iter()
         .map(|(field, dir)| {
             let a = match field.as_str() {
@@ -539,6 +549,24 @@ async fn users_update(
 ) -> RcResult {
     let id = target(&app, &caller, Some(&body.user_id), None).await?;
     let d = body.data;
+    let profile = d.email.is_some()
+        || d.name.is_some()
+        || d.password.is_some()
+        || d.username.is_some()
+        || d.bio.is_some()
+        || d.nickname.is_some()
+        || d.status_text.is_some()
+        || d.roles.is_some()
+        || d.require_password_change.is_some()
+        || d.verified.is_some()
+        || d.custom_fields.is_some();
+    if let (false, Some(active)) = (profile, d.active) {
+        // `active` alone: what setActiveStatus does, with its permission.
+        let user = users::set_active(&app, &caller, id, active)
+            .await
+            .map_err(|e| e.naming("userId"))?;
+        return Ok(success(json!({ "user": rc_user(&user) })));
+    }
     let req = UpdateUserRequest {
         name: d.name.map(Some),
         email: d.email.map(Some),
@@ -825,6 +853,22 @@ mod tests {
         assert!(q(r#"{"username": {"$where": "1"}}"#).is_err());
         assert!(q(r#"{"active": "yes"}"#).is_err());
         assert!(q(r#"{"$or": []}"#).is_err());
+    }
+
+    #[test]
+    fn sort_keys_order_as_sent() {
+        let q = RcQuery(
+            [(
+                "sort".to_owned(),
+                r#"{"username": 1, "createdAt": -1}"#.to_owned(),
+            )]
+            .into(),
+        );
+        let sort = compile_sort(&q.ordered("sort").unwrap().unwrap()).unwrap();
+        assert_eq!(sort[0].attr, Attr::Username);
+        assert_eq!((sort[1].attr, sort[1].descending), (Attr::Created, true));
+        assert!(compile_sort(&[("roles".into(), json!(1))]).is_err());
+        assert!(compile_sort(&[("name".into(), json!(2))]).is_err());
     }
 
     #[test]
