@@ -328,6 +328,19 @@ fn credential(parts: &Parts) -> Option<&str> {
         .map(str::trim)
 }
 
+/// CollabKit's credential form, `base64(accountId:apiKey)`: the account it
+/// names and the key. Anything else (a key as it is, a JWT) is `None`.
+fn collabkit_key(presented: &str) -> Option<(Uuid, String)> {
+    use base64::engine::general_purpose::STANDARD;
+    if presented.starts_with("rk_") || presented.contains('.') || presented.len() > 512 {
+        return None;
+    }
+    let text = String::from_utf8(STANDARD.decode(presented).ok()?).ok()?;
+    let (account, key) = text.split_once(':')?;
+    let account = Uuid::try_parse(account).ok()?;
+    key.starts_with("rk_").then(|| (account, key.to_owned()))
+}
+
 fn missing_credential() -> ApiError {
     ApiError::unauthorized(
         "send a key or token as `Authorization: Bearer …` or the `apikey` header",
@@ -459,6 +472,12 @@ pub(crate) async fn authenticate_as(
     account: Uuid,
     presented: &str,
 ) -> Result<Caller, ApiError> {
+    let collabkit = collabkit_key(presented);
+    let presented = match &collabkit {
+        Some((owner, _)) if *owner != account => return Err(ApiError::not_found("account")),
+        Some((_, key)) => key.as_str(),
+        None => presented,
+    };
     if presented.starts_with("rk_") {
         let (id, hash) = ApiKeySecret::parse(presented)
             .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))?;

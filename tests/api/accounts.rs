@@ -221,3 +221,29 @@ async fn requests_without_credentials_are_unauthorized() {
     let got = t.get(&a.path("/users"), "a.b.c").await;
     assert_error(&got, StatusCode::UNAUTHORIZED, "UNAUTHORIZED", None);
 }
+
+/// CollabKit's credential form: `Authorization: Bearer base64(accountId:apiKey)`.
+#[tokio::test]
+async fn collabkits_base64_account_and_key_credential_is_accepted_on_its_own_account() {
+    use base64::Engine;
+    let app = TestApp::spawn().await;
+    let a = app.account("a").await;
+    let b = app.account("b").await;
+    let cred = |account: &str, key: &str| {
+        base64::engine::general_purpose::STANDARD.encode(format!("{account}:{key}"))
+    };
+    let own = cred(&a.id, &a.key);
+    let (status, res) = app
+        .post(&a.path("/users"), &own, json!({ "name": "Alice" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{res}");
+    // The pair names another account than the path: not found, and a
+    // revoked or garbled key inside the pair is not valid.
+    let (status, _) = app.get(&b.path("/users"), &own).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get(&b.path("/users"), &cred(&b.id, &a.key)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app.get(&a.path("/users"), &cred(&a.id, "rk_nothing")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.user_count(&a).await, 1);
+}
