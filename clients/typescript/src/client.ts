@@ -27,7 +27,9 @@ export interface RosterClientOptions {
   authToken: string;
   /**
    * The WebSocket class. Defaults to `globalThis.WebSocket` (browsers,
-   * Node ≥ 22); in Node 20 pass the `ws` package: `WebSocket: require('ws')`.
+   * Node ≥ 22, Deno, Bun); where there is none (Node 20) the `ws` package is
+   * loaded by `connect()` (a dependency of this package, imported only then,
+   * so browser bundles never include it).
    */
   WebSocket?: WebSocketConstructor;
   /**
@@ -75,7 +77,8 @@ interface Pending {
 export class RosterClient extends Emitter<RosterClientEvents> {
   private readonly serverUrl: string;
   private token: string;
-  private readonly WS: WebSocketConstructor;
+  /** The WebSocket class; null until `connect()` loads `ws` where there is no global one. */
+  private WS: WebSocketConstructor | null;
   private readonly getToken: (() => string | Promise<string>) | undefined;
   private readonly backoff: Required<ReconnectOptions> | false;
   private readonly requestTimeoutMs: number;
@@ -106,12 +109,10 @@ export class RosterClient extends Emitter<RosterClientEvents> {
     super();
     if (!options || typeof options.serverUrl !== 'string') throw new TypeError('serverUrl is required');
     if (typeof options.authToken !== 'string' || options.authToken === '') throw new TypeError('authToken is required');
-    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!WS) {
-      throw new TypeError(
-        'no WebSocket implementation: pass one, e.g. `new RosterClient({ ..., WebSocket: require("ws") })` in Node 20',
-      );
+    if (options.WebSocket !== undefined && typeof options.WebSocket !== 'function') {
+      throw new TypeError('WebSocket must be a WebSocket class (e.g. the `ws` package)');
     }
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket ?? null;
     buildRealtimeUrl(options.serverUrl, options.authToken); // validates serverUrl now, not at connect()
     this.serverUrl = options.serverUrl;
     this.token = options.authToken;
@@ -161,14 +162,16 @@ export class RosterClient extends Emitter<RosterClientEvents> {
     this.closedByUser = false;
     this.attempt = 0;
     this.currentState = 'connecting';
-    const p = this.open(false).then(
+    const p: Promise<Welcome> = this.firstOpen().then(
       (welcome) => {
-        this.connecting = null;
+        if (this.connecting === p) this.connecting = null;
         return welcome;
       },
       (err: unknown) => {
-        this.connecting = null;
-        if (this.currentState === 'connecting') this.currentState = 'closed';
+        if (this.connecting === p) {
+          this.connecting = null;
+          if (this.currentState === 'connecting') this.currentState = 'closed';
+        }
         throw err;
       },
     );
@@ -235,6 +238,7 @@ export class RosterClient extends Emitter<RosterClientEvents> {
    */
   close(): Promise<void> {
     this.closedByUser = true;
+    this.connecting = null;
     if (this.reconnectTimer) {
       clearTimeout(this.reconnectTimer);
       this.reconnectTimer = null;
@@ -269,12 +273,41 @@ export class RosterClient extends Emitter<RosterClientEvents> {
 
   // ---- internals ----
 
+  /**
+   * `connect()`'s first socket: loads `ws` first when there is no WebSocket
+   * class yet (Node 20). `close()` during that load rejects with `CLOSED`.
+   */
+  private firstOpen(): Promise<Welcome> {
+    if (this.WS) return this.open(false);
+    return new Promise<Welcome>((resolve, reject) => {
+      let aborted = false;
+      const abort = (err: Error) => {
+        aborted = true;
+        reject(err);
+      };
+      this.abortOpen = abort;
+      loadNodeWebSocket().then(
+        (WS) => {
+          if (this.abortOpen === abort) this.abortOpen = null;
+          if (aborted) return;
+          this.WS ??= WS;
+          this.open(false).then(resolve, reject);
+        },
+        (err: unknown) => {
+          if (this.abortOpen === abort) this.abortOpen = null;
+          if (!aborted) reject(err);
+        },
+      );
+    });
+  }
+
   /** Opens one socket and waits for `welcome`. */
   private open(reconnected: boolean): Promise<Welcome> {
     return new Promise<Welcome>((resolve, reject) => {
       let url: string;
       let socket: WebSocketLike;
       try {
+        if (!this.WS) throw new Error('no WebSocket class');
         url = buildRealtimeUrl(this.serverUrl, this.token);
         socket = new this.WS(url);
       } catch (err) {
@@ -617,6 +650,41 @@ export class RosterClient extends Emitter<RosterClientEvents> {
       });
     });
   }
+}
+
+/** `true` in the CommonJS build, `false` in the ESM build (set by tsup.config.ts). */
+declare const __ROSTER_CJS__: boolean;
+
+/**
+ * The `ws` package, for runtimes without a global `WebSocket` (Node 20),
+ * loaded only then. The ESM build imports it with a variable specifier and
+ * the bundler hints that make webpack and Vite leave the import alone, so a
+ * browser bundle neither includes `ws` nor needs it. The CommonJS build uses
+ * `require` (a dynamic `import()` inside CommonJS fails in test runners such
+ * as Jest that run modules in a VM without ESM support).
+ */
+async function loadNodeWebSocket(): Promise<WebSocketConstructor> {
+  let mod: unknown;
+  try {
+    if (__ROSTER_CJS__) {
+      mod = require('ws');
+    } else {
+      const specifier = 'ws';
+      mod = await import(/* webpackIgnore: true */ /* @vite-ignore */ specifier);
+    }
+  } catch (err) {
+    throw new RosterConnectionError(
+      'REFUSED',
+      `there is no global WebSocket and the \`ws\` package could not be loaded (${message(err)}): ` +
+        'install it (`npm install ws`) or pass a WebSocket class: `new RosterClient({ ..., WebSocket })`',
+    );
+  }
+  const m = mod as { default?: unknown; WebSocket?: unknown };
+  const WS = typeof m.default === 'function' ? m.default : typeof m.WebSocket === 'function' ? m.WebSocket : mod;
+  if (typeof WS !== 'function') {
+    throw new RosterConnectionError('REFUSED', 'the `ws` package did not export a WebSocket class');
+  }
+  return WS as WebSocketConstructor;
 }
 
 function parseFrame(data: unknown): Frame | null {

@@ -1,5 +1,11 @@
 export { RosterClient, CloseCodes } from './client';
 export type { RosterClientOptions } from './client';
+// CollabKit's client, under its own name: `import CollabKitClient from '@roster/client'`
+// (or `import { CollabKitClient }`) is `RosterClient` — the same class, so
+// `new CollabKitClient({ serverUrl, authToken })`, `connect()` and `join()`
+// (the token's room) work unchanged. The default export is the same class.
+export { RosterClient as CollabKitClient, RosterClient as default } from './client';
+export type { RosterClientOptions as CollabKitClientOptions } from './client';
 export { RosterAdmin } from './admin';
 export type {
   RosterAdminOptions,

@@ -84,7 +84,7 @@ test('unit: Emitter calls listeners in order, once() fires once, off() removes',
   e.fire('x', 4); // no listeners: nothing happens
 });
 
-test('unit: the CommonJS build works with require("ws"), as in the README', () => {
+test('unit: the CommonJS build works with an explicit WebSocket option (require("ws"))', () => {
   const require = createRequire(import.meta.url);
   const sdk = require('../dist/index.cjs');
   const c = new sdk.RosterClient({ serverUrl: 'https://api.collab-kit.com', authToken: 't', WebSocket: require('ws') });
@@ -93,11 +93,81 @@ test('unit: the CommonJS build works with require("ws"), as in the README', () =
   assert.equal(typeof sdk.RosterError, 'function');
 });
 
-test('unit: option checks', () => {
-  // Node 20 has no global WebSocket: the error says what to pass.
-  if (typeof globalThis.WebSocket === 'undefined') {
-    assert.throws(() => new RosterClient({ serverUrl: 'http://h', authToken: 't' }), /require\("ws"\)/);
+test('unit: the CommonJS build has a default export and CollabKitClient beside the named exports', () => {
+  const require = createRequire(import.meta.url);
+  const sdk = require('../dist/index.cjs');
+  assert.equal(typeof sdk.RosterClient, 'function');
+  assert.equal(sdk.default, sdk.RosterClient, 'require(…).default is the client class');
+  assert.equal(sdk.CollabKitClient, sdk.RosterClient, 'require(…).CollabKitClient is the client class');
+  assert.equal(sdk.__esModule, true, 'bundlers and TypeScript interop map `import X from` onto .default');
+  // Through the package name and its exports map, as a CommonJS app requires it.
+  const byName = require('@roster/client');
+  assert.equal(byName.default, byName.CollabKitClient);
+  assert.equal(typeof byName.RosterAdmin, 'function');
+  const c = new byName.default({ serverUrl: 'https://api.collab-kit.com', authToken: 't' });
+  assert.equal(c.state, 'idle');
+  assert.ok(c instanceof byName.RosterClient);
+});
+
+test('unit: the ESM build has the same default export and CollabKitClient', async () => {
+  const esm = await import('../dist/index.js');
+  assert.equal(esm.default, esm.RosterClient);
+  assert.equal(esm.CollabKitClient, esm.RosterClient);
+  assert.equal(esm.default, RosterClient);
+  const byName = await import('@roster/client');
+  assert.equal(byName.default, RosterClient, 'the exports map gives the ESM build to import');
+});
+
+test('unit: without a WebSocket option or a global WebSocket, connect() loads `ws` (ESM and CJS builds)', async () => {
+  // Node 20 has no global WebSocket: the constructor no longer needs one.
+  const require = createRequire(import.meta.url);
+  const cjs = require('../dist/index.cjs');
+  for (const Client of [RosterClient, cjs.RosterClient]) {
+    const c = new Client({ serverUrl: 'http://127.0.0.1:9', authToken: 't', reconnect: false });
+    const err = await c.connect().catch((e) => e);
+    // Only a real socket to a closed port says ECONNREFUSED: `ws` was loaded and used.
+    assert.equal(err?.code, 'REFUSED', String(err));
+    assert.equal(err.closeCode, 1006, `a socket was opened and closed: ${err.message}`);
+    assert.ok(err instanceof (Client === RosterClient ? RosterConnectionError : cjs.RosterConnectionError));
+    assert.equal(c.state, 'closed');
   }
+});
+
+test('unit: close() while connect() is still loading `ws` rejects connect() with CLOSED and opens nothing', async () => {
+  const c = new RosterClient({ serverUrl: 'http://127.0.0.1:9', authToken: 't' });
+  const connecting = c.connect();
+  await c.close();
+  const err = await connecting.catch((e) => e);
+  if (typeof globalThis.WebSocket === 'undefined') {
+    assert.ok(err instanceof RosterConnectionError, String(err));
+    assert.equal(err.code, 'CLOSED');
+  }
+  assert.equal(c.state, 'closed');
+  // And a new connect() afterwards is a fresh attempt, not the aborted one.
+  const again = await c.connect().catch((e) => e);
+  assert.equal(again.code, 'REFUSED');
+});
+
+test('unit: a browser bundle of the ESM build does not include `ws`', async () => {
+  const esbuild = await import('esbuild');
+  for (const entry of ['../dist/index.js']) {
+    const out = await esbuild.build({
+      stdin: { contents: `export * from ${JSON.stringify(new URL(entry, import.meta.url).pathname)};`, resolveDir: '.' },
+      bundle: true,
+      platform: 'browser',
+      format: 'esm',
+      write: false,
+      logLevel: 'silent',
+      metafile: true,
+    });
+    const inputs = Object.keys(out.metafile.inputs);
+    assert.ok(!inputs.some((i) => /node_modules[\\/]ws[\\/]/.test(i)), `bundled: ${inputs.join(', ')}`);
+    assert.ok(out.outputFiles[0].text.includes('loadNodeWebSocket'), 'the bundle is of the SDK');
+  }
+});
+
+test('unit: option checks', () => {
+  assert.throws(() => new RosterClient({ serverUrl: 'http://h', authToken: 't', WebSocket: {} }), TypeError);
   assert.throws(() => new RosterClient({ serverUrl: 'nope', authToken: 't', WebSocket }), TypeError);
   assert.throws(() => new RosterClient({ serverUrl: 'http://h', authToken: '', WebSocket }), TypeError);
   assert.throws(() => new RosterAdmin({ serverUrl: 'http://h', apiKey: '', accountId: 'a' }), TypeError);
