@@ -807,17 +807,34 @@ impl CreateUserRequest {
         if let Some(c) = &self.captcha_token {
             text::free_text("captcha_token", c, 4096)?;
         }
+        let username = opt(self.username, username)?;
+        let email = opt(self.email, email)?;
+        let name = match opt(self.name, |s| text::display_text("name", s, MAX_NAME))? {
+            Some(name) => Some(name),
+            // Every vendor requires a name. A username stands in for it; an
+            // address does not (it is private, a name is not), but the user
+            // is then still someone the account can reach.
+            None if username.is_some() => username.clone(),
+            None if email.is_some() => None,
+            None => {
+                return Err(ValidationError::new(
+                    "name",
+                    "is required unless a username or an email is given",
+                )
+                .into());
+            }
+        };
         let user = NewUser {
             id: Uuid::now_v7(),
             room_id,
             custom_id: opt(self.custom_id, custom_id)?,
-            username: opt(self.username, username)?,
-            name: opt(self.name, |s| text::display_text("name", s, MAX_NAME))?,
+            username,
+            name,
             nickname: opt(self.nickname, |s| {
                 text::display_text("nickname", s, MAX_NICKNAME)
             })?,
             bio: opt(self.bio, |s| text::free_text("bio", s, MAX_BIO))?,
-            email: opt(self.email, email)?,
+            email,
             email_verified: self.verified.unwrap_or(false),
             phone: opt(self.phone, phone)?,
             profile_picture: opt(self.profile_picture, |s| {

@@ -267,7 +267,7 @@ async fn fifty_concurrent_activations_of_a_one_use_invite_admit_exactly_one() {
     let invite = id(&invite, "invite");
     let mut users = Vec::new();
     for i in 0..50 {
-        users.push(user(&t, &a, json!({ "uid": format!("u{i}") })).await);
+        users.push(user(&t, &a, json!({ "uid": format!("u{i}"), "name": "U" })).await);
     }
     let path = a.path(&format!("/spaces/{space}/invites/{invite}/activate"));
     let tasks: Vec<_> = users

@@ -302,7 +302,7 @@ async fn a_one_use_invite_raced_across_both_nodes_admits_exactly_one() {
     let path = a.path(&format!("/spaces/{space}/invites/{invite}/activate"));
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let token = n1.user(&a, json!({ "uid": format!("u{i}") })).await["token"]
+        let token = n1.user(&a, json!({ "uid": format!("u{i}"), "name": "U" })).await["token"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -539,7 +539,7 @@ async fn redis_down_degrades_to_per_node_presence_and_recovers_by_itself() {
                 let path = a.path("/users");
                 tokio::select! {
                     _ = stop.notified() => return acked,
-                    (status, _) = node.post(&path, &a.key, json!({ "uid": uid })) => {
+                    (status, _) = node.post(&path, &a.key, json!({ "uid": uid, "name": "U" })) => {
                         assert_eq!(status, StatusCode::CREATED, "REST keeps working without Redis");
                         acked.push(uid);
                     }
@@ -742,7 +742,7 @@ async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart()
                 let path = a.path("/users");
                 tokio::select! {
                     _ = stop.notified() => return (acked, refused),
-                    (status, body) = node.post(&path, &a.key, json!({ "uid": uid })) => {
+                    (status, body) = node.post(&path, &a.key, json!({ "uid": uid, "name": "U" })) => {
                         match status {
                             StatusCode::CREATED => acked.push(uid),
                             StatusCode::SERVICE_UNAVAILABLE | StatusCode::INTERNAL_SERVER_ERROR => {
@@ -784,7 +784,7 @@ async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart()
     ctl("stop").await.unwrap();
     let got = tokio::time::timeout(
         Duration::from_secs(20),
-        n1.post(&a.path("/users"), &a.key, json!({ "uid": "while-down" })),
+        n1.post(&a.path("/users"), &a.key, json!({ "uid": "while-down", "name": "U" })),
     )
     .await
     .expect("a request while the database is down is answered");

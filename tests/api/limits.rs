@@ -6,9 +6,23 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Account, TestApp, assert_error};
 
+/// A create body with a `name` (which a user needs unless a username or
+/// an email stands in), unless it names one already.
+fn named(mut body: Value) -> Value {
+    let o = body.as_object_mut().expect("an object");
+    if !["name", "username", "email"]
+        .iter()
+        .any(|k| o.contains_key(*k))
+    {
+        o.insert("name".into(), json!("N"));
+    }
+    body
+}
+
 /// `ok` is accepted; `bad` is refused with VALIDATION_ERROR on `field` and
 /// leaves the user count as it was.
 async fn edge(t: &TestApp, a: &Account, field: &str, ok: Value, bad: Value) {
+    let (ok, bad) = (named(ok), named(bad));
     let (status, body) = t.post(&a.path("/users"), &a.key, ok.clone()).await;
     assert_eq!(
         status,
@@ -237,7 +251,7 @@ async fn control_characters_and_bidi_overrides_are_refused_everywhere() {
     ] {
         for field in ["name", "nickname", "bio", "statusMessage", "username"] {
             let got = t
-                .post(&a.path("/users"), &a.key, json!({ field: bad }))
+                .post(&a.path("/users"), &a.key, named(json!({ field: bad })))
                 .await;
             let canonical = if field == "statusMessage" {
                 "status_message"
@@ -252,7 +266,7 @@ async fn control_characters_and_bidi_overrides_are_refused_everywhere() {
             );
         }
         let got = t
-            .post(&a.path("/users"), &a.key, json!({ "tags": [bad] }))
+            .post(&a.path("/users"), &a.key, named(json!({ "tags": [bad] })))
             .await;
         assert_error(
             &got,
@@ -265,7 +279,7 @@ async fn control_characters_and_bidi_overrides_are_refused_everywhere() {
         .post(
             &a.path("/users"),
             &a.key,
-            json!({ "metadata": { "k": "nul\u{0}" } }),
+            named(json!({ "metadata": { "k": "nul\u{0}" } })),
         )
         .await;
     assert_error(
@@ -320,7 +334,7 @@ async fn custom_fields_must_be_declared_and_typed() {
         .post(
             &a.path("/users"),
             &a.key,
-            json!({ "customFields": { "team": "x" } }),
+            json!({ "name": "N", "customFields": { "team": "x" } }),
         )
         .await;
     assert_error(
@@ -360,7 +374,7 @@ async fn custom_fields_must_be_declared_and_typed() {
         ),
     ];
     for (body, field) in cases {
-        let got = t.post(&a.path("/users"), &a.key, body).await;
+        let got = t.post(&a.path("/users"), &a.key, named(body)).await;
         assert_error(
             &got,
             StatusCode::BAD_REQUEST,
@@ -369,8 +383,11 @@ async fn custom_fields_must_be_declared_and_typed() {
         );
     }
     assert_eq!(t.user_count(&a).await, 0);
-    t.user(&a, json!({ "customFields": { "team": "core", "age": 3 } }))
-        .await;
+    t.user(
+        &a,
+        named(json!({ "customFields": { "team": "core", "age": 3 } })),
+    )
+    .await;
     // Declarations themselves are validated; a bad PATCH changes nothing.
     let got = t
         .patch(

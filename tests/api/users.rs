@@ -353,7 +353,7 @@ async fn uniqueness_clashes_name_the_field_and_write_nothing() {
     )
     .await;
     let cases = [
-        (json!({ "customId": "c-1" }), "custom_id"),
+        (json!({ "customId": "c-1", "name": "C" }), "custom_id"),
         (json!({ "username": "zoË" }), "username"),
         (json!({ "email": "zoe@example.COM" }), "email"),
     ];
@@ -419,14 +419,17 @@ async fn an_account_holds_at_most_25_bots() {
     let t = TestApp::spawn().await;
     let a = t.account("acme").await;
     for i in 0..25 {
-        t.user(&a, json!({ "uid": format!("bot-{i}"), "role": "bot" }))
-            .await;
+        t.user(
+            &a,
+            json!({ "uid": format!("bot-{i}"), "name": "B", "role": "bot" }),
+        )
+        .await;
     }
     let got = t
         .post(
             &a.path("/users"),
             &a.key,
-            json!({ "uid": "bot-25", "role": "bot" }),
+            json!({ "uid": "bot-25", "name": "B", "role": "bot" }),
         )
         .await;
     assert_error(&got, StatusCode::CONFLICT, "CONFLICT", Some("roles"));
@@ -691,4 +694,31 @@ async fn a_settings_change_applies_to_the_very_next_create() {
         "VALIDATION_ERROR",
         Some("custom_fields.team"),
     );
+}
+
+/// Every vendor requires a name: a user with nothing to show is refused,
+/// naming `name`, and nothing is written; a username stands in for the
+/// name, an address (private) does not.
+#[tokio::test]
+async fn a_name_is_required_unless_a_username_or_an_email_is_given() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    for body in [json!({}), json!({ "customId": "c-1", "tags": ["x"] })] {
+        let got = t.post(&a.path("/users"), &a.key, body).await;
+        assert_error(
+            &got,
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            Some("name"),
+        );
+    }
+    assert_eq!(t.user_count(&a).await, 0);
+    let by_username = t.user(&a, json!({ "username": "kate" })).await;
+    assert_eq!(by_username["user"]["name"], "kate");
+    let by_email = t.user(&a, json!({ "email": "kate@example.com" })).await;
+    assert_eq!(by_email["user"]["name"], Value::Null);
+    let named = t
+        .user(&a, json!({ "username": "kim", "name": "Kim K" }))
+        .await;
+    assert_eq!(named["user"]["name"], "Kim K");
 }
