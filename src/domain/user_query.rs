@@ -19,6 +19,10 @@ pub enum Attr {
     Active,
     /// Holds this role id.
     Role,
+    /// Carries this tag.
+    Tag,
+    /// Presence as stored: `online`, `away` or `offline`.
+    Status,
     /// Creation order (an order key only).
     Created,
 }
@@ -27,7 +31,7 @@ impl Attr {
     fn kind(self) -> Kind {
         match self {
             Attr::Active => Kind::Bool,
-            Attr::Role => Kind::Set,
+            Attr::Role | Attr::Tag => Kind::Set,
             Attr::Created => Kind::Order,
             _ => Kind::Text,
         }
@@ -38,7 +42,7 @@ impl Attr {
 enum Kind {
     Text,
     Bool,
-    /// A set of text values (roles): equality means membership.
+    /// A set of text values (roles, tags): equality means membership.
     Set,
     /// Orders, is not compared.
     Order,
@@ -68,7 +72,7 @@ pub enum Expr {
         op: Op,
         value: Value,
     },
-    /// The attribute has a value (a user with at least one role, for `Role`).
+    /// The attribute has a value (at least one role or tag, for a set).
     Present(Attr),
     And(Vec<Expr>),
     Or(Vec<Expr>),
@@ -99,10 +103,10 @@ impl Expr {
             (_, Value::Bool(_)) => return bad("must be compared with text"),
             (Kind::Set, Value::Text(t)) => {
                 if !matches!(op, Op::Eq | Op::Ne) {
-                    return bad("roles are compared for equality only");
+                    return bad("roles and tags are compared for equality only");
                 }
                 if t.chars().count() > 100 {
-                    return bad("a role id is at most 100 characters");
+                    return bad("a role id or a tag is at most 100 characters");
                 }
                 Value::Text(t)
             }
@@ -150,7 +154,7 @@ impl Expr {
     }
 }
 
-/// An order key: `Role` is not one.
+/// An order key: `Role` and `Tag` are not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sort {
     pub attr: Attr,
@@ -159,8 +163,11 @@ pub struct Sort {
 
 impl Sort {
     pub fn new(attr: Attr, descending: bool, field: &str) -> Result<Self, ValidationError> {
-        if attr == Attr::Role {
-            return Err(ValidationError::new(field, "users are not sorted by role"));
+        if attr.kind() == Kind::Set {
+            return Err(ValidationError::new(
+                field,
+                "users are not sorted by roles or tags",
+            ));
         }
         Ok(Sort { attr, descending })
     }

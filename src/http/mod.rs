@@ -76,6 +76,13 @@ impl Modify for Security {
             ))),
         );
         c.add_security_scheme(
+            "cometchat",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "apikey",
+                "An account API key, as CometChat's REST API takes its key",
+            ))),
+        );
+        c.add_security_scheme(
             "operator_key",
             SecurityScheme::Http(
                 HttpBuilder::new()

@@ -59,6 +59,12 @@ fn name_conflict(e: StoreError) -> Error {
     }
 }
 
+/// Who may create, change or delete roles: holders of `manage-roles` (a
+/// front door may ask before it reads the request).
+pub fn may_manage(actor: &Actor) -> Result<()> {
+    actor.require(Permission::ManageRoles)
+}
+
 /// Creates a custom role. Needs `manage-roles`; a user may only put in it
 /// permissions they hold themselves.
 pub async fn create(app: &App, actor: &Actor, req: CreateRole) -> Result<Role> {

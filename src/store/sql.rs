@@ -373,8 +373,18 @@ fn search_column(attr: Attr) -> &'static str {
         Attr::CustomId => "u.custom_id",
         Attr::Active => "u.active",
         Attr::Role => "u.roles",
+        Attr::Tag => "u.tags",
+        Attr::Status => "u.status",
         // UUID v7: in creation order.
         Attr::Created => "u.id",
+    }
+}
+
+/// The table and column of a set attribute's members.
+fn set_table(attr: Attr) -> (&'static str, &'static str) {
+    match attr {
+        Attr::Tag => ("user_tags", "tag"),
+        _ => ("user_roles", "role"),
     }
 }
 
@@ -413,8 +423,9 @@ fn push_user_expr(q: &mut QueryBuilder<Db>, e: &Expr) {
             push_user_expr(q, e);
             q.push(")");
         }
-        Expr::Present(Attr::Role) => {
-            q.push("EXISTS (SELECT 1 FROM user_roles r WHERE r.account_id = u.account_id AND r.user_id = u.id)");
+        Expr::Present(attr @ (Attr::Role | Attr::Tag)) => {
+            let (table, _) = set_table(*attr);
+            q.push(format!("EXISTS (SELECT 1 FROM {table} s WHERE s.account_id = u.account_id AND s.user_id = u.id)"));
         }
         Expr::Present(Attr::Active | Attr::Created) => {
             q.push("1 = 1");
@@ -424,15 +435,16 @@ fn push_user_expr(q: &mut QueryBuilder<Db>, e: &Expr) {
             q.push(format!("({column} IS NOT NULL AND {column} <> '')"));
         }
         Expr::Cmp {
-            attr: Attr::Role,
+            attr: attr @ (Attr::Role | Attr::Tag),
             op,
-            value: Value::Text(role),
+            value: Value::Text(member),
         } => {
             if *op == Op::Ne {
                 q.push("NOT ");
             }
-            q.push("EXISTS (SELECT 1 FROM user_roles r WHERE r.account_id = u.account_id AND r.user_id = u.id AND r.role = ")
-                .push_bind(role.clone())
+            let (table, column) = set_table(*attr);
+            q.push(format!("EXISTS (SELECT 1 FROM {table} s WHERE s.account_id = u.account_id AND s.user_id = u.id AND s.{column} = "))
+                .push_bind(member.clone())
                 .push(")");
         }
         Expr::Cmp {

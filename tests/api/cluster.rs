@@ -302,7 +302,9 @@ async fn a_one_use_invite_raced_across_both_nodes_admits_exactly_one() {
     let path = a.path(&format!("/spaces/{space}/invites/{invite}/activate"));
     let mut tasks = Vec::new();
     for i in 0..40 {
-        let token = n1.user(&a, json!({ "uid": format!("u{i}"), "name": "U" })).await["token"]
+        let token = n1
+            .user(&a, json!({ "uid": format!("u{i}"), "name": "U" }))
+            .await["token"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -784,7 +786,11 @@ async fn a_postgres_restart_fails_requests_fast_and_recovers_without_a_restart()
     ctl("stop").await.unwrap();
     let got = tokio::time::timeout(
         Duration::from_secs(20),
-        n1.post(&a.path("/users"), &a.key, json!({ "uid": "while-down", "name": "U" })),
+        n1.post(
+            &a.path("/users"),
+            &a.key,
+            json!({ "uid": "while-down", "name": "U" }),
+        ),
     )
     .await
     .expect("a request while the database is down is answered");

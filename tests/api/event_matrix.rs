@@ -64,6 +64,9 @@ fn rows() -> Vec<Row> {
     let rc = |route: &str| -> &'static str {
         Box::leak(format!("/compat/rocketchat/{{accountId}}/api/v1/{route}").into_boxed_str())
     };
+    let cc = |route: &str| -> &'static str {
+        Box::leak(format!("/compat/cometchat/{{accountId}}/v3/{route}").into_boxed_str())
+    };
     vec![
         row(
             "POST",
@@ -382,6 +385,85 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "POST",
+            cc("users"),
+            "F",
+            || json!({ "uid": format!("u{}", uuid::Uuid::new_v4().simple()), "name": "x" }),
+            &[("user.created", "user")],
+        ),
+        // The target is deactivated first (below).
+        row(
+            "PUT",
+            cc("users"),
+            "F",
+            || json!({ "uidsToActivate": ["{target}"] }),
+            &[("user.reactivated", "user")],
+        ),
+        row(
+            "DELETE",
+            cc("users"),
+            "F",
+            || json!({ "uidsToDeactivate": ["{target}"] }),
+            &[("user.deactivated", "user")],
+        ),
+        row(
+            "PUT",
+            cc("users/{uid}"),
+            "F",
+            name,
+            &[("user.updated", "user")],
+        ),
+        row(
+            "DELETE",
+            cc("users/{uid}"),
+            "F",
+            none,
+            &[("user.deactivated", "user")],
+        ),
+        row(
+            "POST",
+            cc("users/{uid}/auth_tokens"),
+            "F",
+            none,
+            &[("token.issued", "token")],
+        ),
+        // The target's two live tokens, as natively.
+        row(
+            "DELETE",
+            cc("users/{uid}/auth_tokens"),
+            "F",
+            none,
+            &[("token.revoked", "token"), ("token.revoked", "token")],
+        ),
+        row(
+            "DELETE",
+            cc("users/{uid}/auth_tokens/{authToken}"),
+            "F",
+            none,
+            &[("token.revoked", "token")],
+        ),
+        row(
+            "POST",
+            cc("roles"),
+            "F",
+            || json!({ "role": format!("r{}", uuid::Uuid::new_v4().simple()), "name": "x" }),
+            &[("role.created", "role")],
+        ),
+        row(
+            "PUT",
+            cc("roles/{role}"),
+            "F",
+            || json!({ "description": "d" }),
+            &[("role.updated", "role")],
+        ),
+        row(
+            "DELETE",
+            cc("roles/{role}"),
+            "F",
+            none,
+            &[("role.deleted", "role")],
+        ),
+        row(
+            "POST",
             rc("users.create"),
             "F",
             || json!({ "username": format!("u{}", uuid::Uuid::new_v4().simple()), "name": "x" }),
@@ -582,6 +664,17 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
                 .await;
             assert!(s.is_success(), "{b}");
         }
+        if r.path.ends_with("/v3/users") && r.method == "PUT" {
+            let target = &w.ids["target"];
+            let (s, b) = t
+                .post(
+                    &a.path(&format!("/users/{target}/deactivate")),
+                    &a.key,
+                    json!({}),
+                )
+                .await;
+            assert!(s.is_success(), "{b}");
+        }
         if r.path.ends_with("/roles.removeUserFromRole") {
             let target = &w.ids["target"];
             let body = json!({ "roles": ["user", w.ids["roleId"]] });
@@ -621,7 +714,13 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
         };
         let before = last_seq(&t.app.store.events_after(None, 0, 100_000).await.unwrap());
         let m = Method::from_bytes(r.method.as_bytes()).unwrap();
-        let (status, mut answer) = if r.path.starts_with("/compat/") {
+        let (status, mut answer) = if r.path.starts_with("/compat/cometchat/") {
+            let cred = cred.as_deref().unwrap_or_default();
+            let (status, mut answer, id) =
+                crate::matrix::cc_call(&t, m, &path, cred, Some(body)).await;
+            answer["request_id"] = json!(id);
+            (status, answer)
+        } else if r.path.starts_with("/compat/") {
             let user = actor.1.clone().unwrap_or_default();
             let cred = cred.as_deref().unwrap_or_default();
             let (status, mut answer, id) =

@@ -5,6 +5,7 @@ mod access;
 mod accounts;
 mod audit;
 mod cluster;
+mod cometchat;
 mod envelope;
 mod event_matrix;
 mod events;

@@ -287,7 +287,9 @@ async fn sigterm_drains_and_exits_zero() {
             client
                 .post(format!("{base}/v1/accounts/{account}/users"))
                 .bearer_auth(&key)
-                .json(&json!({ "uid": format!("t{i}"), "name": "T", "password": "drain-me-please" }))
+                .json(
+                    &json!({ "uid": format!("t{i}"), "name": "T", "password": "drain-me-please" }),
+                )
                 .send()
                 .await
                 .map(|r| r.status())

@@ -8,8 +8,11 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::App;
 
+pub mod cometchat;
 pub mod rocketchat;
 
 pub fn routes() -> OpenApiRouter<App> {
-    OpenApiRouter::new().merge(rocketchat::routes())
+    OpenApiRouter::new()
+        .merge(rocketchat::routes())
+        .merge(cometchat::routes())
 }
