@@ -179,6 +179,13 @@ pub fn role_name(s: &str) -> Result<String, ValidationError> {
             "is the name of a built-in role",
         ));
     }
+    // CometChat's name of the built-in `user` role (docs/compat.md).
+    if name.trim().eq_ignore_ascii_case("default") {
+        return Err(ValidationError::new(
+            "name",
+            "is reserved: CometChat's name of the built-in user role",
+        ));
+    }
     Ok(name)
 }
 

@@ -288,14 +288,20 @@ fn method_label(m: &axum::http::Method) -> &'static str {
     }
 }
 
-async fn fallback() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route")
+/// No such route: in the vendor's shape under its compat prefix.
+async fn fallback(uri: axum::http::Uri) -> Response {
+    compat::unknown_route(uri.path(), StatusCode::NOT_FOUND).unwrap_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route").into_response()
+    })
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
-        "this route does not take that method",
-    )
+async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    compat::unknown_route(uri.path(), StatusCode::METHOD_NOT_ALLOWED).unwrap_or_else(|| {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "this route does not take that method",
+        )
+        .into_response()
+    })
 }

@@ -719,6 +719,15 @@ async fn roles_are_created_listed_changed_and_deleted() {
     );
     let got = cc(&t, Method::GET, &a, &a.key, "/roles/manager", None).await;
     refused(&got, StatusCode::NOT_FOUND, "ERR_ROLE_NOT_FOUND", None);
+    // Natively, `default` is no role name: it would be CometChat's `user`.
+    let native = json!({ "name": "Default", "permissions": [] });
+    let got = t.post(&a.path("/roles"), &a.key, native).await;
+    crate::helpers::assert_error(
+        &got,
+        StatusCode::BAD_REQUEST,
+        "VALIDATION_ERROR",
+        Some("name"),
+    );
 }
 
 /// `/openapi.json` lists every CometChat route under its own tag, with the
@@ -854,4 +863,32 @@ async fn edge_cases_of_uids_lists_flags_and_scopes() {
         "ERR_BAD_REQUEST",
         Some("withAuthToken"),
     );
+}
+
+/// Endpoints CometChat has and Roster does not, and methods a route does
+/// not take, answer in CometChat's shape (and Rocket.Chat's under its own
+/// prefix); elsewhere the native envelope.
+#[tokio::test]
+async fn unknown_endpoints_answer_in_the_vendors_shape() {
+    let t = TestApp::spawn().await;
+    let a = t.account("acme").await;
+    let got = cc(&t, Method::GET, &a, &a.key, "/groups", None).await;
+    refused(&got, StatusCode::NOT_FOUND, "ERR_API_NOT_FOUND", None);
+    let got = cc(&t, Method::PATCH, &a, &a.key, "/users", Some(json!({}))).await;
+    refused(
+        &got,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "ERR_API_NOT_FOUND",
+        None,
+    );
+    let rc = format!("/compat/rocketchat/{}/api/v1/chat.postMessage", a.id);
+    let (s, body) = t.post(&rc, &a.key, json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({ "success": false, "error": "Resource not found" })
+    );
+    let (s, body) = t.get("/v1/nowhere", &a.key).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
 }

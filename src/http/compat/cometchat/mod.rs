@@ -33,6 +33,16 @@ pub fn routes() -> OpenApiRouter<App> {
         .merge(roles::routes())
 }
 
+/// `ERR_API_NOT_FOUND`: no such endpoint, or not with this method.
+pub fn unknown_route(status: StatusCode) -> Response {
+    CcError::new(
+        status,
+        "ERR_API_NOT_FOUND",
+        "The API endpoint does not exist, or does not take this HTTP method.",
+    )
+    .into_response()
+}
+
 /// A refusal in CometChat's shape, with its status.
 #[derive(Debug)]
 pub struct CcError {
