@@ -114,6 +114,9 @@ pub struct Space {
     pub name: String,
     pub visibility: Visibility,
     pub created_by: Option<Uuid>,
+    /// The id an identity provider knows the space by (SCIM's Group
+    /// `externalId`): 1–255 characters, or none.
+    pub external_id: Option<String>,
     #[serde(with = "super::time::serde_millis")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -306,6 +309,9 @@ pub struct CreateSpace {
     pub name: String,
     /// `public` (default) or `private`.
     pub visibility: Option<String>,
+    /// SCIM's Group `externalId`: 1–255 characters.
+    #[serde(default)]
+    pub external_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -313,6 +319,15 @@ pub struct CreateSpace {
 pub struct UpdateSpace {
     pub name: Option<String>,
     pub visibility: Option<String>,
+    /// 1–255 characters; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub external_id: Option<Option<String>>,
+}
+
+/// A space's `external_id`: 1–255 characters of display text.
+pub fn space_external_id(s: &str) -> Result<String, ValidationError> {
+    super::text::display_text("external_id", s, 255)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -47,6 +47,9 @@ pub struct Change {
     pub at: OffsetDateTime,
     pub actor: ActorRef,
     pub request_id: Option<String>,
+    /// The front door the change came through (`scim`, `rocketchat`,
+    /// `cometchat`); None for the native API and the server itself.
+    pub surface: Option<&'static str>,
 }
 
 impl Change {
@@ -55,6 +58,7 @@ impl Change {
             at,
             actor,
             request_id,
+            surface: None,
         }
     }
 
@@ -64,6 +68,7 @@ impl Change {
             at,
             actor: ActorRef::SYSTEM,
             request_id: None,
+            surface: None,
         }
     }
 }
@@ -84,6 +89,7 @@ pub struct Event {
     pub data: Value,
     pub at: OffsetDateTime,
     pub request_id: Option<String>,
+    pub surface: Option<String>,
 }
 
 /// What the audit log is asked for: one account's events, narrowed by any

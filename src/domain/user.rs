@@ -96,7 +96,7 @@ pub struct User {
 
 /// The user as answered. Private parts (`metadata["@private"]`, `email`,
 /// `phone`, private custom fields) are left out unless the viewer may see them.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub account_id: Uuid,
@@ -137,7 +137,7 @@ pub struct UserView {
 }
 
 /// A value shown (possibly null) or withheld from the answer entirely.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Hidden<T> {
     Shown(Option<T>),
     Withheld,
@@ -546,8 +546,9 @@ pub fn custom_id(s: &str) -> Result<String, ValidationError> {
     Ok(s.to_owned())
 }
 
-/// A login name: any script, no '@' (so it never reads as an email), no
-/// leading or trailing whitespace. Unique case-insensitively.
+/// A login name: any script, `@` allowed (identity providers' login names
+/// are addresses: Entra's UPN, Okta's login), no leading or trailing
+/// whitespace. Unique case-insensitively.
 /// A username, in its stored form: PRECIS UsernameCasePreserved (RFC 8265:
 /// fullwidth and halfwidth forms mapped to their plain ones, NFC; letters,
 /// digits and ASCII punctuation — no symbols, no compatibility look-alikes
@@ -563,9 +564,6 @@ pub fn username(s: &str) -> Result<String, ValidationError> {
             field,
             "must not begin or end with whitespace",
         ));
-    }
-    if s.contains('@') {
-        return Err(ValidationError::new(field, "must not contain '@'"));
     }
     let stored = userparts(&s, &precis_profiles::UsernameCasePreserved::new()).map_err(|e| {
         use precis_profiles::precis_core::Error;
@@ -947,14 +945,7 @@ mod tests {
             username("Some Username Here").unwrap(),
             "Some Username Here"
         );
-        for bad in [
-            "a  b",
-            "\u{1d41a}b",
-            "al\u{200b}ice",
-            "\u{1f600}",
-            "a@b",
-            " a",
-        ] {
+        for bad in ["a  b", "\u{1d41a}b", "al\u{200b}ice", "\u{1f600}", " a"] {
             assert!(username(bad).is_err(), "{bad:?}");
         }
         assert_eq!(normalize_username("\u{ff21}LICE"), "alice");
@@ -1003,9 +994,10 @@ mod tests {
     }
 
     #[test]
-    fn usernames_refuse_at_signs_and_edges() {
+    fn usernames_take_at_signs_and_refuse_edges() {
         assert!(username("Some Username Here").is_ok());
-        assert!(username("a@b").is_err());
+        assert_eq!(username("Alice@Contoso.com").unwrap(), "Alice@Contoso.com");
         assert!(username(" a").is_err());
+        assert!(username("a ").is_err());
     }
 }

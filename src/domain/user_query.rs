@@ -23,8 +23,10 @@ pub enum Attr {
     Tag,
     /// Presence as stored: `online`, `away` or `offline`.
     Status,
-    /// Creation order (an order key only).
+    /// When the user was created: an order key, compared with times.
     Created,
+    /// When the user last changed: an order key, compared with times.
+    Updated,
 }
 
 impl Attr {
@@ -32,7 +34,7 @@ impl Attr {
         match self {
             Attr::Active => Kind::Bool,
             Attr::Role | Attr::Tag => Kind::Set,
-            Attr::Created => Kind::Order,
+            Attr::Created | Attr::Updated => Kind::Time,
             _ => Kind::Text,
         }
     }
@@ -44,8 +46,8 @@ enum Kind {
     Bool,
     /// A set of text values (roles, tags): equality means membership.
     Set,
-    /// Orders, is not compared.
-    Order,
+    /// A point in time: ordered, compared with times only.
+    Time,
 }
 
 /// How an attribute is compared with a value.
@@ -56,12 +58,27 @@ pub enum Op {
     Contains,
     StartsWith,
     EndsWith,
+    /// Later / earlier than (times only).
+    Greater,
+    GreaterOrEqual,
+    Less,
+    LessOrEqual,
+}
+
+impl Op {
+    fn orders(self) -> bool {
+        matches!(
+            self,
+            Op::Greater | Op::GreaterOrEqual | Op::Less | Op::LessOrEqual
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Text(String),
     Bool(bool),
+    Time(time::OffsetDateTime),
 }
 
 /// A filter: comparisons, presence, and their combinations.
@@ -92,7 +109,15 @@ impl Expr {
     pub fn cmp(attr: Attr, op: Op, value: Value, field: &str) -> Result<Self, ValidationError> {
         let bad = |m: &str| Err(ValidationError::new(field, m));
         let value = match (attr.kind(), value) {
-            (Kind::Order, _) => return bad("users are not filtered by creation time"),
+            (Kind::Time, Value::Time(t)) => {
+                if !(op.orders() || matches!(op, Op::Eq | Op::Ne)) {
+                    return bad("a time is compared with eq, ne, gt, ge, lt or le");
+                }
+                Value::Time(t)
+            }
+            (Kind::Time, _) => return bad("must be compared with a date-time"),
+            (_, Value::Time(_)) => return bad("only times are compared with a date-time"),
+            (_, _) if op.orders() => return bad("only times are compared with gt, ge, lt or le"),
             (Kind::Bool, Value::Bool(b)) => {
                 if !matches!(op, Op::Eq | Op::Ne) {
                     return bad("a true/false attribute is compared for equality only");
@@ -194,6 +219,17 @@ pub struct Found<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_compared_with_times_only() {
+        let t = time::OffsetDateTime::UNIX_EPOCH;
+        assert!(Expr::cmp(Attr::Created, Op::Greater, Value::Time(t), "q").is_ok());
+        assert!(Expr::cmp(Attr::Updated, Op::Eq, Value::Time(t), "q").is_ok());
+        assert!(Expr::cmp(Attr::Created, Op::Contains, Value::Time(t), "q").is_err());
+        assert!(Expr::cmp(Attr::Created, Op::Eq, Value::Text("x".into()), "q").is_err());
+        assert!(Expr::cmp(Attr::Name, Op::Eq, Value::Time(t), "q").is_err());
+        assert!(Expr::cmp(Attr::Name, Op::Less, Value::Text("x".into()), "q").is_err());
+    }
 
     #[test]
     fn values_must_fit_their_attribute() {

@@ -497,6 +497,7 @@ pub(crate) async fn authenticate_as(
                 scope: key.scope,
             },
             request_id: Some(super::envelope::request_id()),
+            surface: None,
         });
     }
     if presented.split('.').count() == 3 {
@@ -527,6 +528,7 @@ pub(crate) async fn authenticate_as(
                         token_id: claims.jti,
                     },
                     request_id: Some(super::envelope::request_id()),
+                    surface: None,
                 })
             }
             TokenCheck::Invalid => Err(ApiError::unauthorized(

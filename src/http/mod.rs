@@ -32,6 +32,7 @@ pub mod meta;
 pub mod password_reset;
 pub mod roles;
 pub mod rooms;
+pub mod scim;
 pub mod settings;
 pub mod signup;
 pub mod spaces;
@@ -116,6 +117,7 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(meta::routes())
         .merge(auth::operator_routes())
         .merge(compat::routes())
+        .merge(scim::routes())
         .routes(utoipa_axum::routes!(crate::realtime::gateway::realtime))
         .split_for_parts()
 }
@@ -290,18 +292,22 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 
 /// No such route: in the vendor's shape under its compat prefix.
 async fn fallback(uri: axum::http::Uri) -> Response {
-    compat::unknown_route(uri.path(), StatusCode::NOT_FOUND).unwrap_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route").into_response()
-    })
+    compat::unknown_route(uri.path(), StatusCode::NOT_FOUND)
+        .or_else(|| scim::unknown_route(uri.path(), StatusCode::NOT_FOUND))
+        .unwrap_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route").into_response()
+        })
 }
 
 async fn method_not_allowed(uri: axum::http::Uri) -> Response {
-    compat::unknown_route(uri.path(), StatusCode::METHOD_NOT_ALLOWED).unwrap_or_else(|| {
-        ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "this route does not take that method",
-        )
-        .into_response()
-    })
+    compat::unknown_route(uri.path(), StatusCode::METHOD_NOT_ALLOWED)
+        .or_else(|| scim::unknown_route(uri.path(), StatusCode::METHOD_NOT_ALLOWED))
+        .unwrap_or_else(|| {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "this route does not take that method",
+            )
+            .into_response()
+        })
 }

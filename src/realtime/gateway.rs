@@ -218,6 +218,7 @@ async fn open_guest_link(app: &App, who: &Identity) -> Result<(), ApiError> {
             room_id: who.token_room.unwrap_or_default(),
         },
         request_id: Some(crate::http::envelope::request_id()),
+        surface: None,
     };
     access_links::open(app, &guest).await?;
     Ok(())

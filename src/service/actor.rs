@@ -21,6 +21,9 @@ pub struct Actor {
     pub kind: ActorKind,
     /// The request that acts, recorded with the events it causes.
     pub request_id: Option<String>,
+    /// The front door acting (`scim`, `rocketchat`, `cometchat`), recorded
+    /// with the events; None for the native API.
+    pub surface: Option<&'static str>,
 }
 
 pub enum ActorKind {
@@ -65,6 +68,7 @@ impl Operator {
             account_id: account,
             kind: ActorKind::Operator,
             request_id: self.request_id.clone(),
+            surface: None,
         }
     }
 
@@ -74,6 +78,7 @@ impl Operator {
             at: crate::domain::time::now(),
             actor: ActorRef::OPERATOR,
             request_id: self.request_id.clone(),
+            surface: None,
         }
     }
 }
@@ -150,6 +155,7 @@ impl Actor {
             account_id: account,
             kind: ActorKind::Anonymous,
             request_id,
+            surface: None,
         }
     }
 
@@ -159,6 +165,7 @@ impl Actor {
             at: crate::domain::time::now(),
             actor: self.as_ref(),
             request_id: self.request_id.clone(),
+            surface: self.surface,
         }
     }
 
@@ -173,6 +180,7 @@ impl Actor {
                 id: Some(user),
             },
             request_id: self.request_id.clone(),
+            surface: self.surface,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct AuditEvent {
     /// RFC 3339.
     pub at: String,
     pub request_id: Option<String>,
+    /// The front door it came through: `scim`, `rocketchat`, `cometchat`;
+    /// null for the native API and the server itself.
+    pub surface: Option<String>,
     /// The resource after the change, as far as the reader may see it.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
@@ -198,6 +201,7 @@ fn view(actor: &Actor, settings: &crate::domain::settings::Settings, e: Event) -
         },
         at: crate::domain::time::format(e.at),
         request_id: e.request_id,
+        surface: e.surface,
         data,
     }
 }

@@ -7,10 +7,13 @@ use uuid::Uuid;
 use super::access::{in_space, visibility};
 use super::{Actor, Result};
 use crate::app::App;
-use crate::domain::access::{CreateSpace, Space, SpaceRole, UpdateSpace, space_name};
+use crate::domain::access::{
+    CreateSpace, Space, SpaceRole, UpdateSpace, space_external_id, space_name,
+};
 use crate::domain::permission::Permission;
 use crate::domain::room::Visibility;
 use crate::domain::time;
+use crate::domain::user_query::Found;
 use crate::store::{Page, Paged};
 
 /// Creates a space; a user creating it becomes its owner. Needs `create-space`.
@@ -23,6 +26,11 @@ pub async fn create(app: &App, actor: &Actor, req: CreateSpace) -> Result<Space>
         name: space_name(&req.name)?,
         visibility: visibility(req.visibility.as_deref())?.unwrap_or(Visibility::Public),
         created_by: actor.user_id(),
+        external_id: req
+            .external_id
+            .as_deref()
+            .map(space_external_id)
+            .transpose()?,
         created_at: now,
         updated_at: now,
     };
@@ -46,6 +54,27 @@ pub async fn list(app: &App, actor: &Actor, page: Page) -> Result<Paged<Space>> 
         .await?)
 }
 
+/// A window of every space and how many there are, `name` keeping those
+/// so named (case-insensitively): SCIM's Groups. API keys and
+/// `manage-rooms` only.
+pub async fn search(
+    app: &App,
+    actor: &Actor,
+    name: Option<&str>,
+    offset: u64,
+    count: u32,
+) -> Result<Found<Space>> {
+    if !(actor.is_account_wide() || actor.holds(Permission::ManageRooms)) {
+        return Err(super::Error::forbidden(
+            "listing every space needs the `manage-rooms` permission",
+        ));
+    }
+    Ok(app
+        .store
+        .search_spaces(actor.account_id, name, offset, count)
+        .await?)
+}
+
 /// Reads a space (a private one: members only).
 pub async fn get(app: &App, actor: &Actor, id: Uuid) -> Result<Space> {
     Ok(in_space(app, actor, id).await?.0)
@@ -59,6 +88,10 @@ pub async fn update(app: &App, actor: &Actor, id: Uuid, req: UpdateSpace) -> Res
     }
     let name = req.name.as_deref().map(space_name).transpose()?;
     let vis = visibility(req.visibility.as_deref())?;
+    let external = req
+        .external_id
+        .map(|e| e.as_deref().map(space_external_id).transpose())
+        .transpose()?;
     Ok(app
         .store
         .update_space(
@@ -66,6 +99,7 @@ pub async fn update(app: &App, actor: &Actor, id: Uuid, req: UpdateSpace) -> Res
             space.id,
             name.as_deref(),
             vis,
+            external.as_ref().map(Option::as_deref),
             &actor.change(),
         )
         .await?)

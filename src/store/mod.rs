@@ -473,6 +473,15 @@ pub trait Store: Send + Sync + 'static {
         viewer: Option<Uuid>,
         page: Page,
     ) -> Result<Paged<Space>>;
+    /// A window of every space, oldest first, and how many there are;
+    /// `name` keeps those so named (case-insensitively). SCIM's `/Groups`.
+    async fn search_spaces(
+        &self,
+        account: Uuid,
+        name: Option<&str>,
+        offset: u64,
+        count: u32,
+    ) -> Result<crate::domain::user_query::Found<Space>>;
     async fn get_space(&self, account: Uuid, space: Uuid) -> Result<Space>;
     async fn update_space(
         &self,
@@ -480,6 +489,7 @@ pub trait Store: Send + Sync + 'static {
         space: Uuid,
         name: Option<&str>,
         visibility: Option<Visibility>,
+        external_id: Option<Option<&str>>,
         change: &Change,
     ) -> Result<Space>;
     /// Deletes the space, its rooms, and every membership, invite and link of either.
@@ -968,7 +978,7 @@ pub(crate) fn user_data(u: &User) -> serde_json::Value {
 }
 
 /// An event row: `seq, id, account_id, type, actor_kind, actor_id,
-/// subject_kind, subject_id, data, at, request_id`.
+/// subject_kind, subject_id, data, at, request_id, surface`.
 pub(crate) type EventRow = (
     i64,
     Uuid,
@@ -981,11 +991,12 @@ pub(crate) type EventRow = (
     sqlx::types::Json<Value>,
     OffsetDateTime,
     Option<String>,
+    Option<String>,
 );
 
 /// The columns of [`EventRow`], in its order.
 pub(crate) const EVENT_COLUMNS: &str = "seq, id, account_id, type, actor_kind, actor_id, \
-     subject_kind, subject_id, data, at, request_id";
+     subject_kind, subject_id, data, at, request_id, surface";
 
 pub(crate) fn event_from_row(r: EventRow) -> Event {
     Event {
@@ -1000,6 +1011,7 @@ pub(crate) fn event_from_row(r: EventRow) -> Event {
         data: r.8.0,
         at: r.9,
         request_id: r.10,
+        surface: r.11,
     }
 }
 
@@ -1059,7 +1071,7 @@ pub const ROOM_VISIBLE: &str = "(EXISTS (SELECT 1 FROM room_members m WHERE m.ro
      WHERE sm.space_id = s.id AND sm.user_id = $3))))))";
 
 pub(crate) const SPACE_COLUMNS: &str =
-    "id, account_id, name, visibility, created_by, created_at, updated_at";
+    "id, account_id, name, visibility, created_by, created_at, updated_at, external_id";
 
 pub(crate) const ROLE_COLUMNS: &str = "id, name, description, permissions, created_at";
 

@@ -111,6 +111,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "webhook_health",
                 include_str!("../../migrations/postgres/0013_webhook_health.sql"),
             ),
+            (
+                14,
+                "scim",
+                include_str!("../../migrations/postgres/0014_scim.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {
@@ -411,7 +416,7 @@ async fn insert_user_rows(
          new_token AS (INSERT INTO tokens (id, account_id, user_id, kind, room_id, created_at, expires_at, revoked_at) \
            VALUES ($29, $2, $30, $31, $32, $33, $34, NULL)), \
          new_event AS (INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, \
-           data, at, request_id) VALUES ($37, $2, 'user.created', $38, $39, 'user', $40, $41, $24, $42)) \
+           data, at, request_id, surface) VALUES ($37, $2, 'user.created', $38, $39, 'user', $40, $41, $24, $42, $44)) \
          SELECT CASE WHEN count(*) + $35 > $36 THEN roster_refuse('room cap') ELSE count(*) END \
          FROM new_defaults",
     )
@@ -458,6 +463,7 @@ async fn insert_user_rows(
     .bind(Json(super::user_data(&created)))
     .bind(&change.request_id)
     .bind(u.username.as_deref().map(username_skeleton))
+    .bind(change.surface)
     .fetch_one(&mut *conn)
     .await
     .map_err(map_err)?;

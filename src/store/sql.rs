@@ -201,6 +201,7 @@ fn space_from_row(r: &DbRow) -> Decoded<Space> {
         created_by: r.try_get(4)?,
         created_at: r.try_get(5)?,
         updated_at: r.try_get(6)?,
+        external_id: r.try_get(7)?,
     })
 }
 
@@ -377,6 +378,15 @@ fn search_column(attr: Attr) -> &'static str {
         Attr::Status => "u.status",
         // UUID v7: in creation order.
         Attr::Created => "u.id",
+        Attr::Updated => "u.updated_at",
+    }
+}
+
+/// The column a time attribute is compared on.
+fn time_column(attr: Attr) -> &'static str {
+    match attr {
+        Attr::Created => "u.created_at",
+        _ => "u.updated_at",
     }
 }
 
@@ -427,7 +437,7 @@ fn push_user_expr(q: &mut QueryBuilder<Db>, e: &Expr) {
             let (table, _) = set_table(*attr);
             q.push(format!("EXISTS (SELECT 1 FROM {table} s WHERE s.account_id = u.account_id AND s.user_id = u.id)"));
         }
-        Expr::Present(Attr::Active | Attr::Created) => {
+        Expr::Present(Attr::Active | Attr::Created | Attr::Updated) => {
             q.push("1 = 1");
         }
         Expr::Present(attr) => {
@@ -459,16 +469,33 @@ fn push_user_expr(q: &mut QueryBuilder<Db>, e: &Expr) {
         Expr::Cmp {
             attr,
             op,
+            value: Value::Time(t),
+        } => {
+            let sign = match op {
+                Op::Ne => "<>",
+                Op::Greater => ">",
+                Op::GreaterOrEqual => ">=",
+                Op::Less => "<",
+                Op::LessOrEqual => "<=",
+                _ => "=",
+            };
+            q.push(format!("{} {sign} ", time_column(*attr)))
+                .push_bind(*t);
+        }
+        Expr::Cmp {
+            attr,
+            op,
             value: Value::Text(t),
         } => {
             let column = search_column(*attr);
             let like = crate::store::escape_like;
             let (sql, bound) = match op {
-                Op::Eq => (format!("({column} IS NOT NULL AND {column} = "), t.clone()),
                 Op::Ne => (format!("({column} IS NULL OR {column} <> "), t.clone()),
                 Op::Contains => (like_on(column), format!("%{}%", like(t))),
                 Op::StartsWith => (like_on(column), format!("{}%", like(t))),
                 Op::EndsWith => (like_on(column), format!("%{}", like(t))),
+                // `Expr::cmp` lets no ordering of text through.
+                _ => (format!("({column} IS NOT NULL AND {column} = "), t.clone()),
             };
             q.push(sql).push_bind(bound);
             q.push(if matches!(op, Op::Eq | Op::Ne) {
@@ -799,8 +826,8 @@ pub(super) async fn insert_event(
     data: serde_json::Value,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, data, at, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, data, at, request_id, surface) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(Uuid::now_v7())
     .bind(account)
@@ -812,6 +839,7 @@ pub(super) async fn insert_event(
     .bind(Json(data))
     .bind(change.at)
     .bind(&change.request_id)
+    .bind(change.surface)
     .execute(&mut *c)
     .await?;
     Ok(())
@@ -2460,8 +2488,8 @@ impl Store for Backend {
         let (space, change) = (space.clone(), change.clone());
         write!(self, |c| {
             sqlx::query(
-                    "INSERT INTO spaces (id, account_id, name, visibility, created_by, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO spaces (id, account_id, name, visibility, created_by, created_at, updated_at, external_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(space.id)
                 .bind(account)
@@ -2470,6 +2498,7 @@ impl Store for Backend {
                 .bind(space.created_by)
                 .bind(space.created_at)
                 .bind(space.updated_at)
+                .bind(&space.external_id)
             .execute(&mut *c)
             .await?;
             let subject = ("space", space.id.to_string());
@@ -2521,6 +2550,41 @@ impl Store for Backend {
         paged(rows, page, space_from_row, |s| s.id)
     }
 
+    async fn search_spaces(
+        &self,
+        account: Uuid,
+        name: Option<&str>,
+        offset: u64,
+        count: u32,
+    ) -> Result<Found<Space>> {
+        let name = name.map(str::to_lowercase);
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM spaces WHERE account_id = $1 AND ($2 IS NULL OR lower(name) = $2)",
+        )
+        .bind(account)
+        .bind(name.clone())
+        .fetch_one(self.read())
+        .await?;
+        let rows = if count == 0 {
+            Vec::new()
+        } else {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SPACE_COLUMNS} FROM spaces s WHERE account_id = $1 \
+                 AND ($2 IS NULL OR lower(name) = $2) ORDER BY id LIMIT $3 OFFSET $4"
+            )))
+            .bind(account)
+            .bind(name)
+            .bind(i64::from(count))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .fetch_all(self.read())
+            .await?
+        };
+        Ok(Found {
+            items: all(rows, space_from_row)?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
     async fn get_space(&self, account: Uuid, space: Uuid) -> Result<Space> {
         self.get_in(
             "spaces",
@@ -2539,19 +2603,27 @@ impl Store for Backend {
         space: Uuid,
         name: Option<&str>,
         visibility: Option<Visibility>,
+        external_id: Option<Option<&str>>,
         change: &Change,
     ) -> Result<Space> {
         let (name, change) = (name.map(str::to_owned), change.clone());
+        let (set_external, external) = (
+            external_id.is_some(),
+            external_id.flatten().map(str::to_owned),
+        );
         write!(self, |c| {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE spaces SET name = COALESCE($1, name), visibility = COALESCE($2, visibility), \
-                     updated_at = $3 WHERE account_id = $4 AND id = $5 RETURNING {SPACE_COLUMNS}"
+                     updated_at = $3, external_id = CASE WHEN $6 THEN $7 ELSE external_id END \
+                     WHERE account_id = $4 AND id = $5 RETURNING {SPACE_COLUMNS}"
                 )))
                 .bind(name)
                 .bind(visibility.map(Visibility::as_str))
             .bind(change.at)
             .bind(account)
             .bind(space)
+            .bind(set_external)
+            .bind(external.clone())
             .fetch_optional(&mut *c)
             .await?;
             let updated = one(row, space_from_row, "space")?;

@@ -67,7 +67,108 @@ fn rows() -> Vec<Row> {
     let cc = |route: &str| -> &'static str {
         Box::leak(format!("/compat/cometchat/{{accountId}}/v3/{route}").into_boxed_str())
     };
+    let scim = |route: &str| -> &'static str {
+        Box::leak(format!("{P}/scim/v2/{route}").into_boxed_str())
+    };
+    let scim_user = || {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("u{}", uuid::Uuid::new_v4().simple()),
+        })
+    };
+    let search = || json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"] });
     vec![
+        row(
+            "POST",
+            scim("Users"),
+            "F",
+            scim_user,
+            &[("user.created", "user")],
+        ),
+        // Searches write nothing.
+        row("POST", scim("Users/.search"), "F", search, &[]),
+        row("POST", scim("Groups/.search"), "F", search, &[]),
+        row(
+            "PUT",
+            scim("Users/{id}"),
+            "F",
+            scim_user,
+            &[("user.updated", "user")],
+        ),
+        // One PATCH that changes a field and deactivates: the update, then
+        // the deactivation, as the native routes write them.
+        row(
+            "PATCH",
+            scim("Users/{id}"),
+            "F",
+            || {
+                json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [
+                        { "op": "replace", "path": "displayName", "value": "y" },
+                        { "op": "replace", "path": "active", "value": false },
+                    ],
+                })
+            },
+            &[("user.updated", "user"), ("user.deactivated", "user")],
+        ),
+        row(
+            "DELETE",
+            scim("Users/{id}"),
+            "F",
+            none,
+            &[("user.deleted", "user")],
+        ),
+        row(
+            "POST",
+            scim("Groups"),
+            "F",
+            || {
+                json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "g",
+                    "members": [{ "value": "{target}" }],
+                })
+            },
+            &[("space.created", "space"), ("member.added", "space_member")],
+        ),
+        // The world's space holds its owner SO, moderator SM and member M:
+        // a PUT naming M alone removes SM and keeps the owner.
+        row(
+            "PUT",
+            scim("Groups/{id}"),
+            "F",
+            || {
+                json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "renamed",
+                    "members": [{ "value": "{M}" }],
+                })
+            },
+            &[
+                ("space.updated", "space"),
+                ("member.removed", "space_member"),
+            ],
+        ),
+        row(
+            "PATCH",
+            scim("Groups/{id}"),
+            "F",
+            || {
+                json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{ "op": "add", "path": "members", "value": [{ "value": "{target}" }] }],
+                })
+            },
+            &[("member.added", "space_member")],
+        ),
+        row(
+            "DELETE",
+            scim("Groups/{id}"),
+            "F",
+            none,
+            &[("room.deleted", "room"), ("space.deleted", "space")],
+        ),
         row(
             "POST",
             "/v1/accounts",
@@ -616,8 +717,13 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
         .to_owned();
     let b = (b, b_user);
 
+    // SCIM's root /.search is not served (501, for every caller: the
+    // authorization matrix holds it) and writes nothing.
     let mutating = documented_routes(&t, |method, path| {
-        method != "GET" && !OPEN.contains(&path) && !MAILED.contains(&path)
+        method != "GET"
+            && !OPEN.contains(&path)
+            && !MAILED.contains(&path)
+            && !path.ends_with("/scim/v2/.search")
     })
     .await;
     let table = rows();
@@ -693,6 +799,12 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
             &w.ids["target"]
         };
         path = path.replace("{userId}", who);
+        let scim_id = if r.path.contains("/scim/v2/Groups/") {
+            &w.ids["spaceId"]
+        } else {
+            &w.ids["target"]
+        };
+        path = path.replace("{id}", scim_id);
         let mut body: Value =
             serde_json::from_str(&crate::matrix::fill(&(r.body)().to_string(), &w)).unwrap();
         let (cred, actor): (Option<String>, (&str, Option<String>)) = match r.caller {
@@ -714,7 +826,35 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
         };
         let before = last_seq(&t.app.store.events_after(None, 0, 100_000).await.unwrap());
         let m = Method::from_bytes(r.method.as_bytes()).unwrap();
-        let (status, mut answer) = if r.path.starts_with("/compat/cometchat/") {
+        let surface = if r.path.contains("/scim/v2/") {
+            Some("scim")
+        } else if r.path.starts_with("/compat/cometchat/") {
+            Some("cometchat")
+        } else if r.path.starts_with("/compat/rocketchat/") {
+            Some("rocketchat")
+        } else {
+            None
+        };
+        let (status, mut answer) = if r.path.contains("/scim/v2/") {
+            // SCIM's answers carry no request id: the header does.
+            let res = t
+                .client
+                .request(m, format!("{}{path}", t.base))
+                .bearer_auth(cred.as_deref().unwrap_or_default())
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            let status = res.status();
+            let id = res
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let mut answer = res.json().await.unwrap_or(json!({}));
+            answer["request_id"] = json!(id);
+            (status, answer)
+        } else if r.path.starts_with("/compat/cometchat/") {
             let cred = cred.as_deref().unwrap_or_default();
             let (status, mut answer, id) =
                 crate::matrix::cc_call(&t, m, &path, cred, Some(body)).await;
@@ -758,6 +898,9 @@ async fn every_mutating_route_writes_its_events_with_its_caller() {
                     "{here}: {} names {by:?}, want {kind} {id:?}",
                     e.kind
                 ));
+            }
+            if e.surface.as_deref() != surface {
+                failures.push(format!("{here}: {} has surface {:?}", e.kind, e.surface));
             }
             if e.request_id.as_deref() != answer["request_id"].as_str() {
                 failures.push(format!(
@@ -912,6 +1055,13 @@ async fn the_mailed_routes_write_their_events() {
         got.iter()
             .all(|e| (e.1.clone(), e.2.clone()) == me && e.4 == id),
         "{got:?}"
+    );
+    let surfaces = t.app.store.events_after(None, before, 100).await.unwrap();
+    assert!(
+        surfaces
+            .iter()
+            .all(|e| e.surface.as_deref() == Some("rocketchat")),
+        "{surfaces:?}"
     );
     covered.push("/compat/rocketchat/{accountId}/api/v1/users.register");
 

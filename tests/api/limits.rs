@@ -232,8 +232,8 @@ async fn limits_at_the_edge() {
         &t,
         &a,
         "username",
-        json!({ "username": "Some Username" }),
-        json!({ "username": "a@b" }),
+        json!({ "username": "alice@contoso.com" }),
+        json!({ "username": "a b " }),
     )
     .await;
 }

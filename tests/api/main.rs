@@ -18,6 +18,7 @@ mod process;
 mod realtime;
 mod rocketchat;
 mod rooms;
+mod scim;
 mod security;
 mod sessions;
 mod signup;

@@ -7,7 +7,8 @@
 //! view-other-user-info), SO space owner, SM space moderator, RM room
 //! moderator, M plain member (of the space and the room), N non-member, G
 //! guest-link token, XK another account's key, XU another account's user.
-//! Codes: 2 = 2xx, 0 = 400, 1 = 401, 3 = 403, 4 = 404, 9 = 409.
+//! Codes: 2 = 2xx, 0 = 400, 1 = 401, 3 = 403, 4 = 404, 9 = 409, G = 410,
+//! N = 501.
 //!
 //! The world: a public space (owner SO, moderator SM, member M), a private
 //! room in it (moderator RM, member M, made by the API key), an invite, a
@@ -220,6 +221,63 @@ fn rows() -> Vec<Row> {
         cc("GET", "roles/{role}", None, "3221111111144"),
         cc("PUT", "roles/{role}", Some(cc_describe), "3231111111144"),
         cc("DELETE", "roles/{role}", None, "3231111111144"),
+    ]);
+    // SCIM's routes take an account API key alone, as a bearer token: a
+    // user's token is no key there (401; another account's user: 404), the
+    // operator key is refused (403); a read key reads. `{id}` is the target user, the world's space (a Group), a
+    // schema's URN or a resource type's name.
+    fn scim_user() -> Value {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("u{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+    fn scim_group() -> Value {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": format!("g{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+    fn scim_patch() -> Value {
+        json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{ "op": "replace", "path": "displayName", "value": "y" }],
+        })
+    }
+    fn scim_search() -> Value {
+        json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"] })
+    }
+    const SCIM: &str = "/v1/accounts/{accountId}/scim/v2/";
+    let scim = |method: &'static str,
+                route: &str,
+                body: Option<fn() -> Value>,
+                expected: &'static str|
+     -> Row {
+        let path: &'static str = Box::leak(format!("{SCIM}{route}").into_boxed_str());
+        (method, path, body, expected, "")
+    };
+    rows.extend([
+        scim("GET", "ServiceProviderConfig", None, "3221111111144"),
+        scim("GET", "ResourceTypes", None, "3221111111144"),
+        scim("GET", "ResourceTypes/{id}", None, "3221111111144"),
+        scim("GET", "Schemas", None, "3221111111144"),
+        scim("GET", "Schemas/{id}", None, "3221111111144"),
+        // Searching across resource types is not served (501).
+        scim("POST", ".search", Some(scim_search), "3NN1111111144"),
+        scim("GET", "Users", None, "3221111111144"),
+        scim("POST", "Users", Some(scim_user), "3231111111144"),
+        scim("POST", "Users/.search", Some(scim_search), "3221111111144"),
+        scim("GET", "Users/{id}", None, "3221111111144"),
+        scim("PUT", "Users/{id}", Some(scim_user), "3231111111144"),
+        scim("PATCH", "Users/{id}", Some(scim_patch), "3231111111144"),
+        scim("DELETE", "Users/{id}", None, "3231111111144"),
+        scim("GET", "Groups", None, "3221111111144"),
+        scim("POST", "Groups", Some(scim_group), "3231111111144"),
+        scim("POST", "Groups/.search", Some(scim_search), "3221111111144"),
+        scim("GET", "Groups/{id}", None, "3221111111144"),
+        scim("PUT", "Groups/{id}", Some(scim_group), "3231111111144"),
+        scim("PATCH", "Groups/{id}", Some(scim_patch), "3231111111144"),
+        scim("DELETE", "Groups/{id}", None, "3231111111144"),
     ]);
     let native: Vec<Row> = vec![
         // Webhooks: `manage-settings` (admins, full keys; not read keys).
@@ -969,6 +1027,7 @@ fn code(status: reqwest::StatusCode) -> char {
         404 => '4',
         409 => '9',
         410 => 'G',
+        501 => 'N',
         other => panic!("unexpected status {other}"),
     }
 }
@@ -1047,6 +1106,16 @@ async fn every_route_answers_every_kind_of_caller_as_specified() {
                     _ => &w.ids["target"],
                 };
                 p = p.replace("{userId}", who);
+                let scim_id = if path.contains("/scim/v2/Users/") {
+                    w.ids["target"].clone()
+                } else if path.contains("/scim/v2/Groups/") {
+                    w.ids["spaceId"].clone()
+                } else if path.contains("/scim/v2/Schemas/") {
+                    "urn:ietf:params:scim:schemas:core:2.0:User".to_owned()
+                } else {
+                    "User".to_owned()
+                };
+                p = p.replace("{id}", &scim_id);
                 let cred = if caller == "R" {
                     read_key.as_str()
                 } else {
@@ -1057,6 +1126,7 @@ async fn every_route_answers_every_kind_of_caller_as_specified() {
                     .map(|f| serde_json::from_str::<Value>(&fill(&f().to_string(), w)).unwrap());
                 let compat = path.starts_with("/compat/rocketchat/");
                 let cometchat = path.starts_with("/compat/cometchat/");
+                let scim = path.contains("/scim/v2/");
                 let (status, answer) = if compat {
                     let user = w.ids.get(caller).map_or("", String::as_str);
                     let (status, answer, _) = rc_call(&t, m, &p, cred, user, body).await;
@@ -1088,6 +1158,13 @@ async fn every_route_answers_every_kind_of_caller_as_specified() {
                         answer.get("data").is_some() || answer["error"]["code"].is_string(),
                         "{method} {path} as {caller}: not CometChat's shape: {answer}"
                     );
+                } else if scim {
+                    // A resource, a list or an error, each naming its schemas;
+                    // a delete's 204 has no body.
+                    assert!(
+                        answer["schemas"].is_array() || (method == "DELETE" && got == '2'),
+                        "{method} {path} as {caller}: not SCIM's shape: {answer}"
+                    );
                 } else {
                     assert_eq!(
                         answer["type"], "response",
@@ -1097,6 +1174,8 @@ async fn every_route_answers_every_kind_of_caller_as_specified() {
                 (got != want).then(|| {
                     let why = if compat {
                         &answer["error"]
+                    } else if scim {
+                        &answer["detail"]
                     } else {
                         &answer["error"]["message"]
                     };

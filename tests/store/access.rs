@@ -18,6 +18,7 @@ async fn space(s: &dyn Store, account: Uuid) -> Space {
         name: "S".into(),
         visibility: Visibility::Private,
         created_by: None,
+        external_id: None,
         created_at: at(1),
         updated_at: at(1),
     };

@@ -35,6 +35,7 @@ pub async fn every_user_change_writes_its_event_with_its_change(s: Arc<dyn Store
             id: Some(key),
         },
         request_id: Some("req-1".into()),
+        surface: Some("scim"),
     };
     let mut u = new_user();
     u.username = Some("ann".into());
@@ -100,9 +101,10 @@ pub async fn every_user_change_writes_its_event_with_its_change(s: Arc<dyn Store
         (
             created.actor_kind.as_str(),
             created.actor_id,
-            created.request_id.as_deref()
+            created.request_id.as_deref(),
+            created.surface.as_deref()
         ),
-        ("api_key", Some(key), Some("req-1"))
+        ("api_key", Some(key), Some("req-1"), Some("scim"))
     );
     assert_eq!(created.at, at(10));
     assert_eq!(created.data["username"], "ann");

@@ -98,6 +98,11 @@ pub fn migrator() -> sqlx::migrate::Migrator {
                 "webhook_health",
                 include_str!("../../../migrations/sqlite/0013_webhook_health.sql"),
             ),
+            (
+                14,
+                "scim",
+                include_str!("../../../migrations/sqlite/0014_scim.sql"),
+            ),
         ]
         .into_iter()
         .map(|(v, name, sql)| {

@@ -125,8 +125,8 @@ pub(super) fn insert_user(
     .map_err(map_err)?;
     let created = crate::store::inserted_user(account, u, at);
     c.prepare_cached(
-        "INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, data, at, request_id) \
-         VALUES (?1, ?2, 'user.created', ?3, ?4, 'user', ?5, ?6, ?7, ?8)",
+        "INSERT INTO events (id, account_id, type, actor_kind, actor_id, subject_kind, subject_id, data, at, request_id, surface) \
+         VALUES (?1, ?2, 'user.created', ?3, ?4, 'user', ?5, ?6, ?7, ?8, ?9)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -138,6 +138,7 @@ pub(super) fn insert_user(
             json(&crate::store::user_data(&created)),
             now,
             change.request_id,
+            change.surface,
         ])
     })
     .map_err(map_err)?;

@@ -297,7 +297,7 @@ impl FromRequestParts<App> for CcCaller {
                 "The apikey header is empty: send one of the app's API keys.",
             ));
         };
-        let caller = guarded(app, parts, |parts| async move {
+        let mut caller = guarded(app, parts, |parts| async move {
             let caller = authenticate_as(parts, app, account, &key).await?;
             match caller.kind {
                 CallerKind::ApiKey { .. } => Ok(caller),
@@ -307,6 +307,7 @@ impl FromRequestParts<App> for CcCaller {
             }
         })
         .await?;
+        caller.surface = Some("cometchat");
         Ok(CcCaller(caller))
     }
 }

@@ -235,7 +235,10 @@ impl FromRequestParts<App> for RcCaller {
             }
         })
         .await
-        .map(RcCaller)
+        .map(|mut caller| {
+            caller.surface = Some("rocketchat");
+            RcCaller(caller)
+        })
         .map_err(RcError::from)
     }
 }

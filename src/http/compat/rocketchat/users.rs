@@ -143,7 +143,8 @@ async fn login(
     RcJson(body): RcJson<LoginBody>,
 ) -> RcResult {
     let account = account_of(&parts)?;
-    let visitor = Caller::anonymous(account, Some(crate::http::envelope::request_id()));
+    let mut visitor = Caller::anonymous(account, Some(crate::http::envelope::request_id()));
+    visitor.surface = Some("rocketchat");
     if let Some(token) = body.resume {
         sessions::admit(&app, ip).await?;
         // A login's token is a JWT: nothing else is looked up. A refused
@@ -773,7 +774,8 @@ async fn users_register(
     RcJson(body): RcJson<RegisterBody>,
 ) -> RcResult {
     let account = account_of(&parts)?;
-    let visitor = Caller::anonymous(account, Some(crate::http::envelope::request_id()));
+    let mut visitor = Caller::anonymous(account, Some(crate::http::envelope::request_id()));
+    visitor.surface = Some("rocketchat");
     let req = SignupRequest {
         email: body.email,
         username: body.username,
