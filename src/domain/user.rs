@@ -429,11 +429,19 @@ pub struct UserPatch {
     /// The hash of a new password, set by the use case once it has checked
     /// who may set it and hashed it.
     pub password_hash: Option<String>,
+    /// Deactivate (`false`) or reactivate the user in the same transaction,
+    /// set by the use case (SCIM's `active`); never read from a body.
+    pub active: Option<bool>,
 }
 
 impl UserPatch {
     pub fn is_empty(&self) -> bool {
-        self.custom_id.is_none()
+        self.active.is_none() && !self.changes_fields()
+    }
+
+    /// Does it change any field beside `active`?
+    pub fn changes_fields(&self) -> bool {
+        !(self.custom_id.is_none()
             && self.username.is_none()
             && self.name.is_none()
             && self.nickname.is_none()
@@ -449,7 +457,7 @@ impl UserPatch {
             && self.tags.is_none()
             && self.custom_fields.is_none()
             && self.require_password_change.is_none()
-            && self.password_hash.is_none()
+            && self.password_hash.is_none())
     }
 }
 
@@ -864,6 +872,48 @@ impl CreateUserRequest {
 }
 
 impl UpdateUserRequest {
+    /// Does it name any field to change?
+    pub fn changes_any(&self) -> bool {
+        let Self {
+            name,
+            profile_picture,
+            custom_id,
+            link,
+            role,
+            roles,
+            status_message,
+            metadata,
+            tags,
+            email,
+            username,
+            nickname,
+            bio,
+            require_password_change,
+            verified,
+            custom_fields,
+            phone,
+            password,
+        } = self;
+        name.is_some()
+            || profile_picture.is_some()
+            || custom_id.is_some()
+            || link.is_some()
+            || role.is_some()
+            || roles.is_some()
+            || status_message.is_some()
+            || metadata.is_some()
+            || tags.is_some()
+            || email.is_some()
+            || username.is_some()
+            || nickname.is_some()
+            || bio.is_some()
+            || require_password_change.is_some()
+            || verified.is_some()
+            || custom_fields.is_some()
+            || phone.is_some()
+            || password.is_some()
+    }
+
     /// The valid change, and the new password (still to be hashed) if one
     /// is set.
     pub fn parse(self, settings: &Settings) -> Result<(UserPatch, Option<Password>), DomainError> {
@@ -898,6 +948,7 @@ impl UpdateUserRequest {
                 .transpose()?,
             require_password_change: self.require_password_change,
             password_hash: None,
+            active: None,
         };
         Ok((patch, password))
     }

@@ -14,10 +14,22 @@ use crate::domain::permission::Permission;
 use crate::domain::room::Visibility;
 use crate::domain::time;
 use crate::domain::user_query::Found;
-use crate::store::{Page, Paged};
+use crate::store::{Page, Paged, SpaceEdit};
 
 /// Creates a space; a user creating it becomes its owner. Needs `create-space`.
 pub async fn create(app: &App, actor: &Actor, req: CreateSpace) -> Result<Space> {
+    create_with_members(app, actor, req, &[]).await
+}
+
+/// Creates a space with `members` (ids naming no user of the account are
+/// skipped) joined as `user` beside its owner, all or nothing: SCIM's Group
+/// create. Needs `create-space`; the creator may add anyone, as an owner may.
+pub async fn create_with_members(
+    app: &App,
+    actor: &Actor,
+    req: CreateSpace,
+    members: &[Uuid],
+) -> Result<Space> {
     actor.require(Permission::CreateSpace)?;
     let now = time::now();
     let space = Space {
@@ -36,7 +48,7 @@ pub async fn create(app: &App, actor: &Actor, req: CreateSpace) -> Result<Space>
     };
     Ok(app
         .store
-        .create_space(actor.account_id, &space, &actor.change())
+        .create_space(actor.account_id, &space, members, &actor.change())
         .await?)
 }
 
@@ -82,26 +94,39 @@ pub async fn get(app: &App, actor: &Actor, id: Uuid) -> Result<Space> {
 
 /// Renames a space or changes its visibility. Its owner, or `manage-rooms`.
 pub async fn update(app: &App, actor: &Actor, id: Uuid, req: UpdateSpace) -> Result<Space> {
+    update_with_members(app, actor, id, req, Vec::new(), Vec::new()).await
+}
+
+/// Changes a space and its members in one transaction: `add` joins users
+/// as `user` (members already, and ids naming no user, are skipped),
+/// `remove` ends memberships (the owner's stays): SCIM's Group replace and
+/// PATCH. The space's owner, or `manage-rooms`, as for [`update`] (an
+/// owner may add and remove anyone below them).
+pub async fn update_with_members(
+    app: &App,
+    actor: &Actor,
+    id: Uuid,
+    req: UpdateSpace,
+    add: Vec<Uuid>,
+    remove: Vec<Uuid>,
+) -> Result<Space> {
     let (space, standing) = in_space(app, actor, id).await?;
     if !standing.at_least(SpaceRole::Owner) {
         return Err(standing.refuse("the space's owner"));
     }
-    let name = req.name.as_deref().map(space_name).transpose()?;
-    let vis = visibility(req.visibility.as_deref())?;
-    let external = req
-        .external_id
-        .map(|e| e.as_deref().map(space_external_id).transpose())
-        .transpose()?;
+    let edit = SpaceEdit {
+        name: req.name.as_deref().map(space_name).transpose()?,
+        visibility: visibility(req.visibility.as_deref())?,
+        external_id: req
+            .external_id
+            .map(|e| e.as_deref().map(space_external_id).transpose())
+            .transpose()?,
+        add,
+        remove,
+    };
     Ok(app
         .store
-        .update_space(
-            actor.account_id,
-            space.id,
-            name.as_deref(),
-            vis,
-            external.as_ref().map(Option::as_deref),
-            &actor.change(),
-        )
+        .update_space(actor.account_id, space.id, &edit, &actor.change())
         .await?)
 }
 

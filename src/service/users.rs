@@ -237,9 +237,26 @@ pub async fn update(
     id: Uuid,
     req: UpdateUserRequest,
 ) -> Result<UserView> {
+    update_and_set_active(app, actor, id, req, None).await
+}
+
+/// Changes a user as [`update`] does and, when `active` is given,
+/// (de)activates them as [`set_active`] does, in one transaction (SCIM's
+/// PUT and PATCH, where `active` sits beside the other attributes). With
+/// `active` the request may change no other field.
+pub async fn update_and_set_active(
+    app: &App,
+    actor: &Actor,
+    id: Uuid,
+    req: UpdateUserRequest,
+    active: Option<bool>,
+) -> Result<UserView> {
     let account = actor.account_id;
     let own = actor.user_id() == Some(id);
     let sets_password = req.password.is_some();
+    if active.is_some() {
+        actor.require(Permission::EditOtherUserActiveStatus)?;
+    }
     if own && sets_password {
         return Err(Error::forbidden_field(
             "a user changes their own password at POST /auth/password, with the current one",
@@ -252,14 +269,15 @@ pub async fn update(
             "password",
         ));
     }
-    if !own && !sets_password {
+    if !own && !sets_password && active.is_none() {
         actor.require(Permission::EditOtherUserInfo)?;
     }
     let settings = app.settings(account).await?;
     let (mut patch, password) = req.parse(&settings)?;
+    patch.active = active;
     // Any other field of someone else needs `edit-other-user-info`, beside
     // the password (which alone does not).
-    if !own && !patch.is_empty() {
+    if !own && patch.changes_fields() {
         actor.require(Permission::EditOtherUserInfo)?;
     }
     let current = app.store.get_user(account, id).await?;
@@ -337,6 +355,9 @@ pub async fn update(
         app.outbox.notify_one();
     }
     super::tokens::kick_tokens(app, account, &revoked, "password changed");
+    if active == Some(false) {
+        kick(app, account, id, "user deactivated");
+    }
     Ok(user.view(&settings, actor.sees(id)))
 }
 

@@ -23,6 +23,26 @@ pub mod postgres;
 pub mod sessions;
 pub mod sqlite;
 
+/// What [`Store::update_space`] changes: fields left `None` stay. `add`
+/// joins users as `user` (one no longer a user of the account, or a member
+/// already, is skipped); `remove` ends memberships (the owner's, or one
+/// that does not exist, is skipped): SCIM's Group membership sync.
+#[derive(Debug, Clone, Default)]
+pub struct SpaceEdit {
+    pub name: Option<String>,
+    pub visibility: Option<Visibility>,
+    pub external_id: Option<Option<String>>,
+    pub add: Vec<Uuid>,
+    pub remove: Vec<Uuid>,
+}
+
+impl SpaceEdit {
+    /// Does it change the space's own fields?
+    pub fn changes_fields(&self) -> bool {
+        self.name.is_some() || self.visibility.is_some() || self.external_id.is_some()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
@@ -334,7 +354,9 @@ pub trait Store: Send + Sync + 'static {
     /// roles are set); `mail` (notices, a verification link for a new
     /// address) is queued in the same transaction. A new password
     /// (`user.password_changed`) ends every login session of the user:
-    /// their ids come back so that the connections can be closed.
+    /// their ids come back so that the connections can be closed. The
+    /// patch's `active`, when it differs, then (de)activates the user in the
+    /// same transaction, as [`Store::set_user_active`] does.
     async fn update_user(
         &self,
         account: Uuid,
@@ -463,8 +485,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Paged<Delivery>>;
 
     // --- spaces -------------------------------------------------------------------
-    /// Creates a space; its creator (if a user) becomes its owner.
-    async fn create_space(&self, account: Uuid, space: &Space, change: &Change) -> Result<Space>;
+    /// Creates a space; its creator (if a user) becomes its owner and each
+    /// of `members` (those still users of the account) joins as `user`,
+    /// all in one transaction.
+    async fn create_space(
+        &self,
+        account: Uuid,
+        space: &Space,
+        members: &[Uuid],
+        change: &Change,
+    ) -> Result<Space>;
     /// Spaces, all of them (`viewer` None) or those a user may see: public
     /// ones and those they are a member of.
     async fn list_spaces(
@@ -483,13 +513,14 @@ pub trait Store: Send + Sync + 'static {
         count: u32,
     ) -> Result<crate::domain::user_query::Found<Space>>;
     async fn get_space(&self, account: Uuid, space: Uuid) -> Result<Space>;
+    /// Changes a space's fields and members in one transaction; with no
+    /// field to change the space itself is left as it is (no
+    /// `space.updated`).
     async fn update_space(
         &self,
         account: Uuid,
         space: Uuid,
-        name: Option<&str>,
-        visibility: Option<Visibility>,
-        external_id: Option<Option<&str>>,
+        edit: &SpaceEdit,
         change: &Change,
     ) -> Result<Space>;
     /// Deletes the space, its rooms, and every membership, invite and link of either.

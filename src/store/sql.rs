@@ -51,8 +51,8 @@ use crate::domain::user_query::{Attr, Expr, Found, Op, UserQuery, Value};
 use crate::domain::webhook::{Attempt, Delivery, Webhook};
 use crate::store::{
     INVITE_COLUMNS, LINK_COLUMNS, NewApiKey, Page, Paged, ROLE_COLUMNS, ROOM_VISIBLE, Result,
-    SPACE_COLUMNS, SigningKeyRecord, Store, StoreError, TokenCheck, TokenRecord, USER_COLUMNS,
-    sessions,
+    SPACE_COLUMNS, SigningKeyRecord, SpaceEdit, Store, StoreError, TokenCheck, TokenRecord,
+    USER_COLUMNS, sessions,
 };
 
 pub(super) type Conn = <Db as sqlx::Database>::Connection;
@@ -935,6 +935,76 @@ async fn remove_member(
     Log(Some(account), change)
         .record(c, "member.removed", subject, &member_data(of, &gone))
         .await
+}
+
+/// Deactivates or reactivates a user, with its event (see
+/// [`Store::set_user_active`]).
+async fn set_active(
+    c: &mut Conn,
+    account: Uuid,
+    user: Uuid,
+    active: bool,
+    change: &Change,
+) -> Result<User> {
+    let sql = if active {
+        // Reactivating ends every token issued before it (those of a
+        // user created inactive too): nothing issued while the user
+        // was deactivated comes back.
+        "UPDATE users SET tokens_valid_after = CASE WHEN active THEN tokens_valid_after ELSE $1 END, \
+                     active = TRUE, deactivated_at = NULL, updated_at = $1 \
+                     WHERE account_id = $2 AND id = $3 RETURNING {}"
+    } else {
+        "UPDATE users SET active = FALSE, deactivated_at = COALESCE(deactivated_at, $1), \
+                     tokens_valid_after = $1, updated_at = $1 WHERE account_id = $2 AND id = $3 RETURNING {}"
+    };
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql.replace("{}", USER_COLUMNS)))
+        .bind(change.at)
+        .bind(account)
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await?;
+    let updated = one(row, user_from_row, "user")?;
+    let kind = if active {
+        "user.reactivated"
+    } else {
+        "user.deactivated"
+    };
+    insert_user_events(c, account, change, &[kind], &updated).await?;
+    Ok(updated)
+}
+
+/// Joins each of `add` still a user of the account and not a member yet
+/// as `user`, and ends the membership of each of `remove` that is one but
+/// the owner's, each with its event: [`SpaceEdit`]'s membership sync.
+async fn sync_space_members(
+    c: &mut Conn,
+    account: Uuid,
+    space: Uuid,
+    add: &[Uuid],
+    remove: &[Uuid],
+    change: &Change,
+) -> Result<()> {
+    for user in add {
+        match exists(c, "users", account, *user, "user", "").await {
+            Err(StoreError::NotFound(_)) => continue,
+            found => found?,
+        }
+        upsert_space_member(c, account, space, *user, "user", "DO NOTHING", change).await?;
+    }
+    for user in remove {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM space_members WHERE account_id = $1 AND space_id = $2 AND user_id = $3",
+        )
+        .bind(account)
+        .bind(space)
+        .bind(user)
+        .fetch_optional(&mut *c)
+        .await?;
+        if role.is_some_and(|r| r != SpaceRole::Owner.as_str()) {
+            remove_member(c, account, ("space", space), *user, change).await?;
+        }
+    }
+    Ok(())
 }
 
 /// `token.revoked` for a user's token (an access token or a `user` token).
@@ -1861,19 +1931,32 @@ impl Store for Backend {
     ) -> Result<(User, sessions::Revoked)> {
         let (patch, change, mail) = (patch.clone(), change.clone(), mail.cloned());
         write!(self, |c| {
-            let mut updated = patch_user(c, account, user, &patch, change.at).await?;
             let mut revoked = sessions::Revoked::default();
-            if let Some(hash) = &patch.password_hash {
-                store_password(c, account, user, hash, false, change.at).await?;
-                updated.has_password = true;
-                record_password_changed(c, account, &change, user).await?;
-                revoked = end_login_sessions(c, user, None, change.at).await?;
+            // A patch of `active` alone leaves the rest (and updated_at,
+            // which the (de)activation sets) to it; an empty one touches
+            // updated_at, as ever.
+            let mut updated = if patch.changes_fields() || patch.active.is_none() {
+                let mut updated = patch_user(c, account, user, &patch, change.at).await?;
+                if let Some(hash) = &patch.password_hash {
+                    store_password(c, account, user, hash, false, change.at).await?;
+                    updated.has_password = true;
+                    record_password_changed(c, account, &change, user).await?;
+                    revoked = end_login_sessions(c, user, None, change.at).await?;
+                }
+                if let Some(mail) = &mail {
+                    insert_user_mail(c, account, &updated, change.at, mail).await?;
+                }
+                let kinds = crate::store::user_event_types(&patch);
+                insert_user_events(c, account, &change, kinds, &updated).await?;
+                updated
+            } else {
+                select_user(c, account, user, true).await?
+            };
+            if let Some(active) = patch.active
+                && active != updated.active
+            {
+                updated = set_active(c, account, user, active, &change).await?;
             }
-            if let Some(mail) = &mail {
-                insert_user_mail(c, account, &updated, change.at, mail).await?;
-            }
-            let kinds = crate::store::user_event_types(&patch);
-            insert_user_events(c, account, &change, kinds, &updated).await?;
             Ok((updated, revoked))
         })
     }
@@ -1887,31 +1970,7 @@ impl Store for Backend {
     ) -> Result<User> {
         let change = change.clone();
         write!(self, |c| {
-            let sql = if active {
-                // Reactivating ends every token issued before it (those of a
-                // user created inactive too): nothing issued while the user
-                // was deactivated comes back.
-                "UPDATE users SET tokens_valid_after = CASE WHEN active THEN tokens_valid_after ELSE $1 END, \
-                     active = TRUE, deactivated_at = NULL, updated_at = $1 \
-                     WHERE account_id = $2 AND id = $3 RETURNING {}"
-            } else {
-                "UPDATE users SET active = FALSE, deactivated_at = COALESCE(deactivated_at, $1), \
-                     tokens_valid_after = $1, updated_at = $1 WHERE account_id = $2 AND id = $3 RETURNING {}"
-            };
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql.replace("{}", USER_COLUMNS)))
-                .bind(change.at)
-                .bind(account)
-                .bind(user)
-                .fetch_optional(&mut *c)
-                .await?;
-            let updated = one(row, user_from_row, "user")?;
-            let kind = if active {
-                "user.reactivated"
-            } else {
-                "user.deactivated"
-            };
-            insert_user_events(c, account, &change, &[kind], &updated).await?;
-            Ok(updated)
+            set_active(c, account, user, active, &change).await
         })
     }
 
@@ -2484,8 +2543,14 @@ impl Store for Backend {
 
     // --- spaces ---------------------------------------------------------------------
 
-    async fn create_space(&self, account: Uuid, space: &Space, change: &Change) -> Result<Space> {
-        let (space, change) = (space.clone(), change.clone());
+    async fn create_space(
+        &self,
+        account: Uuid,
+        space: &Space,
+        members: &[Uuid],
+        change: &Change,
+    ) -> Result<Space> {
+        let (space, members, change) = (space.clone(), members.to_vec(), change.clone());
         write!(self, |c| {
             sqlx::query(
                     "INSERT INTO spaces (id, account_id, name, visibility, created_by, created_at, updated_at, external_id) \
@@ -2525,6 +2590,7 @@ impl Store for Backend {
                     record_member(c, account, &change, ("space", space.id), None, &member).await?;
                 }
             }
+            sync_space_members(c, account, space.id, &members, &[], &change).await?;
             Ok(space)
         })
     }
@@ -2601,36 +2667,44 @@ impl Store for Backend {
         &self,
         account: Uuid,
         space: Uuid,
-        name: Option<&str>,
-        visibility: Option<Visibility>,
-        external_id: Option<Option<&str>>,
+        edit: &SpaceEdit,
         change: &Change,
     ) -> Result<Space> {
-        let (name, change) = (name.map(str::to_owned), change.clone());
-        let (set_external, external) = (
-            external_id.is_some(),
-            external_id.flatten().map(str::to_owned),
-        );
+        let (edit, change) = (edit.clone(), change.clone());
         write!(self, |c| {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let updated = if edit.changes_fields() {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE spaces SET name = COALESCE($1, name), visibility = COALESCE($2, visibility), \
                      updated_at = $3, external_id = CASE WHEN $6 THEN $7 ELSE external_id END \
                      WHERE account_id = $4 AND id = $5 RETURNING {SPACE_COLUMNS}"
                 )))
-                .bind(name)
-                .bind(visibility.map(Visibility::as_str))
-            .bind(change.at)
-            .bind(account)
-            .bind(space)
-            .bind(set_external)
-            .bind(external.clone())
-            .fetch_optional(&mut *c)
-            .await?;
-            let updated = one(row, space_from_row, "space")?;
-            let subject = ("space", space.to_string());
-            Log(Some(account), &change)
-                .record(c, "space.updated", subject, &updated)
+                .bind(edit.name.as_deref())
+                .bind(edit.visibility.map(Visibility::as_str))
+                .bind(change.at)
+                .bind(account)
+                .bind(space)
+                .bind(edit.external_id.is_some())
+                .bind(edit.external_id.clone().flatten())
+                .fetch_optional(&mut *c)
                 .await?;
+                let updated = one(row, space_from_row, "space")?;
+                let subject = ("space", space.to_string());
+                Log(Some(account), &change)
+                    .record(c, "space.updated", subject, &updated)
+                    .await?;
+                updated
+            } else {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SPACE_COLUMNS} FROM spaces WHERE account_id = $1 AND id = $2{}",
+                    lock!("FOR SHARE")
+                )))
+                .bind(account)
+                .bind(space)
+                .fetch_optional(&mut *c)
+                .await?;
+                one(row, space_from_row, "space")?
+            };
+            sync_space_members(c, account, space, &edit.add, &edit.remove, &change).await?;
             Ok(updated)
         })
     }

@@ -67,6 +67,11 @@ async fn post(t: &TestApp, a: &Account, route: &str, body: Value) -> (StatusCode
     (s, b)
 }
 
+async fn put(t: &TestApp, a: &Account, route: &str, body: Value) -> (StatusCode, Value) {
+    let (s, b, _) = scim(t, a, &a.key, Method::PUT, route, Some(body), &[]).await;
+    (s, b)
+}
+
 async fn patch(t: &TestApp, a: &Account, route: &str, ops: Value) -> (StatusCode, Value) {
     let body = json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -457,6 +462,235 @@ async fn identity_providers_quirks_are_accepted() {
 }
 
 #[tokio::test]
+async fn oktas_group_push_and_primary_and_display_sub_attributes_are_accepted() {
+    let t = TestApp::spawn().await;
+    let a = t.account("scim-okta").await;
+    let mut ids = Vec::new();
+    for name in ["ann", "bob", "cy"] {
+        let (s, u) = post(&t, &a, "/Users", user(name)).await;
+        assert_eq!(s, StatusCode::CREATED, "{u}");
+        ids.push(u["id"].as_str().unwrap().to_owned());
+    }
+    let [ann, bob, cy] = [&ids[0], &ids[1], &ids[2]];
+    let names = |g: &Value| -> Vec<String> {
+        let mut v: Vec<String> = g["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let sorted = |mut v: Vec<&String>| {
+        v.sort();
+        v.into_iter().cloned().collect::<Vec<_>>()
+    };
+    // Group Push creates the group with its members' display names.
+    let (s, g) = post(
+        &t,
+        &a,
+        "/Groups",
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Sales",
+               "members": [{"value": ann, "display": "Display ann"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    assert_eq!(names(&g), sorted(vec![ann]));
+    let gpath = format!("/Groups/{}", g["id"].as_str().unwrap());
+    // Its PATCHes: members added with `display`, a rename that echoes the
+    // id, a removal by value filter, and `display` by path.
+    let (s, p) = patch(
+        &t,
+        &a,
+        &gpath,
+        json!([{"op": "add", "path": "members",
+                "value": [{"value": bob, "display": "Display bob"}, {"value": cy, "display": "Display cy"}]}]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(names(&p), sorted(vec![ann, bob, cy]));
+    assert!(p["members"][0].get("display").is_none(), "{p}");
+    let (s, p) = patch(
+        &t,
+        &a,
+        &gpath,
+        json!([
+            {"op": "replace", "value": {"id": g["id"], "displayName": "Sales EMEA"}},
+            {"op": "remove", "path": format!("members[value eq \"{bob}\"]")},
+            {"op": "replace", "path": format!("members[value eq \"{cy}\"].display"), "value": "C"},
+        ]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["displayName"], "Sales EMEA");
+    assert_eq!(names(&p), sorted(vec![ann, cy]));
+    // A PUT with `display` on each member sets exactly those members.
+    let (s, p) = put(
+        &t,
+        &a,
+        &gpath,
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+               "displayName": "Sales EMEA", "members": [{"value": bob, "display": "B"}]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(names(&p), sorted(vec![bob]));
+    let (_, members) = t
+        .get(
+            &a.path(&format!("/spaces/{}/members", g["id"].as_str().unwrap())),
+            &a.key,
+        )
+        .await;
+    let native: Vec<&Value> = members["data"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["user_id"])
+        .collect();
+    assert_eq!(native, [&json!(bob)], "{members}");
+
+    // Users: `primary` chooses the one value kept and `display` is
+    // dropped, in values and by path; neither is answered.
+    let upath = format!("/Users/{ann}");
+    let (s, p) = patch(
+        &t,
+        &a,
+        &upath,
+        json!([
+            {"op": "replace", "path": "emails[type eq \"work\"].primary", "value": true},
+            {"op": "replace", "path": "emails[type eq \"work\"].display", "value": "Work"},
+            {"op": "add", "path": "photos",
+             "value": [{"value": "https://img.example.com/a.png", "type": "photo", "primary": true, "display": "A"}]},
+        ]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(
+        p["emails"],
+        json!([{"value": "ann@contoso.com", "type": "work"}])
+    );
+    assert_eq!(p["photos"][0]["value"], "https://img.example.com/a.png");
+    assert!(p["photos"][0].get("primary").is_none(), "{p}");
+    // Of several addresses the primary one is kept, whatever its place.
+    let (s, p) = patch(
+        &t,
+        &a,
+        &upath,
+        json!([{"op": "replace", "path": "emails", "value": [
+            {"value": "old@contoso.com", "type": "work", "display": "old"},
+            {"value": "new@contoso.com", "type": "work", "primary": true, "display": "new"},
+        ]}]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p["emails"][0]["value"], "new@contoso.com", "{p}");
+    let (_, native) = t.get(&a.path(&format!("/users/{ann}")), &a.key).await;
+    assert_eq!(
+        native["data"]["user"]["email"], "new@contoso.com",
+        "{native}"
+    );
+    // `/Schemas` declares neither: nothing of them is kept to answer.
+    let (_, schema) = get(
+        &t,
+        &a,
+        "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User",
+    )
+    .await;
+    let emails = schema["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "emails")
+        .unwrap();
+    let subs: Vec<&str> = emails["subAttributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(subs, ["value", "type"], "{emails}");
+}
+
+#[tokio::test]
+async fn a_users_fields_and_active_change_together_or_not_at_all() {
+    let t = TestApp::spawn().await;
+    let a = t.account("scim-atomic").await;
+    let (_, u) = post(&t, &a, "/Users", user("dee")).await;
+    let id = u["id"].as_str().unwrap().to_owned();
+    post(&t, &a, "/Users", user("eve")).await;
+    let upath = format!("/Users/{id}");
+    // A clash on userName refuses the whole PUT: the user stays active.
+    let mut doc = user("dee");
+    doc["userName"] = json!("eve@contoso.com");
+    doc["active"] = json!(false);
+    doc["displayName"] = json!("Dee D");
+    assert_scim_error(
+        &put(&t, &a, &upath, doc).await,
+        StatusCode::CONFLICT,
+        Some("uniqueness"),
+    );
+    let (_, now) = get(&t, &a, &upath).await;
+    assert_eq!(
+        (now["active"].clone(), now["displayName"].clone()),
+        (json!(true), json!("Display dee"))
+    );
+    // One that changes the name and deactivates does both, in one request.
+    let mut doc = user("dee");
+    doc["active"] = json!(false);
+    doc["displayName"] = json!("Dee D");
+    let (s, p) = put(&t, &a, &upath, doc).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(
+        (p["active"].clone(), p["displayName"].clone()),
+        (json!(false), json!("Dee D"))
+    );
+    let (_, audit) = t
+        .get(&a.path(&format!("/audit?subject_id={id}")), &a.key)
+        .await;
+    let events = audit["data"]["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["user.deactivated", "user.updated", "user.created"],
+        "{audit}"
+    );
+    assert_eq!(events[0]["request_id"], events[1]["request_id"], "{audit}");
+    // A Group write that only moves members writes no space.updated.
+    let (_, g) = post(
+        &t,
+        &a,
+        "/Groups",
+        json!({"displayName": "Ops", "members": [{"value": id}]}),
+    )
+    .await;
+    let gid = g["id"].as_str().unwrap().to_owned();
+    let (s, p) = patch(
+        &t,
+        &a,
+        &format!("/Groups/{gid}"),
+        json!([{"op": "remove", "path": "members"}]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let (_, audit) = t
+        .get(
+            &a.path(&format!("/audit?type=space.*&subject_id={gid}")),
+            &a.key,
+        )
+        .await;
+    let kinds: Vec<&str> = audit["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["space.created"], "{audit}");
+}
+
+#[tokio::test]
 async fn filters_sort_and_windows_answer_what_they_ask() {
     let t = TestApp::spawn().await;
     let a = t.account("scim-filter").await;
@@ -510,6 +744,18 @@ async fn filters_sort_and_windows_answer_what_they_ask() {
     let (_, none) = get(&t, &a, "/Users?count=0").await;
     assert_eq!(none["totalResults"], 3);
     assert_eq!(none["Resources"], json!([]));
+    // `id eq` (a read underneath) windows as any filter does.
+    let first = page["Resources"][0]["id"].as_str().unwrap().to_owned();
+    let by_id = format!("/Users?filter={}", urlencode(&format!("id eq \"{first}\"")));
+    for (window, total, items) in [("", 1, 1), ("&count=0", 1, 0), ("&startIndex=2", 1, 0)] {
+        let (_, one) = get(&t, &a, &format!("{by_id}{window}")).await;
+        assert_eq!(one["totalResults"], total, "{window}: {one}");
+        assert_eq!(
+            one["Resources"].as_array().map_or(0, Vec::len),
+            items,
+            "{window}: {one}"
+        );
+    }
     let (_, only) = get(&t, &a, "/Users?attributes=userName&count=1").await;
     let r = &only["Resources"][0];
     assert!(r.get("userName").is_some() && r.get("id").is_some(), "{r}");

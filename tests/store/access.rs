@@ -22,7 +22,7 @@ async fn space(s: &dyn Store, account: Uuid) -> Space {
         created_at: at(1),
         updated_at: at(1),
     };
-    s.create_space(account, &sp, &by(at(0))).await.unwrap()
+    s.create_space(account, &sp, &[], &by(at(0))).await.unwrap()
 }
 
 fn gone<T: std::fmt::Debug>(r: roster::store::Result<T>) -> Gone {

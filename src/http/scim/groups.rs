@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::domain::access::{CreateSpace, Member, Space, UpdateSpace};
 use crate::domain::time;
 use crate::http::extract::Caller;
-use crate::service::{members, spaces, users};
+use crate::service::{members, spaces};
 use crate::store::Page;
 
 pub fn routes() -> OpenApiRouter<App> {
@@ -113,14 +113,11 @@ async fn load(app: &App, caller: &Caller, id: &str) -> Result<Space, ScimError> 
 /// the account is skipped (the answer shows the members kept): an identity
 /// provider pushes a group's membership in batches, and one stale id must
 /// not hold back every other change (scim-sanity's strict probe asks this).
-async fn wanted_members(
-    app: &App,
-    caller: &Caller,
-    doc: &Map<String, Value>,
-) -> Result<BTreeSet<Uuid>, ScimError> {
+/// The store skips ids of no user as it writes, in the same transaction.
+fn wanted_members(doc: &Map<String, Value>) -> Result<BTreeSet<Uuid>, ScimError> {
     let items = match field(doc, "members") {
         None => return Ok(BTreeSet::new()),
-        Some(Value::Array(a)) => a.clone(),
+        Some(Value::Array(a)) => a,
         Some(_) => {
             return Err(ScimError::bad(
                 "invalidValue",
@@ -129,7 +126,7 @@ async fn wanted_members(
         }
     };
     let mut out = BTreeSet::new();
-    for item in &items {
+    for item in items {
         let value = item
             .as_object()
             .and_then(|o| field(o, "value"))
@@ -148,19 +145,8 @@ async fn wanted_members(
                 format!("members are users: type {t:?} is not served"),
             ));
         }
-        let Ok(id) = Uuid::try_parse(value) else {
-            continue;
-        };
-        match users::get(app, caller, id).await {
-            Ok(u) => {
-                out.insert(u.id);
-            }
-            Err(e) => {
-                let e = ScimError::from(e);
-                if e.status != StatusCode::NOT_FOUND {
-                    return Err(e);
-                }
-            }
+        if let Ok(id) = Uuid::try_parse(value) {
+            out.insert(id);
         }
     }
     Ok(out)
@@ -191,26 +177,18 @@ fn display_name(doc: &Map<String, Value>) -> Result<String, ScimError> {
     }
 }
 
-/// Brings the space's members to `wanted`: adds the missing ones as `user`,
-/// removes the others — except the space's owner, who is not the identity
+/// What brings the space's members to `wanted`: those to add (as `user`),
+/// and those to remove — never the space's owner, who is not the identity
 /// provider's to remove (ownership moves on the native routes) and stays.
-async fn sync_members(
-    app: &App,
-    caller: &Caller,
-    space: Uuid,
-    current: &[Member],
-    wanted: &BTreeSet<Uuid>,
-) -> Result<(), ScimError> {
+fn member_changes(current: &[Member], wanted: &BTreeSet<Uuid>) -> (Vec<Uuid>, Vec<Uuid>) {
     let have: BTreeSet<Uuid> = current.iter().map(|m| m.user_id).collect();
-    for id in wanted.difference(&have) {
-        members::put_space(app, caller, space, *id, "user").await?;
-    }
-    for m in current {
-        if !wanted.contains(&m.user_id) && m.role != "owner" {
-            members::remove_space(app, caller, space, m.user_id).await?;
-        }
-    }
-    Ok(())
+    let add = wanted.difference(&have).copied().collect();
+    let remove = current
+        .iter()
+        .filter(|m| !wanted.contains(&m.user_id) && m.role != "owner")
+        .map(|m| m.user_id)
+        .collect();
+    (add, remove)
 }
 
 /// Creates a space (`create-space`) with its members. A Group made here is
@@ -226,8 +204,8 @@ async fn create(
     ScimBody(doc): ScimBody,
 ) -> ScimResult {
     let name = display_name(&doc)?;
-    let wanted = wanted_members(&app, &caller, &doc).await?;
-    let space = spaces::create(
+    let wanted: Vec<Uuid> = wanted_members(&doc)?.into_iter().collect();
+    let space = spaces::create_with_members(
         &app,
         &caller,
         CreateSpace {
@@ -235,9 +213,9 @@ async fn create(
             visibility: Some("private".into()),
             external_id: external_id(&doc)?,
         },
+        &wanted,
     )
     .await?;
-    sync_members(&app, &caller, space.id, &[], &wanted).await?;
     let members = all_members(&app, &caller, space.id).await?;
     let body = to_scim(&space, Some(&members), &base(&app, caller.account_id));
     Ok(resource(StatusCode::CREATED, &body))
@@ -360,7 +338,7 @@ async fn search(
     run_list(&app, &caller, ListParams::from_search(&body)?).await
 }
 
-/// Writes what `doc` changes: the name, then the members.
+/// Writes what `doc` changes, the name and the members, in one transaction.
 async fn write(
     app: &App,
     caller: &Caller,
@@ -370,22 +348,20 @@ async fn write(
 ) -> Result<Value, ScimError> {
     let name = display_name(doc)?;
     let external = external_id(doc)?;
-    let wanted = wanted_members(app, caller, doc).await?;
-    let mut space = space.clone();
-    if name != space.name || external != space.external_id {
-        space = spaces::update(
-            app,
-            caller,
-            space.id,
-            UpdateSpace {
-                name: (name != space.name).then_some(name),
-                visibility: None,
-                external_id: (external != space.external_id).then_some(external),
-            },
-        )
-        .await?;
-    }
-    sync_members(app, caller, space.id, current, &wanted).await?;
+    let (add, remove) = member_changes(current, &wanted_members(doc)?);
+    let space = spaces::update_with_members(
+        app,
+        caller,
+        space.id,
+        UpdateSpace {
+            name: (name != space.name).then_some(name),
+            visibility: None,
+            external_id: (external != space.external_id).then_some(external),
+        },
+        add,
+        remove,
+    )
+    .await?;
     let members = all_members(app, caller, space.id).await?;
     Ok(to_scim(
         &space,

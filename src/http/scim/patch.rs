@@ -203,9 +203,11 @@ impl Engine<'_> {
             };
         };
         if let Ok(p) = filter::parse_path(path)
-            && self
-                .schema
-                .unstored(p.attr.urn.as_deref(), &p.attr.attr, p.attr.sub.as_deref())
+            && self.schema.unstored(
+                p.attr.urn.as_deref(),
+                &p.attr.attr,
+                p.attr.sub.as_deref().or(p.sub.as_deref()),
+            )
         {
             return Ok(());
         }

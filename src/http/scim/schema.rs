@@ -158,7 +158,13 @@ impl Def {
             o["referenceTypes"] = json!(self.references);
         }
         if !self.subs.is_empty() {
-            o["subAttributes"] = Value::Array(self.subs.iter().map(Def::describe).collect());
+            o["subAttributes"] = Value::Array(
+                self.subs
+                    .iter()
+                    .filter(|d| d.published)
+                    .map(Def::describe)
+                    .collect(),
+            );
         }
         o
     }
@@ -204,6 +210,7 @@ pub fn user_core(roles: &[String]) -> Vec<Def> {
         .subs(vec![
             Def::new("value", Type::String, "The address."),
             Def::new("type", Type::String, "Always work.").canonical([WORK.to_owned()]),
+            primary(),
         ]),
         // Served but not published: see `Def::unpublished`.
         Def::new(
@@ -216,6 +223,7 @@ pub fn user_core(roles: &[String]) -> Vec<Def> {
         .subs(vec![
             Def::new("value", Type::String, "The number, E.164."),
             Def::new("type", Type::String, "Always work.").canonical([WORK.to_owned()]),
+            primary(),
         ]),
         Def::new(
             "photos",
@@ -226,6 +234,7 @@ pub fn user_core(roles: &[String]) -> Vec<Def> {
         .subs(vec![
             Def::new("value", Type::Reference, "An http(s) URL.").references(&["external"]),
             Def::new("type", Type::String, "Always photo.").canonical(["photo".to_owned()]),
+            primary(),
         ]),
         // Every Roster user is active or not: `active` is never unassigned
         // (a create without it makes an active user).
@@ -253,6 +262,20 @@ pub fn user_core(roles: &[String]) -> Vec<Def> {
                 .canonical(roles.iter().cloned()),
         ]),
     ]
+}
+
+/// `primary` of a multi-valued attribute of which Roster keeps one value:
+/// read to choose that value (the primary one given, else the first), never
+/// answered, as nothing of it is kept. So it is served but not published:
+/// a published `primary` would have to come back as it was sent (a single
+/// value sent with `primary: false` included), which scim2-tester checks.
+fn primary() -> Def {
+    Def::new(
+        "primary",
+        Type::Boolean,
+        "Chooses the one value kept; not answered.",
+    )
+    .unpublished()
 }
 
 /// Roster's extension: bio and the account's custom fields.
@@ -365,35 +388,52 @@ const UNSTORED_USER: [&str; 9] = [
     "x509Certificates",
 ];
 
-/// The parts of `name` beside `formatted`: a POST or PUT without
-/// `formatted` joins given, middle and family name into Roster's name.
-const UNSTORED_NAME: [&str; 5] = [
-    "givenName",
-    "familyName",
-    "middleName",
-    "honorificPrefix",
-    "honorificSuffix",
+/// Sub-attributes of User attributes Roster does not store, accepted and
+/// dropped as [`UNSTORED_USER`] are: the parts of `name` beside `formatted`
+/// (a POST or PUT without `formatted` joins given, middle and family name
+/// into Roster's name), the `display` of values Roster keeps one string of
+/// (Okta sends `emails: [{value, display, primary}]`), and what RFC 7643
+/// gives `roles` beside `value`.
+const UNSTORED_USER_SUBS: [(&str, &str); 11] = [
+    ("name", "givenName"),
+    ("name", "familyName"),
+    ("name", "middleName"),
+    ("name", "honorificPrefix"),
+    ("name", "honorificSuffix"),
+    ("emails", "display"),
+    ("phoneNumbers", "display"),
+    ("photos", "display"),
+    ("roles", "display"),
+    ("roles", "type"),
+    ("roles", "primary"),
 ];
+
+/// A member's `display` (its user's name, which Okta's Group Push sends
+/// beside `value`): accepted and dropped; the user's own name is theirs.
+const UNSTORED_GROUP_SUBS: [(&str, &str); 1] = [("members", "display")];
 
 impl Schema for Resource {
     fn unstored(&self, urn: Option<&str>, attr: &str, sub: Option<&str>) -> bool {
-        if self.core_urn != USER {
-            return false;
-        }
-        if urn.is_some_and(|u| u.eq_ignore_ascii_case(ENTERPRISE_USER))
-            || attr.eq_ignore_ascii_case(ENTERPRISE_USER)
+        let user = self.core_urn == USER;
+        if user
+            && (urn.is_some_and(|u| u.eq_ignore_ascii_case(ENTERPRISE_USER))
+                || attr.eq_ignore_ascii_case(ENTERPRISE_USER))
         {
             return true;
         }
-        let core = urn.is_none_or(|u| u.eq_ignore_ascii_case(USER));
-        let is = |list: &[&str], name: &str| list.iter().any(|n| n.eq_ignore_ascii_case(name));
-        core && match sub {
-            None => is(&UNSTORED_USER, attr),
-            Some(sub) => {
-                is(&UNSTORED_USER, attr)
-                    || (attr.eq_ignore_ascii_case("name") && is(&UNSTORED_NAME, sub))
-            }
+        if !urn.is_none_or(|u| u.eq_ignore_ascii_case(self.core_urn)) {
+            return false;
         }
+        let is = |name: &str, n: &&str| n.eq_ignore_ascii_case(name);
+        if user && UNSTORED_USER.iter().any(|n| is(attr, n)) {
+            return true;
+        }
+        let subs: &[(&str, &str)] = if user {
+            &UNSTORED_USER_SUBS
+        } else {
+            &UNSTORED_GROUP_SUBS
+        };
+        sub.is_some_and(|sub| subs.iter().any(|(a, s)| is(attr, a) && is(sub, s)))
     }
 
     fn canonical(&self, urn: Option<&str>, attr: &str) -> Option<Attribute> {

@@ -557,7 +557,9 @@ async fn run_list(app: &App, caller: &Caller, params: ListParams) -> ScimResult 
             Err(e) => return Err(e),
         };
         let total = found.len() as u64;
-        let window = if params.start_index > 1 {
+        // The window holds the one match only where it starts at 1 and
+        // has room (`count=0` answers the total alone).
+        let window = if params.start_index > 1 || params.count == 0 {
             Vec::new()
         } else {
             found
@@ -620,8 +622,8 @@ async fn search(
     run_list(&app, &caller, ListParams::from_search(&body)?).await
 }
 
-/// Writes what `doc` changes of `current`: one update of the fields that
-/// differ, then the (de)activation if `active` changed.
+/// Writes what `doc` changes of `current`: the fields that differ and the
+/// (de)activation if `active` changed, in one transaction.
 async fn write(
     app: &App,
     caller: &Caller,
@@ -675,26 +677,11 @@ async fn write(
         password: w.password.clone(),
         ..UpdateUserRequest::default()
     };
-    let changed = req.username.is_some()
-        || req.name.is_some()
-        || req.nickname.is_some()
-        || req.link.is_some()
-        || req.email.is_some()
-        || req.phone.is_some()
-        || req.profile_picture.is_some()
-        || req.custom_id.is_some()
-        || req.bio.is_some()
-        || req.roles.is_some()
-        || req.custom_fields.is_some()
-        || req.password.is_some();
-    let mut user = current.clone();
-    if changed {
-        user = users::update(app, caller, current.id, req).await?;
+    let active = (current.active != w.active).then_some(w.active);
+    if !req.changes_any() && active.is_none() {
+        return Ok(current.clone());
     }
-    if user.active != w.active {
-        user = users::set_active(app, caller, current.id, w.active).await?;
-    }
-    Ok(user)
+    Ok(users::update_and_set_active(app, caller, current.id, req, active).await?)
 }
 
 /// Replaces a user (PUT): attributes left out are cleared; `password` is
