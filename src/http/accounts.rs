@@ -38,6 +38,8 @@ pub struct AccountOne {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Page size: 1–100, default 50; outside that range the request is refused.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     cursor: Option<String>,
 }

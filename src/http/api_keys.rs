@@ -33,6 +33,8 @@ pub struct KeyList {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
+    /// Page size: 1–100, default 50; outside that range the request is refused.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

@@ -40,7 +40,8 @@ pub struct AuditParams {
     since: Option<String>,
     /// Before this time (RFC 3339).
     until: Option<String>,
-    /// 1–100, default 50 (`GET /audit` only).
+    /// Page size (`GET /audit` only): 1–100, default 50; outside that range refused.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the page before (`GET /audit` only).
     cursor: Option<String>,

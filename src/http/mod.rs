@@ -29,6 +29,7 @@ pub mod compat;
 pub mod envelope;
 pub mod extract;
 pub mod meta;
+pub mod openapi;
 pub mod password_reset;
 pub mod roles;
 pub mod rooms;
@@ -45,7 +46,7 @@ use envelope::{ApiError, REQUEST_ID};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Roster", description = "Users, rooms, roles, invites, tokens and presence for real-time apps. Every JSON answer is the envelope `{type, success, description, data, error, request_id}`; the schemas below describe its `data`."),
+    info(title = "Roster", description = "Users, rooms, roles, invites, tokens and presence for real-time apps. Every JSON answer is the envelope `{type, success, description, data, error, request_id}`; each operation's answers are that envelope, its `data` as described, its `error` on every refusal."),
     modifiers(&Security),
     security(("bearer" = []), ("apikey" = [])),
 )]
@@ -96,7 +97,7 @@ impl Modify for Security {
 }
 
 /// Every route with its OpenAPI description.
-fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
+fn api() -> (Router<App>, serde_json::Value) {
     let account = OpenApiRouter::new()
         .merge(api_keys::routes())
         .merge(audit::routes())
@@ -111,7 +112,7 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(password_reset::routes())
         .merge(user_mail::routes())
         .merge(webhooks::routes());
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(accounts::routes())
         .merge(account)
         .merge(meta::routes())
@@ -119,18 +120,19 @@ fn api() -> (Router<App>, utoipa::openapi::OpenApi) {
         .merge(compat::routes())
         .merge(scim::routes())
         .routes(utoipa_axum::routes!(crate::realtime::gateway::realtime))
-        .split_for_parts()
+        .split_for_parts();
+    (routes, openapi::truthful(doc))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+pub fn openapi() -> serde_json::Value {
     api().1
 }
 
 /// The whole HTTP application.
 pub fn router(app: App) -> Router {
     let (routes, doc) = api();
-    let routes = routes.merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
+    let routes = routes.merge(SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", doc));
     with_layers(routes, app)
 }
 
