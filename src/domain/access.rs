@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::permission::{BUILTIN_ROLES, Permission};
 use super::room::Visibility;
-use super::{ValidationError, text};
+use super::{DomainError, ValidationError, text};
 
 /// A role inside a space, lowest first.
 #[derive(
@@ -171,23 +171,26 @@ impl Role {
     }
 }
 
-pub fn role_name(s: &str) -> Result<String, ValidationError> {
+/// A custom role's name. A built-in role's name (or CometChat's `default`,
+/// its name of the built-in `user` role) is taken: `CONFLICT`, as a custom
+/// role's name already in use is.
+pub fn role_name(s: &str) -> Result<String, DomainError> {
     let name = text::display_text("name", s, 64)?;
+    let taken = |message: &str| {
+        Err(DomainError::Conflict {
+            field: "name".into(),
+            message: message.into(),
+        })
+    };
     if BUILTIN_ROLES
         .iter()
         .any(|b| b.eq_ignore_ascii_case(name.trim()))
     {
-        return Err(ValidationError::new(
-            "name",
-            "is the name of a built-in role",
-        ));
+        return taken("is the name of a built-in role");
     }
     // CometChat's name of the built-in `user` role (docs/compat.md).
     if name.trim().eq_ignore_ascii_case("default") {
-        return Err(ValidationError::new(
-            "name",
-            "is reserved: CometChat's name of the built-in user role",
-        ));
+        return taken("is reserved: CometChat's name of the built-in user role");
     }
     Ok(name)
 }
@@ -306,22 +309,27 @@ pub fn external_user_id(s: &str) -> Result<String, ValidationError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSpace {
+    #[schema(schema_with = crate::domain::text::display_schema::<100>)]
     pub name: String,
     /// `public` (default) or `private`.
+    #[schema(pattern = "^(public|private)$")]
     pub visibility: Option<String>,
     /// SCIM's Group `externalId`: 1–255 characters.
     #[serde(default)]
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<255>)]
     pub external_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSpace {
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<100>)]
     pub name: Option<String>,
+    #[schema(pattern = "^(public|private)$")]
     pub visibility: Option<String>,
     /// 1–255 characters; `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<255>)]
     pub external_id: Option<Option<String>>,
 }
 
@@ -334,6 +342,7 @@ pub fn space_external_id(s: &str) -> Result<String, ValidationError> {
 #[serde(deny_unknown_fields)]
 pub struct PutMember {
     /// `role_space_moderator` / `role_space_user` (or `moderator` / `user`).
+    #[schema(pattern = "^(role_space_moderator|role_space_user|moderator|user)$")]
     pub role: String,
 }
 
@@ -341,12 +350,15 @@ pub struct PutMember {
 #[serde(deny_unknown_fields)]
 pub struct CreateInvite {
     /// `role_space_moderator` / `role_space_user` (or `moderator` / `user`).
+    #[schema(pattern = "^(role_space_moderator|role_space_user|moderator|user)$")]
     pub role: String,
     /// Seconds until the invite expires (1 s … 30 days); none: no expiry.
     #[serde(default, deserialize_with = "super::whole::option")]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub ttl: Option<i64>,
     /// How many activations it allows (default 1).
     #[serde(alias = "maxUses", default, deserialize_with = "super::whole::option")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_uses: Option<i64>,
 }
 
@@ -355,13 +367,17 @@ pub struct CreateInvite {
 #[serde(deny_unknown_fields)]
 pub struct CreateAccess {
     /// The guest's display name (`participantName` in the URL).
+    #[schema(schema_with = crate::domain::text::display_schema::<100>)]
     pub username: String,
     /// `user` or `moderator`.
+    #[schema(pattern = "^(user|moderator)$")]
     pub role: String,
     #[serde(alias = "externalUserId")]
+    #[schema(min_length = 1, max_length = 100, pattern = "^[A-Za-z0-9_-]+$")]
     pub external_user_id: Option<String>,
     /// Seconds the link lives: 1 … 2592000 (30 days), default 86400.
     #[serde(default, deserialize_with = "super::whole::option")]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub ttl: Option<i64>,
     /// Reusable within its ttl; otherwise it works once.
     #[serde(alias = "isPermanent")]
@@ -371,7 +387,9 @@ pub struct CreateAccess {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRole {
+    #[schema(schema_with = crate::domain::text::display_schema::<64>)]
     pub name: String,
+    #[schema(schema_with = crate::domain::text::free_or_null_schema::<500>)]
     pub description: Option<String>,
     /// Names from the permission catalogue (docs/access.md).
     pub permissions: Vec<Permission>,
@@ -380,9 +398,10 @@ pub struct CreateRole {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRole {
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<64>)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::domain::text::free_or_null_schema::<500>)]
     pub description: Option<Option<String>>,
     pub permissions: Option<Vec<Permission>>,
 }

@@ -76,13 +76,16 @@ pub fn key_name(s: &str) -> Result<String, ValidationError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
+    #[schema(schema_with = crate::domain::text::display_schema::<100>)]
     pub name: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    #[schema(schema_with = crate::domain::text::display_schema::<100>)]
     pub name: String,
     /// `full` (default) or `read`.
+    #[schema(pattern = "^(full|read)$")]
     pub scope: Option<String>,
 }

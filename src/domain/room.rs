@@ -82,10 +82,13 @@ pub const MAX_ROOMS_PER_USER: i64 = 2000;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
+    #[schema(schema_with = crate::domain::text::display_schema::<100>)]
     pub name: String,
     #[serde(alias = "spaceId")]
+    #[schema(format = Uuid)]
     pub space_id: Option<String>,
     /// `public` (default) or `private`.
+    #[schema(pattern = "^(public|private)$")]
     pub visibility: Option<String>,
     #[serde(alias = "isDefault")]
     pub is_default: Option<bool>,
@@ -94,7 +97,9 @@ pub struct CreateRoom {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRoom {
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<100>)]
     pub name: Option<String>,
+    #[schema(pattern = "^(public|private)$")]
     pub visibility: Option<String>,
     #[serde(alias = "isDefault")]
     pub is_default: Option<bool>,

@@ -13,6 +13,7 @@ pub struct LoginRequest {
     pub email: Option<String>,
     #[serde(alias = "customId", alias = "uid")]
     pub custom_id: Option<String>,
+    #[schema(min_length = 1, max_length = 128)]
     pub password: String,
     /// Also set the session cookies (always, when the server is so configured).
     #[serde(default)]
@@ -24,6 +25,7 @@ pub struct LoginRequest {
 pub struct RefreshRequest {
     /// Omitted: the `roster_refresh` cookie (with `X-CSRF-Token`).
     #[serde(alias = "refreshToken")]
+    #[schema(min_length = 1)]
     pub refresh_token: Option<String>,
     #[serde(default)]
     pub cookies: bool,
@@ -36,6 +38,7 @@ pub struct ChangePasswordRequest {
     #[serde(alias = "currentPassword")]
     pub current_password: Option<String>,
     #[serde(alias = "newPassword")]
+    #[schema(min_length = 8, max_length = 128, pattern = r"\S")]
     pub new_password: String,
     /// Default true: every other session of the user ends.
     #[serde(alias = "revokeOtherSessions")]
@@ -58,6 +61,7 @@ pub struct SignupRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -67,6 +71,7 @@ pub struct ResetConfirm {
     /// The `token` of the mailed link.
     pub token: String,
     #[serde(alias = "newPassword")]
+    #[schema(min_length = 8, max_length = 128, pattern = r"\S")]
     pub new_password: String,
 }
 

@@ -170,6 +170,102 @@ fn check_no_nul(field: &str, s: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Whether `check_safe` refuses `c` wherever it stands (the invisible
+/// characters writing needs are refused too: a schema cannot see context).
+fn refused(c: char) -> bool {
+    c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}') || is_invisible(c)
+}
+
+/// The characters `check_safe` refuses, as the inside of a regular
+/// expression character class (ranges of literal characters), computed from
+/// the same rules so that the OpenAPI document cannot drift from them.
+fn refused_class() -> &'static str {
+    static CLASS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CLASS.get_or_init(|| {
+        let mut out = String::new();
+        let mut run: Option<(char, char)> = None;
+        for c in (0..=0x10FFFF_u32).filter_map(char::from_u32) {
+            match run {
+                _ if !refused(c) => {}
+                Some((lo, hi)) if hi as u32 + 1 == c as u32 => run = Some((lo, c)),
+                Some((lo, hi)) => {
+                    push_range(&mut out, lo, hi);
+                    run = Some((c, c));
+                }
+                None => run = Some((c, c)),
+            }
+        }
+        if let Some((lo, hi)) = run {
+            push_range(&mut out, lo, hi);
+        }
+        out
+    })
+}
+
+/// `lo-hi` (or `lo`) inside a character class, escaped where needed.
+fn push_range(out: &mut String, lo: char, hi: char) {
+    for (i, c) in [lo, hi].into_iter().enumerate() {
+        if i == 1 {
+            if hi == lo {
+                break;
+            }
+            out.push('-');
+        }
+        if matches!(c, '\\' | ']' | '[' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+fn string_schema(
+    nullable: bool,
+    min: usize,
+    max: usize,
+    pattern: String,
+) -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    let ty = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(ty)
+        .min_length((min > 0).then_some(min))
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+        .build()
+}
+
+/// The OpenAPI schema of a `display_text` field of at most `MAX` characters.
+pub fn display_schema<const MAX: usize>() -> utoipa::openapi::Object {
+    let class = refused_class();
+    string_schema(
+        false,
+        1,
+        MAX,
+        format!("^[^{class}]*[^\\s{class}][^{class}]*$"),
+    )
+}
+
+/// `display_schema`, or `null`.
+pub fn display_or_null_schema<const MAX: usize>() -> utoipa::openapi::Object {
+    let class = refused_class();
+    string_schema(
+        true,
+        1,
+        MAX,
+        format!("^[^{class}]*[^\\s{class}][^{class}]*$"),
+    )
+}
+
+/// The OpenAPI schema of a `free_text` field of at most `MAX` characters,
+/// or `null`.
+pub fn free_or_null_schema<const MAX: usize>() -> utoipa::openapi::Object {
+    string_schema(true, 0, MAX, format!("^[^{}]*$", refused_class()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +275,44 @@ mod tests {
         for s in ["Алиса", "李小龙", "عائشة", "👩‍👩‍👧‍👦 family", "Zoë", "हिन्दी"]
         {
             assert_eq!(display_text("name", s, 100).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn the_schema_pattern_refuses_what_check_safe_refuses() {
+        // Read the class back as ranges, as a regex engine does.
+        let mut ranges = Vec::new();
+        let mut chars = refused_class().chars().peekable();
+        let one = |chars: &mut std::iter::Peekable<std::str::Chars>| match chars.next() {
+            Some('\\') => chars.next().unwrap(),
+            c => c.unwrap(),
+        };
+        while chars.peek().is_some() {
+            let lo = one(&mut chars);
+            let hi = if chars.peek() == Some(&'-') {
+                chars.next();
+                one(&mut chars)
+            } else {
+                lo
+            };
+            ranges.push(lo..=hi);
+        }
+        let in_class = |c: char| ranges.iter().any(|r| r.contains(&c));
+        for c in [
+            '\0',
+            '\n',
+            '\u{7f}',
+            '\u{202E}',
+            '\u{200B}',
+            '\u{FEFF}',
+            '\u{E0001}',
+        ] {
+            assert!(check_safe("x", &c.to_string()).is_err());
+            assert!(in_class(c), "{c:?} missing from the class");
+        }
+        for c in ['a', ' ', 'é', '李', '👩', '-', ']', '\\'] {
+            assert!(check_safe("x", &c.to_string()).is_ok());
+            assert!(!in_class(c), "{c:?} wrongly in the class");
         }
     }
 

@@ -248,30 +248,42 @@ impl User {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<100>)]
     pub name: Option<String>,
     #[serde(alias = "roomId")]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub room_id: Option<String>,
     #[serde(alias = "profilePicture", alias = "avatar")]
+    #[schema(value_type = Option<String>, max_length = 3000, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*)(:[0-9]{1,4})?([/?#][!-~]*)?$")]
     pub profile_picture: Option<String>,
     #[serde(alias = "customId", alias = "uid")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = "^[A-Za-z0-9_-]+$")]
     pub custom_id: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 3000, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*)(:[0-9]{1,4})?([/?#][!-~]*)?$")]
     pub link: Option<String>,
     /// CometChat's single role; the same as `roles: [role]`.
     pub role: Option<String>,
+    #[schema(min_items = 1, max_items = 25)]
     pub roles: Option<Vec<String>>,
     #[serde(alias = "statusMessage", alias = "statusText", alias = "status_text")]
+    #[schema(schema_with = crate::domain::text::free_or_null_schema::<140>)]
     pub status_message: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
+    #[schema(max_items = 25)]
     pub tags: Option<Vec<String>>,
     /// Accepted for CometChat clients; the answer always carries `token`.
     #[serde(alias = "withAuthToken")]
     pub with_auth_token: Option<bool>,
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
     pub email: Option<String>,
     pub password: Option<String>,
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<100>)]
     pub username: Option<String>,
     pub active: Option<bool>,
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<100>)]
     pub nickname: Option<String>,
+    #[schema(schema_with = crate::domain::text::free_or_null_schema::<1000>)]
     pub bio: Option<String>,
     #[serde(alias = "joinDefaultChannels")]
     pub join_default_channels: Option<bool>,
@@ -285,6 +297,7 @@ pub struct CreateUserRequest {
     #[serde(alias = "customFields")]
     #[schema(value_type = Option<Object>)]
     pub custom_fields: Option<Value>,
+    #[schema(value_type = Option<String>, pattern = r"^\+[1-9][0-9]{0,14}$")]
     pub phone: Option<String>,
     /// LiveDigital sends it on createUser; only `POST /signup` verifies one.
     #[serde(alias = "captchaToken")]
@@ -296,7 +309,7 @@ pub struct CreateUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<100>)]
     pub name: Option<Option<String>>,
     #[serde(
         default,
@@ -304,7 +317,7 @@ pub struct UpdateUserRequest {
         alias = "profilePicture",
         alias = "avatar"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 3000, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*)(:[0-9]{1,4})?([/?#][!-~]*)?$")]
     pub profile_picture: Option<Option<String>>,
     #[serde(
         default,
@@ -312,12 +325,13 @@ pub struct UpdateUserRequest {
         alias = "customId",
         alias = "uid"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = "^[A-Za-z0-9_-]+$")]
     pub custom_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 3000, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*)(:[0-9]{1,4})?([/?#][!-~]*)?$")]
     pub link: Option<Option<String>>,
     pub role: Option<String>,
+    #[schema(min_items = 1, max_items = 25)]
     pub roles: Option<Vec<String>>,
     #[serde(
         default,
@@ -326,22 +340,23 @@ pub struct UpdateUserRequest {
         alias = "statusText",
         alias = "status_text"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::domain::text::free_or_null_schema::<140>)]
     pub status_message: Option<Option<String>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
+    #[schema(max_items = 25)]
     pub tags: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Email, max_length = 254)]
     pub email: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<100>)]
     pub username: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::domain::text::display_or_null_schema::<100>)]
     pub nickname: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::domain::text::free_or_null_schema::<1000>)]
     pub bio: Option<Option<String>>,
     #[serde(alias = "requirePasswordChange")]
     pub require_password_change: Option<bool>,
@@ -350,7 +365,7 @@ pub struct UpdateUserRequest {
     #[schema(value_type = Option<Object>)]
     pub custom_fields: Option<Value>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^\+[1-9][0-9]{0,14}$")]
     pub phone: Option<Option<String>>,
     /// Sets another user's password (needs `edit-other-user-password`, and
     /// every permission the user holds); ends the user's login sessions.

@@ -43,8 +43,14 @@ pub struct Webhook {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
+    #[schema(
+        max_length = 3000,
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*)(:[0-9]{1,4})?([/?#][!-~]*)?$"
+    )]
     pub url: String,
+    #[schema(schema_with = events_schema)]
     pub events: Vec<String>,
+    #[schema(schema_with = crate::domain::text::free_or_null_schema::<500>)]
     pub description: Option<String>,
     pub enabled: Option<bool>,
 }
@@ -53,8 +59,14 @@ pub struct CreateWebhook {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
+    #[schema(
+        max_length = 3000,
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://(([A-Za-z0-9_-]+\.)*[A-Za-z][A-Za-z0-9_-]*)(:[0-9]{1,4})?([/?#][!-~]*)?$"
+    )]
     pub url: Option<String>,
+    #[schema(schema_with = events_schema)]
     pub events: Option<Vec<String>>,
+    #[schema(schema_with = crate::domain::text::free_or_null_schema::<500>)]
     pub description: Option<String>,
     pub enabled: Option<bool>,
 }
@@ -63,6 +75,19 @@ pub struct UpdateWebhook {
 pub fn webhook_url(s: &str) -> Result<url::Url, ValidationError> {
     text::http_url("url", s)?;
     url::Url::parse(s).map_err(|_| ValidationError::new("url", "must be an absolute URL"))
+}
+
+/// The OpenAPI schema of `events`: what `event_patterns` takes.
+fn events_schema() -> utoipa::openapi::Array {
+    let item = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .max_length(Some(102))
+        .pattern(Some(r"^(\*|[a-z_]+(\.[a-z_]+)*(\.\*)?)$"));
+    utoipa::openapi::ArrayBuilder::new()
+        .items(item)
+        .min_items(Some(1))
+        .max_items(Some(MAX_PATTERNS))
+        .build()
 }
 
 /// The patterns an endpoint subscribes to: 1 to 50, each `*`, an event

@@ -26,24 +26,34 @@ pub fn routes() -> OpenApiRouter<App> {
 
 /// The filters of `GET /audit` and `GET /audit/export`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// An event type (`user.created`) or a prefix of one (`user.*`).
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(
+        rename = "type",
+        max_length = 102,
+        pattern = r"^[a-z_]+(\.[a-z_]+)*(\.\*)?$"
+    )]
     kind: Option<String>,
     /// Events by this actor (a user's or an API key's id).
+    #[param(format = Uuid)]
     actor_id: Option<String>,
     /// Events about this subject (its id).
+    #[param(min_length = 1, max_length = 200)]
     subject_id: Option<String>,
     /// At or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Before this time (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// Page size (`GET /audit` only): 1–100, default 50; outside that range refused.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// `next_cursor` of the page before (`GET /audit` only).
+    #[param(pattern = r"^([A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048])?$")]
     cursor: Option<String>,
 }
 
@@ -128,7 +138,13 @@ const EXPORT_PAGE: u32 = 500;
 /// Every matching event, newest first, one JSON object per line
 /// (`application/x-ndjson`), streamed page by page. Needs `view-audit-log`.
 #[utoipa::path(get, path = "/v1/accounts/{accountId}/audit/export", tag = "audit",
-    params(("accountId" = Uuid, Path), AuditParams),
+    params(("accountId" = Uuid, Path),
+        ("type" = Option<String>, Query, description = "An event type (`user.created`) or a prefix of one (`user.*`)",
+            max_length = 102, pattern = r"^[a-z_]+(\.[a-z_]+)*(\.\*)?$"),
+        ("actor_id" = Option<String>, Query, format = Uuid, description = "Events by this actor (a user's or an API key's id)"),
+        ("subject_id" = Option<String>, Query, min_length = 1, max_length = 200, description = "Events about this subject (its id)"),
+        ("since" = Option<String>, Query, format = DateTime, description = "At or after this time (RFC 3339)"),
+        ("until" = Option<String>, Query, format = DateTime, description = "Before this time (RFC 3339)")),
     responses((status = 200, description = "Events as NDJSON", content_type = "application/x-ndjson")))]
 async fn export_events(
     State(app): State<App>,

@@ -126,10 +126,9 @@ async fn refresh(
         Some(t) => Ok(t),
         None => cookie(&headers, REFRESH_COOKIE)
             .ok_or_else(|| {
-                service::Error::validation(
-                    "refresh_token",
-                    "send refresh_token, or the refresh cookie",
-                )
+                // No refresh credential at all: unauthenticated, as a
+                // request without its bearer token.
+                service::Error::unauthorized("send refresh_token, or the refresh cookie")
             })
             .and_then(|t| check_csrf(&Method::POST, &headers).map(|()| t.to_owned())),
     };

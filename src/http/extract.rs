@@ -75,25 +75,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
         });
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize::<_, T>(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = strip_position(&inner.to_string());
-                // A missing or unknown field is named inside the object
-                // it belongs to (`custom_fields.dept.type`).
-                let field = match quoted_field(&message) {
-                    Some(name) if path == "." || path.is_empty() => name,
-                    Some(name) if path == name || path.ends_with(&format!(".{name}")) => path,
-                    Some(name) => format!("{path}.{name}"),
-                    None => path,
-                };
-                ApiError::validation(canonical_field(&field), api_words(&message))
+    let value =
+        serde_path_to_error::deserialize::<_, T>(super::strict::Strict(&mut *de)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let message = strip_position(&inner.to_string());
+                    // A missing or unknown field is named inside the object
+                    // it belongs to (`custom_fields.dept.type`).
+                    let field = match quoted_field(&message) {
+                        Some(name) if path == "." || path.is_empty() => name,
+                        Some(name) if path == name || path.ends_with(&format!(".{name}")) => path,
+                        Some(name) => format!("{path}.{name}"),
+                        None => path,
+                    };
+                    ApiError::validation(canonical_field(&field), api_words(&message))
+                }
+                _ => ApiError::bad_request("the body is not valid JSON"),
             }
-            _ => ApiError::bad_request("the body is not valid JSON"),
-        }
-    })?;
+        })?;
     de.end()
         .map_err(|_| ApiError::bad_request("the body is not valid JSON"))?;
     Ok(value)

@@ -52,7 +52,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "Alive")))]
 async fn healthz() -> Response {
     ok(
@@ -63,7 +63,7 @@ async fn healthz() -> Response {
 }
 
 /// Readiness: the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 async fn readyz(State(app): State<App>) -> ApiResult {
     let backend = app.store.backend();
@@ -99,8 +99,9 @@ async fn readyz(State(app): State<App>) -> ApiResult {
 }
 
 /// Prometheus metrics, in the Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 404, description = "Served on the `metrics_listen` address instead")))]
 async fn metrics(State(app): State<App>) -> Response {
     if app.config.metrics_listen.is_some() {
         return ApiError::new(
@@ -154,7 +155,7 @@ async fn render_metrics(State(app): State<App>) -> Response {
 }
 
 /// The public keys that verify Roster's tokens, as an RFC 7517 JWK Set.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations",
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "operations", security(()),
     responses((status = 200, description = "JWK Set", content_type = "application/json")))]
 async fn jwks(State(app): State<App>) -> Response {
     (

@@ -37,6 +37,7 @@ pub mod scim;
 pub mod settings;
 pub mod signup;
 pub mod spaces;
+mod strict;
 pub mod tokens;
 pub mod user_mail;
 pub mod users;

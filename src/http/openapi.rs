@@ -132,6 +132,66 @@ fn components() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// Exactly one of `fields` is a non-null value.
+fn exactly_one_of(fields: &[&str], ty: &str) -> Value {
+    let branches: Vec<Value> = fields
+        .iter()
+        .map(|f| json!({"required": [f], "properties": {*f: {"type": ty}}}))
+        .collect();
+    json!({ "oneOf": branches })
+}
+
+/// What the request types' derives cannot say, merged into their schemas:
+/// rules across fields, and maps whose keys are constrained.
+fn refinements() -> Vec<(&'static str, Value)> {
+    let field =
+        json!({"oneOf": [{"$ref": "#/components/schemas/CustomFieldDef"}, {"type": "null"}]});
+    vec![
+        (
+            "UpdateSettings",
+            json!({
+                "required": [],
+                "properties": {"custom_fields": {
+                    "type": ["object", "null"],
+                    "description": "Each named field is declared (or redeclared); `null` removes it. At most 50 are declared in all.",
+                    "propertyNames": {"pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                    "maxProperties": crate::domain::settings::MAX_CUSTOM_FIELDS,
+                    "additionalProperties": field
+                }}
+            }),
+        ),
+        (
+            "CustomFieldDef",
+            json!({
+                "properties": {"max_length": {"minimum": 1, "maximum": crate::domain::settings::MAX_CUSTOM_STRING}},
+                "if": {"required": ["max_length"], "properties": {"max_length": {"type": "integer"}}},
+                "then": {"properties": {"type": {"const": "string"}}}
+            }),
+        ),
+        (
+            "LoginRequest",
+            exactly_one_of(&["username", "email", "custom_id"], "string"),
+        ),
+        ("Replay", {
+            let mut one = exactly_one_of(&["since_seq", "since"], "string");
+            one["oneOf"][0]["properties"]["since_seq"]["type"] = json!("integer");
+            one
+        }),
+    ]
+}
+
+/// Merges `extra` into `base`: objects key by key, anything else replaced.
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
 /// The success envelope around `data`.
 fn success(data: Value) -> Value {
     json!({
@@ -235,6 +295,11 @@ pub fn truthful(doc: OpenApi) -> Value {
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .expect("schemas is an object");
+    for (name, extra) in refinements() {
+        if let Some(schema) = schemas.get_mut(name) {
+            merge(schema, extra);
+        }
+    }
     for (name, schema) in components() {
         schemas.insert(name.into(), schema);
     }

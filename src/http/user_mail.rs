@@ -17,6 +17,7 @@ pub fn routes() -> OpenApiRouter<App> {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyParams {
     /// The `token` of the mailed link.

@@ -39,21 +39,29 @@ pub struct UserList {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Page size: 1–100, default 50; outside that range the request is refused.
     #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `next_cursor` of the page before.
+    #[param(pattern = r"^([A-Za-z0-9_-]{21}[AQgw])?$")]
     cursor: Option<String>,
     /// Members of this room.
+    #[param(format = Uuid)]
     room_id: Option<String>,
     /// `online`, `away` or `offline`.
+    #[param(pattern = "^(online|away|offline)$")]
     status: Option<String>,
     /// Holders of this role id.
+    #[param(schema_with = crate::domain::text::display_schema::<100>)]
     role: Option<String>,
     /// Users carrying this tag.
+    #[param(schema_with = crate::domain::text::display_schema::<100>)]
     tag: Option<String>,
     /// Case-insensitive substring of name, username, custom_id or email.
+    #[param(schema_with = crate::domain::text::display_schema::<100>)]
     q: Option<String>,
 }
 

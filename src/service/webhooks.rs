@@ -225,8 +225,11 @@ pub async fn retry(app: &App, actor: &Actor, hook: Uuid, delivery: Uuid) -> Resu
 #[serde(deny_unknown_fields)]
 pub struct Replay {
     /// Events after this `seq` (as the audit log shows it).
+    #[serde(default, deserialize_with = "crate::domain::whole::option")]
+    #[schema(minimum = 0)]
     pub since_seq: Option<i64>,
     /// Events at or after this RFC 3339 time.
+    #[schema(format = DateTime)]
     pub since: Option<String>,
 }
 

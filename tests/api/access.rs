@@ -607,12 +607,8 @@ async fn custom_roles_grant_their_permissions_and_no_more() {
             json!({ "name": "Admin", "permissions": [] }),
         )
         .await;
-    assert_error(
-        &got,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        Some("name"),
-    );
+    // A built-in role's name is taken, as a custom role's is.
+    assert_error(&got, StatusCode::CONFLICT, "CONFLICT", Some("name"));
     let got = t
         .post(
             &a.path("/roles"),

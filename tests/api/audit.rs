@@ -206,10 +206,6 @@ async fn refusals_are_precise_and_the_log_cannot_be_changed() {
         ("type=.*", "type"),
         ("actor_id=nobody", "actor_id"),
         ("since=yesterday", "since"),
-        (
-            "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
-            "until",
-        ),
         ("limit=0", "limit"),
         ("limit=101", "limit"),
         ("cursor=garbage", "cursor"),
@@ -223,6 +219,15 @@ async fn refusals_are_precise_and_the_log_cannot_be_changed() {
             Some(field),
         );
     }
+    // A window that ends before it starts holds no events.
+    let (status, empty) = t
+        .get(
+            &a.path("/audit?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z"),
+            &a.key,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{empty}");
+    assert_eq!(empty["data"]["events"], serde_json::json!([]));
     assert_error(
         &t.get(&a.path("/audit/export?limit=5"), &a.key).await,
         StatusCode::BAD_REQUEST,

@@ -722,12 +722,7 @@ async fn roles_are_created_listed_changed_and_deleted() {
     // Natively, `default` is no role name: it would be CometChat's `user`.
     let native = json!({ "name": "Default", "permissions": [] });
     let got = t.post(&a.path("/roles"), &a.key, native).await;
-    crate::helpers::assert_error(
-        &got,
-        StatusCode::BAD_REQUEST,
-        "VALIDATION_ERROR",
-        Some("name"),
-    );
+    crate::helpers::assert_error(&got, StatusCode::CONFLICT, "CONFLICT", Some("name"));
 }
 
 /// `/openapi.json` lists every CometChat route under its own tag, with the

@@ -5,113 +5,118 @@
  */
 
 import { RosterApiError } from './errors';
+import type { components, paths } from './generated/openapi';
 import { buildHttpUrl } from './url';
 
-/** A user as the API answers it (`email`, `phone`, `metadata["@private"]` only for API keys and `view-other-user-info`). */
-export interface RosterUser {
-  id: string;
-  account_id: string;
-  room_id: string | null;
-  custom_id: string | null;
-  username: string | null;
-  name: string | null;
-  nickname: string | null;
-  bio: string | null;
-  email?: string | null;
-  email_verified: boolean;
-  phone?: string | null;
-  profile_picture: string | null;
-  link: string | null;
-  /** `offline` until the user joins a room on the realtime connection. */
-  status: 'online' | 'away' | 'offline';
-  status_message: string | null;
-  active: boolean;
-  roles: string[];
-  metadata: Record<string, unknown>;
-  tags: string[];
-  custom_fields: Record<string, unknown>;
-  require_password_change: boolean;
-  has_password: boolean;
-  created_at: string;
-  updated_at: string;
-  last_seen_at: string | null;
-  deactivated_at: string | null;
-}
+// The REST shapes come from src/generated/openapi.ts, generated from the
+// server's OpenAPI document (`npm run gen:types`): a field renamed or removed
+// in the server breaks this file's type-check. What the document cannot say
+// (below: fields it marks optional that the server always sends, and the
+// vendor aliases it does not list) is added here, keyed by the generated
+// field names so that it breaks the same way.
 
-export interface RosterRoom {
-  id: string;
-  account_id: string;
-  space_id: string | null;
-  name: string;
-  visibility: 'public' | 'private';
-  is_default: boolean;
-  created_by: string | null;
-  created_at: string;
-  updated_at: string;
-}
+type Schemas = components['schemas'];
+type AccountPaths = {
+  [P in keyof paths as P extends `/v1/accounts/{accountId}${infer Rest}` ? Rest : never]: paths[P];
+};
+/** The `data` of a JSON success answer (a marker type, which fails to type-check where used, if it has none). */
+type SuccessData<Response> = Response extends { content: { 'application/json': { data?: infer D } } }
+  ? NonNullable<D>
+  : { __error: 'this answer has no JSON `data` in the OpenAPI document' };
+/** `{ [k in keyof T]: T[k] }`: shows an intersection as one object type. */
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+/** `Omit` that refuses a key `T` does not have. */
+type StrictOmit<T, K extends keyof T> = Omit<T, K>;
+/** `T` with the keys `K` (which must exist in `T`) required and never `undefined`. */
+type WithRequired<T, K extends keyof T> = Simplify<Omit<T, K> & Required<Pick<T, K>>>;
+/** The alias names a body accepts, each typed as the documented field it stands for. */
+type Aliases<Body, M extends Record<string, keyof Body>> = { [A in keyof M]?: Body[M[A]] };
+
+type UserView = Schemas['UserView'];
+/**
+ * Keys the server always sends (`null` when unset) although the document
+ * marks them optional (utoipa leaves every `Option` field out of `required`).
+ * `email` and `phone` are truly optional: they are left out for viewers who
+ * may not see them.
+ */
+type UserAlwaysSent =
+  | 'room_id'
+  | 'custom_id'
+  | 'username'
+  | 'name'
+  | 'nickname'
+  | 'bio'
+  | 'profile_picture'
+  | 'link'
+  | 'status_message'
+  | 'last_seen_at'
+  | 'deactivated_at';
 
 /**
- * The body of `POST /users`: the union of CollabKit, CometChat, Rocket.Chat
- * and LiveDigital. Send each field under one of its names (snake_case or the
- * camelCase / vendor alias), never two. Unknown fields are refused.
+ * A user as the API answers it: the document's `UserView` (`email`, `phone`,
+ * `metadata["@private"]` only for API keys and `view-other-user-info`; `status`
+ * is `offline` until the user joins a room on the realtime connection).
  */
-export interface CreateUserBody {
-  name?: string;
-  room_id?: string;
-  roomId?: string;
-  profile_picture?: string;
-  profilePicture?: string;
-  avatar?: string;
-  custom_id?: string;
-  customId?: string;
-  uid?: string;
-  link?: string;
-  role?: string;
-  roles?: string[];
-  status_message?: string;
-  statusMessage?: string;
-  statusText?: string;
-  metadata?: Record<string, unknown>;
-  tags?: string[];
-  with_auth_token?: boolean;
-  withAuthToken?: boolean;
-  email?: string;
-  password?: string;
-  username?: string;
-  active?: boolean;
-  nickname?: string;
-  bio?: string;
-  join_default_channels?: boolean;
-  joinDefaultChannels?: boolean;
-  require_password_change?: boolean;
-  requirePasswordChange?: boolean;
-  set_random_password?: boolean;
-  setRandomPassword?: boolean;
-  send_welcome_email?: boolean;
-  sendWelcomeEmail?: boolean;
-  verified?: boolean;
-  custom_fields?: Record<string, unknown>;
-  customFields?: Record<string, unknown>;
-  phone?: string;
-  captcha_token?: string;
-  captchaToken?: string;
-}
+export type RosterUser = WithRequired<UserView, UserAlwaysSent>;
 
-export interface CreateRoomBody {
-  name: string;
-  space_id?: string;
-  spaceId?: string;
-  /** `public` (default) or `private` (members only). */
-  visibility?: 'public' | 'private';
-  is_default?: boolean;
-  isDefault?: boolean;
-}
+/** A room as the API answers it: the document's `Room` (`space_id` and `created_by` always sent, maybe `null`). */
+export type RosterRoom = WithRequired<Schemas['Room'], 'space_id' | 'created_by'>;
+
+type CreateUserRequest = Schemas['CreateUserRequest'];
+/**
+ * The body of `POST /users`: the document's `CreateUserRequest` (the union of
+ * CollabKit, CometChat, Rocket.Chat and LiveDigital) plus the camelCase and
+ * vendor aliases the server also accepts. Send each field under one of its
+ * names, never two. Unknown fields are refused.
+ */
+export type CreateUserBody = Simplify<
+  CreateUserRequest &
+    Aliases<
+      CreateUserRequest,
+      {
+        roomId: 'room_id';
+        profilePicture: 'profile_picture';
+        avatar: 'profile_picture';
+        customId: 'custom_id';
+        uid: 'custom_id';
+        statusMessage: 'status_message';
+        statusText: 'status_message';
+        withAuthToken: 'with_auth_token';
+        joinDefaultChannels: 'join_default_channels';
+        requirePasswordChange: 'require_password_change';
+        setRandomPassword: 'set_random_password';
+        sendWelcomeEmail: 'send_welcome_email';
+        customFields: 'custom_fields';
+        captchaToken: 'captcha_token';
+      }
+    >
+>;
+
+type CreateRoom = Schemas['CreateRoom'];
+/**
+ * The body of `POST /rooms`: the document's `CreateRoom` plus its camelCase
+ * aliases; `visibility` is `public` (default) or `private` (members only) —
+ * the document gives it as a string with that pattern, the SDK as the
+ * document's `Visibility` enum.
+ */
+export type CreateRoomBody = Simplify<
+  StrictOmit<CreateRoom, 'visibility'> & {
+    visibility?: Schemas['Visibility'] | null;
+  } & Aliases<CreateRoom, { spaceId: 'space_id'; isDefault: 'is_default' }>
+>;
 
 /** What `createUser` resolves with: the user and their realtime token (a 90-day JWT). */
-export interface CreatedUser {
-  user: RosterUser;
-  token: string;
-}
+export type CreatedUser = Simplify<StrictOmit<Schemas['UserCreated'], 'user'> & { user: RosterUser }>;
+
+// The `data` of each success answer the helper reads.
+type CreateUserData = SuccessData<AccountPaths['/users']['post']['responses'][201]>;
+type CreateRoomData = SuccessData<AccountPaths['/rooms']['post']['responses'][201]>;
+type GetUserData = SuccessData<AccountPaths['/users/{userId}']['get']['responses'][200]>;
+
+/** The document's user as the SDK types it: the server always sends the `UserAlwaysSent` keys. */
+const wireUser = (user: UserView): RosterUser => user as RosterUser;
+/** The document's room as the SDK types it: the server always sends `space_id` and `created_by`. */
+const wireRoom = (room: Schemas['Room']): RosterRoom => room as RosterRoom;
 
 /** The minimal `fetch` the helper needs (the global one by default). */
 export type FetchLike = (
@@ -131,12 +136,15 @@ export interface RosterAdminOptions {
   timeoutMs?: number;
 }
 
-interface Envelope<T> {
-  success?: boolean;
+/**
+ * The envelope of every native answer (the document's `Envelope`, its
+ * `error` an `ErrorBody`), read defensively: a proxy's or a broken answer
+ * may lack any part of it.
+ */
+type Envelope<T> = Partial<Omit<Schemas['Envelope'], 'data' | 'error'>> & {
   data?: T | null;
-  error?: { code?: string; message?: string; field?: string; details?: unknown } | null;
-  request_id?: string;
-}
+  error?: Partial<Schemas['ErrorBody']> | null;
+};
 
 export class RosterAdmin {
   private readonly serverUrl: string;
@@ -160,18 +168,19 @@ export class RosterAdmin {
   }
 
   /** `POST /users` → the user and their token (CollabKit's `data`). */
-  createUser(body: CreateUserBody): Promise<CreatedUser> {
-    return this.call<CreatedUser>('POST', '/users', body);
+  async createUser(body: CreateUserBody): Promise<CreatedUser> {
+    const data = await this.call<CreateUserData>('POST', '/users', body);
+    return { ...data, user: wireUser(data.user) };
   }
 
   /** `POST /rooms` → the room. */
   async createRoom(body: CreateRoomBody): Promise<RosterRoom> {
-    return (await this.call<{ room: RosterRoom }>('POST', '/rooms', body)).room;
+    return wireRoom((await this.call<CreateRoomData>('POST', '/rooms', body)).room);
   }
 
   /** `GET /users/{userId}` → the user (its `status` shows presence). */
   async getUser(userId: string): Promise<RosterUser> {
-    return (await this.call<{ user: RosterUser }>('GET', `/users/${encodeURIComponent(userId)}`)).user;
+    return wireUser((await this.call<GetUserData>('GET', `/users/${encodeURIComponent(userId)}`)).user);
   }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
